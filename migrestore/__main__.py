@@ -1,0 +1,5 @@
+"""`python -m migrestore`."""
+
+from migrestore.cli import main
+
+raise SystemExit(main())

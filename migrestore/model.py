@@ -1,0 +1,333 @@
+"""The vocabulary: what a GPU host looks like and what the operator wants. No I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Architecture(enum.StrEnum):
+    """GPU architecture families that matter for MIG."""
+
+    AMPERE = "ampere"
+    HOPPER = "hopper"
+    BLACKWELL = "blackwell"
+    OTHER = "other"
+
+    @property
+    def mode_change_needs_reset(self) -> bool:
+        """Ampere keeps MIG mode in the InfoROM and applies a change only at a GPU reset."""
+        return self is Architecture.AMPERE
+
+    @property
+    def mode_survives_reboot(self) -> bool:
+        """Hopper and later lose MIG mode at every reboot or driver reload."""
+        return self is Architecture.AMPERE
+
+    @classmethod
+    def from_nvml(cls, code: int) -> Architecture:
+        """Map NVML's `nvmlDeviceArchitecture_t` to a family."""
+        return {7: cls.AMPERE, 9: cls.HOPPER, 10: cls.BLACKWELL}.get(code, cls.OTHER)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Placement:
+    """A start and a size, in memory slices (GPU instances) or compute slices (compute instances)."""
+
+    start: int
+    size: int
+
+    @property
+    def end(self) -> int:
+        """One past the last slice."""
+        return self.start + self.size
+
+    def overlaps(self, other: Placement) -> bool:
+        """True if the two share at least one slice."""
+        return self.start < other.end and other.start < self.end
+
+    def __str__(self) -> str:
+        return f"{self.start}:{self.size}"
+
+
+@dataclass(frozen=True, slots=True)
+class GiProfile:
+    """One GPU-instance profile of one GPU, as NVML reports it."""
+
+    index: int
+    id: int
+    name: str
+    slices: int
+    instances: int
+    memory_mb: int
+    sms: int
+    placements: tuple[Placement, ...]
+    copy_engines: int = 0
+    decoders: int = 0
+    encoders: int = 0
+    jpegs: int = 0
+    ofas: int = 0
+
+    @property
+    def short_name(self) -> str:
+        """`3g.40gb` for `MIG 3g.40gb`."""
+        return self.name.removeprefix("MIG ")
+
+    @property
+    def is_media_extension(self) -> bool:
+        """`+me` profiles: at most one per GPU."""
+        return self.short_name.endswith("+me")
+
+
+@dataclass(frozen=True, slots=True)
+class CiProfile:
+    """One compute-instance profile inside one GPU-instance profile."""
+
+    index: int
+    id: int
+    name: str
+    slices: int
+    instances: int
+    sms: int
+    placements: tuple[Placement, ...]
+    default: bool
+
+    @property
+    def short_name(self) -> str:
+        """`1c.3g.40gb` for `MIG 1c.3g.40gb`."""
+        return self.name.removeprefix("MIG ")
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileTable:
+    """A GPU's GPU-instance profiles and, per GPU-instance profile id, its compute-instance profiles."""
+
+    gi: tuple[GiProfile, ...]
+    ci: tuple[tuple[int, tuple[CiProfile, ...]], ...] = ()
+
+    def gi_by_id(self, profile_id: int) -> GiProfile | None:
+        """The GPU-instance profile with this NVML profile id."""
+        return next((p for p in self.gi if p.id == profile_id), None)
+
+    def ci_for(self, gi_profile_id: int) -> tuple[CiProfile, ...]:
+        """Compute-instance profiles of a GPU-instance profile (empty if unknown)."""
+        return next((cis for gid, cis in self.ci if gid == gi_profile_id), ())
+
+    def default_ci(self, gi_profile_id: int) -> CiProfile | None:
+        """The full-size compute instance `nvidia-smi -C` would create."""
+        return next((c for c in self.ci_for(gi_profile_id) if c.default), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    """A process using a GPU or one of its MIG devices."""
+
+    pid: int
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.name} (pid {self.pid})"
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeInstance:
+    """A compute instance that exists on a GPU instance."""
+
+    id: int
+    profile_id: int
+    placement: Placement
+    uuid: str = ""
+    processes: tuple[Process, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GpuInstance:
+    """A GPU instance that exists on a GPU."""
+
+    id: int
+    profile_id: int
+    placement: Placement
+    compute: tuple[ComputeInstance, ...] = ()
+
+    @property
+    def processes(self) -> tuple[Process, ...]:
+        """Every process running on any of its compute instances."""
+        return tuple(p for ci in self.compute for p in ci.processes)
+
+
+@dataclass(frozen=True, slots=True)
+class MigMode:
+    """MIG mode now and after the next activation (reset on Ampere)."""
+
+    current: bool
+    pending: bool
+
+    @property
+    def is_pending(self) -> bool:
+        """A change waits for a GPU reset."""
+        return self.current != self.pending
+
+
+@dataclass(frozen=True, slots=True)
+class GpuState:
+    """Everything migrestore knows about one physical GPU."""
+
+    index: int
+    uuid: str
+    pci: str
+    name: str
+    minor: int
+    architecture: Architecture
+    memory_mb: int
+    mig: MigMode
+    profiles: ProfileTable
+    instances: tuple[GpuInstance, ...] = ()
+    pci_device_id: int = 0
+
+    @property
+    def label(self) -> str:
+        """How messages name this GPU."""
+        return f"GPU {self.index} ({self.name}, {self.pci})"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """All GPUs of a host, as read through NVML (or the simulator)."""
+
+    gpus: tuple[GpuState, ...]
+    driver_version: str = ""
+    simulated: bool = False
+
+    def by_uuid(self, uuid: str) -> GpuState | None:
+        """The GPU with this UUID."""
+        return next((g for g in self.gpus if g.uuid == uuid), None)
+
+
+# ---- the layout file, after parsing (names are resolved per GPU by the planner) ----
+
+
+class SelectorKind(enum.StrEnum):
+    """How a `[[gpu]]` entry picks GPUs, in order of precedence (identity beats model beats all)."""
+
+    UUID = "uuid"
+    PCI = "pci"
+    INDEX = "index"
+    MODEL = "model"
+    ALL = "all"
+
+    @property
+    def rank(self) -> int:
+        """Higher wins: identity selectors 2, model 1, all 0."""
+        if self in (SelectorKind.UUID, SelectorKind.PCI, SelectorKind.INDEX):
+            return 2
+        return 1 if self is SelectorKind.MODEL else 0
+
+    @property
+    def is_identity(self) -> bool:
+        """Names one particular GPU."""
+        return self.rank == 2
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """`select = "all"` or `select = { uuid = ... }` and friends."""
+
+    kind: SelectorKind
+    value: str | int = ""
+
+    def __str__(self) -> str:
+        if self.kind is SelectorKind.ALL:
+            return "all"
+        return f"{self.kind.value}={self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeSpec:
+    """One wanted compute instance: a profile as written, and an optional start slice."""
+
+    profile: str | int
+    placement: int | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSpec:
+    """One `[[gpu.instance]]` entry. `compute=None` means one full-size compute instance."""
+
+    profile: str | int
+    placement: int | None = None
+    count: int = 1
+    compute: tuple[ComputeSpec, ...] | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSpec:
+    """One `[[gpu]]` entry."""
+
+    selector: Selector
+    mig: bool = True
+    instances: tuple[InstanceSpec, ...] = ()
+    where: str = ""
+
+
+DEFAULT_STOP_UNITS: tuple[str, ...] = (
+    "nvsm.service",
+    "nvidia-dcgm.service",
+    "dcgm.service",
+    "dcgm-exporter.service",
+    "nvidia-device-plugin.service",
+    "gpu-feature-discovery.service",
+)
+
+DEFAULT_REFRESH_UNITS: tuple[str, ...] = (
+    "nvidia-cdi-refresh.service",
+    "nvidia-device-plugin.service",
+    "gpu-feature-discovery.service",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreOptions:
+    """The `[restore]` table: how apply treats the rest of the host."""
+
+    stop_units: tuple[str, ...] = DEFAULT_STOP_UNITS
+    refresh_units: tuple[str, ...] = DEFAULT_REFRESH_UNITS
+    driver_timeout: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredNode:
+    """The whole layout file."""
+
+    gpus: tuple[GpuSpec, ...]
+    restore: RestoreOptions = field(default_factory=RestoreOptions)
+    source: str = "<memory>"
+
+
+# ---- a layout resolved against one GPU ----
+
+
+@dataclass(frozen=True, slots=True)
+class TargetCompute:
+    """A compute instance to exist, resolved to a profile and a placement inside its GPU instance."""
+
+    profile: CiProfile
+    placement: Placement
+
+
+@dataclass(frozen=True, slots=True)
+class TargetInstance:
+    """A GPU instance to exist, with its exact placement and compute instances."""
+
+    profile: GiProfile
+    placement: Placement
+    compute: tuple[TargetCompute, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetLayout:
+    """What one GPU must look like."""
+
+    mig: bool
+    instances: tuple[TargetInstance, ...] = ()

@@ -1,0 +1,139 @@
+"""Profile tables: the shipped catalogue of GPU models, and resolving a profile as the operator wrote it."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from migrestore.model import Architecture, CiProfile, GiProfile, Placement, ProfileTable
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One GPU model from the shipped catalogue."""
+
+    name: str
+    key: str
+    aliases: tuple[str, ...]
+    architecture: Architecture
+    nvml_architecture: int
+    pci_device_ids: tuple[int, ...]
+    memory_mb: int
+    placement_units: int
+    table: ProfileTable
+
+    def matches(self, text: str) -> bool:
+        """True if `text` names this model (NVML name, catalogue key or alias; case-insensitive)."""
+        wanted = text.strip().casefold()
+        names = (self.name, self.key, *self.aliases)
+        return any(wanted == n.casefold() for n in names)
+
+
+def _placements(rows: list[list[int]]) -> tuple[Placement, ...]:
+    return tuple(Placement(start, size) for start, size in rows)
+
+
+def _ci_profile(row: dict[str, Any]) -> CiProfile:
+    return CiProfile(
+        index=row["index"],
+        id=row["id"],
+        name=row["name"],
+        slices=row["slices"],
+        instances=row["instances"],
+        sms=row["sms"] or 0,
+        placements=_placements(row["placements"]),
+        default=row["default"],
+    )
+
+
+def _gi_profile(row: dict[str, Any]) -> GiProfile:
+    return GiProfile(
+        index=row["index"],
+        id=row["id"],
+        name=row["name"],
+        slices=row["slices"],
+        instances=row["instances"],
+        memory_mb=row["memory_mb"],
+        sms=row["sms"],
+        placements=_placements(row["placements"]),
+        copy_engines=row["ce"],
+        decoders=row["dec"],
+        encoders=row["enc"],
+        jpegs=row["jpeg"],
+        ofas=row["ofa"],
+    )
+
+
+def _model(row: dict[str, Any]) -> ModelInfo:
+    gis = row["gi_profiles"]
+    table = ProfileTable(
+        gi=tuple(_gi_profile(g) for g in gis),
+        ci=tuple((g["id"], tuple(_ci_profile(c) for c in g["ci"])) for g in gis),
+    )
+    return ModelInfo(
+        name=row["name"],
+        key=row["key"],
+        aliases=tuple(row["aliases"]),
+        architecture=Architecture(row["architecture"]),
+        nvml_architecture=row["nvml_architecture"],
+        pci_device_ids=tuple(int(p, 16) for p in row["pci_device_ids"]),
+        memory_mb=row["memory_mb"],
+        placement_units=row["placement_units"],
+        table=table,
+    )
+
+
+@functools.cache
+def catalogue() -> tuple[ModelInfo, ...]:
+    """Every GPU model migrestore ships a profile table for."""
+    text = resources.files("migrestore.data").joinpath("models.json").read_text()
+    return tuple(_model(row) for row in json.loads(text)["models"])
+
+
+def find_model(text: str) -> ModelInfo | None:
+    """The catalogue model named `text`, if any."""
+    return next((m for m in catalogue() if m.matches(text)), None)
+
+
+def find_model_by_pci_id(pci_device_id: int) -> ModelInfo | None:
+    """The catalogue model with this packed PCI id (`0x233010DE`), ignoring the subsystem."""
+    return next((m for m in catalogue() if pci_device_id in m.pci_device_ids), None)
+
+
+def _normalise(text: str) -> str:
+    return text.strip().casefold().removeprefix("mig ").strip()
+
+
+def resolve_gi(table: ProfileTable, wanted: str | int) -> GiProfile | None:
+    """A GPU-instance profile given as short name `3g.40gb`, full name `MIG 3g.40gb` or id `9`."""
+    if isinstance(wanted, int) or wanted.strip().isdigit():
+        return table.gi_by_id(int(wanted))
+    name = _normalise(wanted)
+    return next((p for p in table.gi if _normalise(p.name) == name), None)
+
+
+def resolve_ci(table: ProfileTable, gi: GiProfile, wanted: str | int) -> CiProfile | None:
+    """A compute-instance profile of `gi`: `1c.3g.40gb`, `MIG 1c.3g.40gb`, `3g.40gb` or id `0`."""
+    candidates = table.ci_for(gi.id)
+    if isinstance(wanted, int) or wanted.strip().isdigit():
+        return next((c for c in candidates if c.id == int(wanted)), None)
+    name = _normalise(wanted)
+    return next((c for c in candidates if _normalise(c.name) == name), None)
+
+
+def gi_names(table: ProfileTable) -> str:
+    """The valid GPU-instance profile names of a table, for error messages."""
+    return ", ".join(p.short_name for p in sorted(table.gi, key=lambda p: (p.slices, p.index)))
+
+
+def ci_names(table: ProfileTable, gi: GiProfile) -> str:
+    """The valid compute-instance profile names of a GPU-instance profile."""
+    return ", ".join(c.short_name for c in sorted(table.ci_for(gi.id), key=lambda c: c.slices))
+
+
+def fits(placement: Placement, taken: list[Placement] | tuple[Placement, ...]) -> bool:
+    """True if `placement` overlaps none of `taken`."""
+    return not any(placement.overlaps(t) for t in taken)
