@@ -1,0 +1,73 @@
+"""The narrow interfaces the pure core needs from the outside world (adapters implement them)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from migrestore.model import NodeState, Placement
+
+
+class Gpus(Protocol):
+    """The GPUs, through NVML (real or simulated). Implemented by `nvml.NvmlGpus`."""
+
+    def read_state(self) -> NodeState:
+        """Every GPU with its MIG mode, profile table, instances and processes."""
+        ...
+
+    def set_mig_mode(self, uuid: str, enabled: bool) -> None:
+        """Ask for MIG on or off; on Ampere the change may stay pending until a reset."""
+        ...
+
+    def reset(self, uuids: tuple[str, ...]) -> None:
+        """Reset these GPUs (what `nvidia-smi -r` does), with NVML shut down around it."""
+        ...
+
+    def destroy_compute_instance(self, uuid: str, gi_id: int, ci_id: int) -> None:
+        """Destroy one compute instance."""
+        ...
+
+    def destroy_gpu_instance(self, uuid: str, gi_id: int) -> None:
+        """Destroy one GPU instance (its compute instances must be gone)."""
+        ...
+
+    def create_gpu_instance(self, uuid: str, profile_id: int, placement: Placement) -> int:
+        """Create a GPU instance at an exact placement; returns the id the driver gave it."""
+        ...
+
+    def create_compute_instance(
+        self, uuid: str, gi_id: int, profile_id: int, placement: Placement
+    ) -> int:
+        """Create a compute instance at an exact placement inside a GPU instance; returns its id."""
+        ...
+
+
+class Units(Protocol):
+    """systemd units that hold the GPUs (driver clients). Implemented by `systemd.SystemdUnits`."""
+
+    def active(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """The subset of `names` that is active now, in the given order."""
+        ...
+
+    def stop(self, names: tuple[str, ...]) -> None:
+        """Stop these units and wait until they are inactive."""
+        ...
+
+    def start(self, names: tuple[str, ...]) -> None:
+        """Queue start jobs for these units without waiting for them."""
+        ...
+
+
+class Notifier(Protocol):
+    """Progress for the service manager (sd_notify). Implemented by `systemd.SdNotifier`."""
+
+    def status(self, text: str) -> None:
+        """`STATUS=` line."""
+        ...
+
+    def extend_timeout(self, seconds: float) -> None:
+        """`EXTEND_TIMEOUT_USEC=`: the next step may take this long."""
+        ...
+
+    def ready(self) -> None:
+        """`READY=1`."""
+        ...
