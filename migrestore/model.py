@@ -32,7 +32,7 @@ class Architecture(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, order=True)
 class Placement:
-    """A start and a size, in memory slices (GPU instances) or compute slices (compute instances)."""
+    """A start and a size: memory slices for GPU instances, compute slices for compute instances."""
 
     start: int
     size: int
@@ -100,7 +100,7 @@ class CiProfile:
 
 @dataclass(frozen=True, slots=True)
 class ProfileTable:
-    """A GPU's GPU-instance profiles and, per GPU-instance profile id, its compute-instance profiles."""
+    """A GPU's GPU-instance profiles and, per GPU-instance profile id, its CI profiles."""
 
     gi: tuple[GiProfile, ...]
     ci: tuple[tuple[int, tuple[CiProfile, ...]], ...] = ()
@@ -310,7 +310,7 @@ class DesiredNode:
 
 @dataclass(frozen=True, slots=True)
 class TargetCompute:
-    """A compute instance to exist, resolved to a profile and a placement inside its GPU instance."""
+    """A compute instance to exist: profile and placement inside its GPU instance."""
 
     profile: CiProfile
     placement: Placement

@@ -1,4 +1,4 @@
-"""Profile tables: the shipped catalogue of GPU models, and resolving a profile as the operator wrote it."""
+"""Profile tables: the shipped GPU model catalogue; resolving profiles as operators write them."""
 
 from __future__ import annotations
 

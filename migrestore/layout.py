@@ -1,0 +1,183 @@
+"""Resolve one `[[gpu]]` entry against one GPU's profile table: exact profiles and placements.
+
+Pure. Names resolve against *this* GPU's table (never GPU 0's). Placements the file leaves out are
+chosen deterministically: an instance keeps the placement it already has when that still fits,
+otherwise it gets the lowest free start, largest instances first. The same file on the same GPU
+therefore gives the same layout at every boot, and a running layout is disturbed as little as
+possible. Every problem is a ConfigError naming the file, the key path and the GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from migrestore import profiles
+from migrestore.errors import ConfigError
+from migrestore.model import (
+    CiProfile,
+    ComputeSpec,
+    GiProfile,
+    GpuSpec,
+    GpuState,
+    InstanceSpec,
+    Placement,
+    TargetCompute,
+    TargetInstance,
+    TargetLayout,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """One GPU instance to place: its spec, resolved profile and fixed start (if any)."""
+
+    spec: InstanceSpec
+    profile: GiProfile
+    start: int | None
+    where: str
+
+
+def resolve(spec: GpuSpec, gpu: GpuState, source: str) -> TargetLayout:
+    """The exact layout `spec` asks of `gpu`, or a ConfigError saying why it cannot be."""
+    if not spec.mig:
+        return TargetLayout(mig=False)
+    wanted = _expand(spec, gpu, source)
+    _check_capacity(wanted, gpu, source)
+    placements = _place(wanted, gpu, source)
+    instances = [
+        TargetInstance(w.profile, p, _resolve_compute(w, p, gpu, source))
+        for w, p in zip(wanted, placements, strict=True)
+    ]
+    return TargetLayout(mig=True, instances=tuple(sorted(instances, key=lambda t: t.placement)))
+
+
+def _fail(source: str, where: str, gpu: GpuState, problem: str) -> ConfigError:
+    return ConfigError(f"{source}: {where}: {problem} on {gpu.label}")
+
+
+def _expand(spec: GpuSpec, gpu: GpuState, source: str) -> list[_Wanted]:
+    wanted: list[_Wanted] = []
+    for inst in spec.instances:
+        profile = profiles.resolve_gi(gpu.profiles, inst.profile)
+        if profile is None:
+            known = profiles.gi_names(gpu.profiles)
+            problem = f'unknown profile "{inst.profile}" for {gpu.name}; known: {known}'
+            raise _fail(source, f"{inst.where}.profile", gpu, problem)
+        for n in range(inst.count):
+            where = inst.where if inst.count == 1 else f"{inst.where} (#{n + 1})"
+            wanted.append(_Wanted(inst, profile, inst.placement, where))
+    return wanted
+
+
+def _check_capacity(wanted: list[_Wanted], gpu: GpuState, source: str) -> None:
+    for profile in {w.profile for w in wanted}:
+        same = [w for w in wanted if w.profile == profile]
+        if len(same) > profile.instances:
+            problem = f"{len(same)} x {profile.short_name} asked, at most {profile.instances} fit"
+            raise _fail(source, same[-1].where, gpu, problem)
+    media = [w for w in wanted if w.profile.is_media_extension]
+    if len(media) > 1:
+        problem = f"more than one +me instance ({media[0].where} and {media[1].where})"
+        raise _fail(source, media[1].where, gpu, problem)
+
+
+def _fixed_placement(w: _Wanted, gpu: GpuState, source: str) -> Placement:
+    match = next((p for p in w.profile.placements if p.start == w.start), None)
+    if match is None:
+        allowed = ", ".join(str(p.start) for p in w.profile.placements)
+        problem = f"placement {w.start} not allowed for {w.profile.short_name}; allowed: {allowed}"
+        raise _fail(source, f"{w.where}.placement", gpu, problem)
+    return match
+
+
+def _place(wanted: list[_Wanted], gpu: GpuState, source: str) -> list[Placement]:
+    """A placement for every wanted instance: fixed ones as written, the rest by search."""
+    chosen: dict[int, Placement] = {}
+    for i, w in enumerate(wanted):
+        if w.start is None:
+            continue
+        placement = _fixed_placement(w, gpu, source)
+        clash = next((j for j, p in chosen.items() if p.overlaps(placement)), None)
+        if clash is not None:
+            problem = f"placement {placement} overlaps {wanted[clash].where} at {chosen[clash]}"
+            raise _fail(source, f"{w.where}.placement", gpu, problem)
+        chosen[i] = placement
+    free = [i for i, w in enumerate(wanted) if w.start is None]
+    free.sort(key=lambda i: (-wanted[i].profile.placements[0].size, i))
+    if not _search(free, wanted, gpu, chosen):
+        names = " + ".join(w.profile.short_name for w in wanted)
+        raise _fail(source, wanted[free[0]].where if free else "gpu", gpu, f"{names} do not fit")
+    return [chosen[i] for i in range(len(wanted))]
+
+
+def _candidates(w: _Wanted, gpu: GpuState) -> list[Placement]:
+    """Placements to try: where this profile already has instances first, then lowest start."""
+    existing = {g.placement for g in gpu.instances if g.profile_id == w.profile.id}
+    return sorted(w.profile.placements, key=lambda p: (p not in existing, p.start))
+
+
+def _search(
+    order: list[int], wanted: list[_Wanted], gpu: GpuState, chosen: dict[int, Placement]
+) -> bool:
+    """Depth-first placement search (at most 7 instances x 8 starts); fills `chosen` in place."""
+    if not order:
+        return True
+    first, rest = order[0], order[1:]
+    for placement in _candidates(wanted[first], gpu):
+        if profiles.fits(placement, tuple(chosen.values())):
+            chosen[first] = placement
+            if _search(rest, wanted, gpu, chosen):
+                return True
+            del chosen[first]
+    return False
+
+
+def _resolve_compute(
+    w: _Wanted, gi_placement: Placement, gpu: GpuState, source: str
+) -> tuple[TargetCompute, ...]:
+    if w.spec.compute is None:
+        default = gpu.profiles.default_ci(w.profile.id)
+        if default is None:
+            return ()
+        return (TargetCompute(default, default.placements[0]),)
+    taken: list[TargetCompute] = []
+    for c in w.spec.compute:
+        taken.append(_one_compute(c, w, taken, gpu, source))
+    return tuple(sorted(taken, key=lambda t: t.placement))
+
+
+def _one_compute(
+    c: ComputeSpec, w: _Wanted, taken: list[TargetCompute], gpu: GpuState, source: str
+) -> TargetCompute:
+    profile = profiles.resolve_ci(gpu.profiles, w.profile, c.profile)
+    if profile is None:
+        known = profiles.ci_names(gpu.profiles, w.profile)
+        problem = (
+            f'unknown compute profile "{c.profile}" for {w.profile.short_name}; known: {known}'
+        )
+        raise _fail(
+            source, f"{c.where}.profile" if c.placement is not None else c.where, gpu, problem
+        )
+    if sum(1 for t in taken if t.profile == profile) >= profile.instances:
+        problem = f"more than {profile.instances} x {profile.short_name}"
+        raise _fail(source, c.where, gpu, problem)
+    used = tuple(t.placement for t in taken)
+    placement = _compute_placement(c, profile, used)
+    if placement is None:
+        problem = _compute_problem(c, profile, used)
+        raise _fail(source, c.where, gpu, problem)
+    return TargetCompute(profile, placement)
+
+
+def _compute_placement(
+    c: ComputeSpec, profile: CiProfile, used: tuple[Placement, ...]
+) -> Placement | None:
+    options = [p for p in profile.placements if c.placement is None or p.start == c.placement]
+    return next((p for p in options if profiles.fits(p, used)), None)
+
+
+def _compute_problem(c: ComputeSpec, profile: CiProfile, used: tuple[Placement, ...]) -> str:
+    if c.placement is not None and all(p.start != c.placement for p in profile.placements):
+        allowed = ", ".join(str(p.start) for p in profile.placements)
+        return f"placement {c.placement} not allowed for {profile.short_name}; allowed: {allowed}"
+    return f"{profile.short_name} does not fit beside the other compute instances"

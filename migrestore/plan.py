@@ -1,0 +1,231 @@
+"""The pure planner: desired layout vs. current state -> per GPU an ordered tuple of Steps.
+
+Minimal by construction: a GPU instance that already has the wanted profile and placement is kept
+(only its compute instances are adjusted), a compute instance with the wanted profile and placement
+is kept, and nothing else is touched. Destroys come before creates, compute instances before their
+GPU instance; creates go GPU instance first, then its compute instances, in placement order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from migrestore.model import (
+    Architecture,
+    CiProfile,
+    ComputeInstance,
+    GiProfile,
+    GpuInstance,
+    GpuState,
+    Placement,
+    Process,
+    TargetInstance,
+    TargetLayout,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SetMigMode:
+    """Turn MIG mode on or off."""
+
+    enabled: bool
+
+    def describe(self) -> str:
+        """Human wording."""
+        return f"{'enable' if self.enabled else 'disable'} MIG mode"
+
+
+@dataclass(frozen=True, slots=True)
+class ResetGpu:
+    """Reset the GPU so a pending MIG mode takes effect (Ampere)."""
+
+    def describe(self) -> str:
+        """Human wording."""
+        return "reset the GPU to apply the pending MIG mode"
+
+
+@dataclass(frozen=True, slots=True)
+class DestroyComputeInstance:
+    """Destroy one compute instance."""
+
+    gi_id: int
+    ci_id: int
+    name: str
+    placement: Placement
+    processes: tuple[Process, ...] = ()
+
+    def describe(self) -> str:
+        """Human wording."""
+        ids = f"GI {self.gi_id}, CI {self.ci_id}"
+        return f"destroy compute instance {self.name} at {self.placement.start} ({ids})"
+
+
+@dataclass(frozen=True, slots=True)
+class DestroyGpuInstance:
+    """Destroy one GPU instance (its compute instances are destroyed by earlier steps)."""
+
+    gi_id: int
+    name: str
+    placement: Placement
+
+    def describe(self) -> str:
+        """Human wording."""
+        return f"destroy GPU instance {self.name} at {self.placement.start} (GI {self.gi_id})"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateGpuInstance:
+    """Create a GPU instance at an exact placement."""
+
+    profile: GiProfile
+    placement: Placement
+
+    def describe(self) -> str:
+        """Human wording."""
+        return f"create {self.profile.short_name} at {self.placement.start}"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateComputeInstance:
+    """Create a compute instance inside the GPU instance at `gi_placement`."""
+
+    gi_profile: GiProfile
+    gi_placement: Placement
+    profile: CiProfile
+    placement: Placement
+
+    def describe(self) -> str:
+        """Human wording."""
+        where = f"{self.gi_profile.short_name} at {self.gi_placement.start}"
+        ci = f"{self.profile.short_name} at {self.placement.start}"
+        return f"create compute instance {ci} in {where}"
+
+
+Step = (
+    SetMigMode
+    | ResetGpu
+    | DestroyComputeInstance
+    | DestroyGpuInstance
+    | CreateGpuInstance
+    | CreateComputeInstance
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuPlan:
+    """The steps for one GPU, and whether its mode change still waits for a reset."""
+
+    gpu: GpuState
+    steps: tuple[Step, ...]
+    reset_pending: bool = False
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing to do: the GPU is in its layout."""
+        return not self.steps
+
+    @property
+    def busy(self) -> tuple[DestroyComputeInstance, ...]:
+        """Destroy steps that would hit instances with running processes."""
+        return tuple(s for s in self.steps if isinstance(s, DestroyComputeInstance) and s.processes)
+
+
+def plan_gpu(target: TargetLayout, gpu: GpuState) -> GpuPlan:
+    """The ordered steps that take `gpu` to `target`."""
+    mode = _mode_steps(target.mig, gpu)
+    if not target.mig:
+        teardown = _teardown(gpu, gpu.instances) if gpu.mig.current else ()
+        return GpuPlan(gpu, (*teardown, *mode), _reset_pending(target.mig, gpu))
+    existing = gpu.instances if gpu.mig.current else ()
+    kept, destroy, create = _diff(gpu, target.instances, existing)
+    adjust = _adjust_compute(kept, gpu)
+    steps = (*mode, *destroy, *adjust[0], *create, *adjust[1])
+    return GpuPlan(gpu, steps, _reset_pending(target.mig, gpu))
+
+
+def _reset_pending(wanted: bool, gpu: GpuState) -> bool:
+    """The wanted mode is already pending but not current: only a reset or reboot is missing."""
+    return gpu.mig.current != wanted and gpu.mig.pending == wanted
+
+
+def _mode_steps(wanted: bool, gpu: GpuState) -> tuple[Step, ...]:
+    if gpu.mig.current == wanted and gpu.mig.pending == wanted:
+        return ()
+    needs_reset = gpu.architecture is Architecture.AMPERE and gpu.mig.current != wanted
+    if gpu.mig.pending == wanted:
+        return (ResetGpu(),) if needs_reset else ()
+    return (SetMigMode(wanted), ResetGpu()) if needs_reset else (SetMigMode(wanted),)
+
+
+def _teardown(gpu: GpuState, instances: tuple[GpuInstance, ...]) -> tuple[Step, ...]:
+    ordered = sorted(instances, key=lambda g: g.placement)
+    steps: list[Step] = [_destroy_ci(gpu, gi, ci) for gi in ordered for ci in gi.compute]
+    steps.extend(_destroy_gi(gpu, gi) for gi in ordered)
+    return tuple(steps)
+
+
+def gi_name(gpu: GpuState, profile_id: int) -> str:
+    """The short name of a GPU-instance profile id on this GPU (or `profile N`)."""
+    profile = gpu.profiles.gi_by_id(profile_id)
+    return profile.short_name if profile else f"profile {profile_id}"
+
+
+def ci_name(gpu: GpuState, gi_profile_id: int, ci_profile_id: int) -> str:
+    """The short name of a compute-instance profile id in a GPU-instance profile."""
+    cis = gpu.profiles.ci_for(gi_profile_id)
+    profile = next((c for c in cis if c.id == ci_profile_id), None)
+    return profile.short_name if profile else f"profile {ci_profile_id}"
+
+
+def _destroy_ci(gpu: GpuState, gi: GpuInstance, ci: ComputeInstance) -> DestroyComputeInstance:
+    name = ci_name(gpu, gi.profile_id, ci.profile_id)
+    return DestroyComputeInstance(gi.id, ci.id, name, ci.placement, ci.processes)
+
+
+def _destroy_gi(gpu: GpuState, gi: GpuInstance) -> DestroyGpuInstance:
+    return DestroyGpuInstance(gi.id, gi_name(gpu, gi.profile_id), gi.placement)
+
+
+def _diff(
+    gpu: GpuState, targets: tuple[TargetInstance, ...], existing: tuple[GpuInstance, ...]
+) -> tuple[list[tuple[TargetInstance, GpuInstance]], tuple[Step, ...], tuple[Step, ...]]:
+    """Pair targets with existing GPU instances of the same profile and placement."""
+    by_key = {(g.profile_id, g.placement): g for g in existing}
+    kept = [
+        (t, by_key[(t.profile.id, t.placement)])
+        for t in targets
+        if (t.profile.id, t.placement) in by_key
+    ]
+    kept_ids = {g.id for _, g in kept}
+    destroy = _teardown(gpu, tuple(g for g in existing if g.id not in kept_ids))
+    create: list[Step] = []
+    for t in targets:
+        if (t.profile.id, t.placement) not in by_key:
+            create.append(CreateGpuInstance(t.profile, t.placement))
+            create.extend(
+                CreateComputeInstance(t.profile, t.placement, c.profile, c.placement)
+                for c in t.compute
+            )
+    return kept, destroy, tuple(create)
+
+
+def _adjust_compute(
+    kept: list[tuple[TargetInstance, GpuInstance]], gpu: GpuState
+) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
+    """Destroy and create steps for compute instances of kept GPU instances."""
+    destroy: list[Step] = []
+    create: list[Step] = []
+    for target, gi in kept:
+        wanted = {(c.profile.id, c.placement) for c in target.compute}
+        present = {(c.profile_id, c.placement) for c in gi.compute}
+        destroy.extend(
+            _destroy_ci(gpu, gi, ci)
+            for ci in gi.compute
+            if (ci.profile_id, ci.placement) not in wanted
+        )
+        create.extend(
+            CreateComputeInstance(target.profile, target.placement, c.profile, c.placement)
+            for c in target.compute
+            if (c.profile.id, c.placement) not in present
+        )
+    return tuple(destroy), tuple(create)
