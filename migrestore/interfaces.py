@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from migrestore.model import NodeState, Placement
+from migrestore.model import MigMode, ModeChange, NodeState, Placement
 
 
 class Gpus(Protocol):
@@ -14,12 +14,16 @@ class Gpus(Protocol):
         """Every GPU with its MIG mode, profile table, instances and processes."""
         ...
 
-    def set_mig_mode(self, uuid: str, enabled: bool) -> None:
+    def mig_mode(self, uuid: str) -> MigMode:
+        """Current and pending MIG mode of one GPU."""
+        ...
+
+    def set_mig_mode(self, uuid: str, enabled: bool) -> ModeChange:
         """Ask for MIG on or off; on Ampere the change may stay pending until a reset."""
         ...
 
-    def reset(self, uuids: tuple[str, ...]) -> None:
-        """Reset these GPUs (what `nvidia-smi -r` does), with NVML shut down around it."""
+    def reset(self, pci_ids: tuple[str, ...]) -> None:
+        """Reset these GPUs (what `nvidia-smi -r -i` does), with NVML shut down around it."""
         ...
 
     def destroy_compute_instance(self, uuid: str, gi_id: int, ci_id: int) -> None:

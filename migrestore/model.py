@@ -169,6 +169,14 @@ class MigMode:
 
 
 @dataclass(frozen=True, slots=True)
+class ModeChange:
+    """What a MIG mode change left behind: the mode now, and the activation status NVML returned."""
+
+    mode: MigMode
+    activation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class GpuState:
     """Everything migrestore knows about one physical GPU."""
 

@@ -137,3 +137,47 @@ def ci_names(table: ProfileTable, gi: GiProfile) -> str:
 def fits(placement: Placement, taken: list[Placement] | tuple[Placement, ...]) -> bool:
     """True if `placement` overlaps none of `taken`."""
     return not any(placement.overlaps(t) for t in taken)
+
+
+# NVML compute-instance profile index by compute-slice count (NVML_COMPUTE_INSTANCE_PROFILE_*).
+_CI_INDEX_BY_SLICES = {1: 0, 2: 1, 3: 2, 4: 3, 7: 4, 8: 5, 6: 6}
+
+
+def _ci_starts(gi_slices: int, ci_slices: int) -> range:
+    if ci_slices == gi_slices:
+        return range(1)
+    align = ci_slices if ci_slices <= 2 else 4
+    return range(0, gi_slices - ci_slices + 1, align)
+
+
+def derive_ci_profiles(gi: GiProfile) -> tuple[CiProfile, ...]:
+    """Compute-instance profiles of a GPU-instance profile by the documented geometry.
+
+    Used for GPU models the catalogue does not know: NVML can list compute-instance profiles only
+    through an existing GPU instance, so before the first one exists they have to be inferred.
+    """
+    base = gi.short_name.split("+")[0]
+    sizes = [k for k in (1, 2, 3, 4, 7) if k <= gi.slices and not (gi.slices == 4 and k == 3)]
+    out = []
+    for k in sizes:
+        full = k == gi.slices
+        index = _CI_INDEX_BY_SLICES[k]
+        starts = _ci_starts(gi.slices, k)
+        out.append(
+            CiProfile(
+                index=index,
+                id=index,
+                name=f"MIG {base}" if full else f"MIG {k}c.{base}",
+                slices=k,
+                instances=len(starts),
+                sms=gi.sms * k // gi.slices,
+                placements=tuple(Placement(s, k) for s in starts),
+                default=full,
+            )
+        )
+    return tuple(out)
+
+
+def derive_ci_table(gis: tuple[GiProfile, ...]) -> tuple[tuple[int, tuple[CiProfile, ...]], ...]:
+    """`ProfileTable.ci` for GPU-instance profiles with no catalogue entry."""
+    return tuple((gi.id, derive_ci_profiles(gi)) for gi in gis)

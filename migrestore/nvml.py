@@ -1,0 +1,392 @@
+"""The one NVML adapter: the only place that talks to pynvml (or the simulator standing in for it).
+
+The pynvml module is a constructor parameter, so `--simulate` runs exercise exactly this code.
+NVML structs, handles and error classes never leave this module: callers see model objects and
+GpuError/DriverError with the NVML error named.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from migrestore import profiles
+from migrestore.errors import DriverError, GpuError
+from migrestore.model import (
+    Architecture,
+    CiProfile,
+    ComputeInstance,
+    GiProfile,
+    GpuInstance,
+    GpuState,
+    MigMode,
+    ModeChange,
+    NodeState,
+    Placement,
+    Process,
+    ProfileTable,
+)
+
+# NVML_GPU_INSTANCE_PROFILE_COUNT has grown with every driver; enumerate until INVALID_ARGUMENT.
+MAX_PROFILE_INDEX = 32
+MAX_CI_PROFILE_INDEX = 16
+NOT_SUPPORTED = 3
+INVALID_ARGUMENT = 2
+NOT_FOUND = 6
+DRIVER_NOT_LOADED = 9
+LIBRARY_NOT_FOUND = 12
+SUCCESS = 0
+
+ResetRunner = Callable[[tuple[str, ...]], None]
+
+
+def error_name(exc: BaseException) -> str:
+    """`InUse` for `pynvml.NVMLError_InUse`; the class name otherwise."""
+    return type(exc).__name__.removeprefix("NVMLError_")
+
+
+def error_code(exc: BaseException) -> int:
+    """The NVML return code carried by an NVMLError (-1 for anything else)."""
+    value = getattr(exc, "value", -1)
+    return value if isinstance(value, int) else -1
+
+
+def load_pynvml() -> Any:
+    """The real pynvml module, or a DriverError saying it is not installed."""
+    try:
+        import pynvml
+    except ImportError as exc:
+        raise DriverError(
+            "the Python NVML bindings (nvidia-ml-py, module pynvml) are not installed"
+        ) from exc
+    return pynvml
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class NvmlGpus:
+    """`interfaces.Gpus` over pynvml. Use as a context manager: NVML is initialised once."""
+
+    def __init__(self, nvml: Any, reset_runner: ResetRunner, *, simulated: bool = False) -> None:
+        self._nvml = nvml
+        self._reset_runner = reset_runner
+        self._simulated = simulated
+        self._handles: dict[str, Any] = {}
+        self._tables: dict[str, ProfileTable] = {}
+        self._open = False
+
+    # ---- session ----
+
+    def __enter__(self) -> NvmlGpus:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """nvmlInit, with the driver's failures named."""
+        try:
+            self._nvml.nvmlInit()
+        except Exception as exc:
+            raise self._init_error(exc) from exc
+        self._open = True
+
+    def close(self) -> None:
+        """nvmlShutdown (errors at shutdown are not interesting)."""
+        if self._open:
+            self._open = False
+            self._handles.clear()
+            try:
+                self._nvml.nvmlShutdown()
+            except Exception:  # nothing useful to do at shutdown
+                return
+
+    def wait_for_driver(self, timeout: float, on_wait: Callable[[float], None]) -> None:
+        """Open NVML, retrying while the driver is not loaded yet, for at most `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.open()
+                return
+            except DriverError as exc:
+                left = deadline - time.monotonic()
+                if exc.hint != "retry" or left <= 0:
+                    raise DriverError(f"{exc.message} (waited {timeout:.0f} s)") from exc
+                on_wait(left)
+                time.sleep(min(0.5, left))
+
+    @staticmethod
+    def _init_error(exc: Exception) -> DriverError:
+        code = error_code(exc)
+        if code == DRIVER_NOT_LOADED:
+            return DriverError("the NVIDIA kernel driver is not loaded", hint="retry")
+        if code == LIBRARY_NOT_FOUND:
+            return DriverError("libnvidia-ml.so.1 not found: is the NVIDIA driver installed?")
+        return DriverError(f"NVML could not be initialised: {error_name(exc)} ({exc})")
+
+    # ---- reading ----
+
+    def read_state(self) -> NodeState:
+        """Every GPU: identity, MIG mode, profile table, GPU and compute instances, processes."""
+        with self._nvml_errors("read the GPUs"):
+            count = self._nvml.nvmlDeviceGetCount()
+            gpus = tuple(self._read_gpu(i) for i in range(count))
+            driver = _text(self._nvml.nvmlSystemGetDriverVersion())
+        return NodeState(gpus=gpus, driver_version=driver, simulated=self._simulated)
+
+    def _read_gpu(self, index: int) -> GpuState:
+        nvml = self._nvml
+        dev = nvml.nvmlDeviceGetHandleByIndex(index)
+        uuid = _text(nvml.nvmlDeviceGetUUID(dev))
+        self._handles[uuid] = dev
+        name = _text(nvml.nvmlDeviceGetName(dev))
+        pci = nvml.nvmlDeviceGetPciInfo(dev)
+        current, pending = nvml.nvmlDeviceGetMigMode(dev)
+        mig = MigMode(bool(current), bool(pending))
+        arch = Architecture.from_nvml(nvml.nvmlDeviceGetArchitecture(dev))
+        table = self._table(dev, name, arch)
+        return GpuState(
+            index=index,
+            uuid=uuid,
+            pci=_text(pci.busId),
+            name=name,
+            minor=nvml.nvmlDeviceGetMinorNumber(dev),
+            architecture=arch,
+            memory_mb=nvml.nvmlDeviceGetMemoryInfo(dev).total // (1024 * 1024),
+            mig=mig,
+            profiles=table,
+            instances=self._read_instances(dev, table) if mig.current else (),
+            pci_device_id=pci.pciDeviceId,
+        )
+
+    def _table(self, dev: Any, name: str, arch: Architecture) -> ProfileTable:
+        """The GPU's profile table; GPUs of one model on one driver share it, so read it once."""
+        if name not in self._tables:
+            gis = self._read_gi_profiles(dev)
+            known = profiles.find_model(name)
+            cis = known.table.ci if known else profiles.derive_ci_table(gis)
+            self._tables[name] = ProfileTable(gi=gis, ci=cis)
+        return self._tables[name]
+
+    def _read_gi_profiles(self, dev: Any) -> tuple[GiProfile, ...]:
+        found: list[GiProfile] = []
+        for index in range(MAX_PROFILE_INDEX):
+            try:
+                info = self._nvml.nvmlDeviceGetGpuInstanceProfileInfo(dev, index)
+            except self._nvml.NVMLError as exc:
+                if error_code(exc) == NOT_SUPPORTED:
+                    continue
+                if error_code(exc) == INVALID_ARGUMENT:
+                    break
+                raise
+            found.append(self._gi_profile(dev, index, info))
+        return tuple(found)
+
+    def _gi_profile(self, dev: Any, index: int, info: Any) -> GiProfile:
+        return GiProfile(
+            index=index,
+            id=info.id,
+            name=_text(info.name),
+            slices=info.sliceCount,
+            instances=info.instanceCount,
+            memory_mb=info.memorySizeMB,
+            sms=info.multiprocessorCount,
+            placements=self._gi_placements(dev, info.id),
+            copy_engines=info.copyEngineCount,
+            decoders=info.decoderCount,
+            encoders=info.encoderCount,
+            jpegs=info.jpegCount,
+            ofas=info.ofaCount,
+        )
+
+    def _gi_placements(self, dev: Any, profile_id: int) -> tuple[Placement, ...]:
+        nvml = self._nvml
+        count = ctypes.c_uint(0)
+        nvml.nvmlDeviceGetGpuInstancePossiblePlacements(
+            dev, profile_id, None, ctypes.pointer(count)
+        )
+        array = (nvml.c_nvmlGpuInstancePlacement_t * count.value)()
+        nvml.nvmlDeviceGetGpuInstancePossiblePlacements(
+            dev, profile_id, array, ctypes.pointer(count)
+        )
+        return tuple(Placement(p.start, p.size) for p in array[: count.value])
+
+    def _read_instances(self, dev: Any, table: ProfileTable) -> tuple[GpuInstance, ...]:
+        processes = self._processes(dev)
+        uuids = self._mig_uuids(dev)
+        instances: list[GpuInstance] = []
+        for profile in table.gi:
+            for gi in self._gpu_instances(dev, profile):
+                instances.append(self._gpu_instance(gi, table, processes, uuids))
+        return tuple(sorted(instances, key=lambda g: g.placement))
+
+    def _gpu_instances(self, dev: Any, profile: GiProfile) -> list[Any]:
+        nvml = self._nvml
+        count = ctypes.c_uint(0)
+        array = (nvml.c_nvmlGpuInstance_t * max(profile.instances, 1))()
+        nvml.nvmlDeviceGetGpuInstances(dev, profile.id, array, ctypes.pointer(count))
+        return list(array[: count.value])
+
+    def _gpu_instance(
+        self,
+        gi: Any,
+        table: ProfileTable,
+        processes: dict[tuple[int, int], tuple[Process, ...]],
+        uuids: dict[tuple[int, int], str],
+    ) -> GpuInstance:
+        info = self._nvml.nvmlGpuInstanceGetInfo(gi)
+        compute = [
+            self._compute_instance(info.id, ci, processes, uuids)
+            for profile in table.ci_for(info.profileId)
+            for ci in self._compute_instances(gi, profile)
+        ]
+        return GpuInstance(
+            id=info.id,
+            profile_id=info.profileId,
+            placement=Placement(info.placement.start, info.placement.size),
+            compute=tuple(sorted(compute, key=lambda c: c.placement)),
+        )
+
+    def _compute_instances(self, gi: Any, profile: CiProfile) -> list[Any]:
+        nvml = self._nvml
+        count = ctypes.c_uint(0)
+        array = (nvml.c_nvmlComputeInstance_t * max(profile.instances, 1))()
+        try:
+            nvml.nvmlGpuInstanceGetComputeInstances(gi, profile.id, array, ctypes.pointer(count))
+        except nvml.NVMLError as exc:
+            if error_code(exc) in (NOT_SUPPORTED, INVALID_ARGUMENT):
+                return []
+            raise
+        return list(array[: count.value])
+
+    def _compute_instance(
+        self,
+        gi_id: int,
+        ci: Any,
+        processes: dict[tuple[int, int], tuple[Process, ...]],
+        uuids: dict[tuple[int, int], str],
+    ) -> ComputeInstance:
+        info = self._nvml.nvmlComputeInstanceGetInfo(ci)
+        return ComputeInstance(
+            id=info.id,
+            profile_id=info.profileId,
+            placement=Placement(info.placement.start, info.placement.size),
+            uuid=uuids.get((gi_id, info.id), ""),
+            processes=processes.get((gi_id, info.id), ()),
+        )
+
+    def _mig_uuids(self, dev: Any) -> dict[tuple[int, int], str]:
+        """MIG device UUID per (GI id, CI id), from the MIG device handles."""
+        nvml = self._nvml
+        found: dict[tuple[int, int], str] = {}
+        for slot in range(nvml.nvmlDeviceGetMaxMigDeviceCount(dev)):
+            try:
+                mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(dev, slot)
+            except nvml.NVMLError as exc:
+                if error_code(exc) == NOT_FOUND:
+                    continue
+                raise
+            key = (nvml.nvmlDeviceGetGpuInstanceId(mig), nvml.nvmlDeviceGetComputeInstanceId(mig))
+            found[key] = _text(nvml.nvmlDeviceGetUUID(mig))
+        return found
+
+    def _processes(self, dev: Any) -> dict[tuple[int, int], tuple[Process, ...]]:
+        """Processes per (GI id, CI id) on a MIG-enabled GPU."""
+        nvml = self._nvml
+        by_instance: dict[tuple[int, int], list[Process]] = {}
+        for proc in nvml.nvmlDeviceGetComputeRunningProcesses(dev):
+            key = (proc.gpuInstanceId, proc.computeInstanceId)
+            by_instance.setdefault(key, []).append(Process(proc.pid, self._process_name(proc.pid)))
+        return {k: tuple(v) for k, v in by_instance.items()}
+
+    def _process_name(self, pid: int) -> str:
+        try:
+            return _text(self._nvml.nvmlSystemGetProcessName(pid))
+        except self._nvml.NVMLError:
+            return "?"
+
+    # ---- changing ----
+
+    def _device(self, uuid: str) -> Any:
+        if uuid not in self._handles:
+            self._handles[uuid] = self._nvml.nvmlDeviceGetHandleByUUID(uuid)
+        return self._handles[uuid]
+
+    @contextmanager
+    def _nvml_errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except self._nvml.NVMLError as exc:
+            raise GpuError(f"could not {action}: {exc}", nvml_error=error_name(exc)) from exc
+
+    def mig_mode(self, uuid: str) -> MigMode:
+        """Current and pending MIG mode of one GPU."""
+        with self._nvml_errors("read the MIG mode"):
+            current, pending = self._nvml.nvmlDeviceGetMigMode(self._device(uuid))
+        return MigMode(bool(current), bool(pending))
+
+    def set_mig_mode(self, uuid: str, enabled: bool) -> ModeChange:
+        """Ask for MIG on or off; returns the mode afterwards and the activation status."""
+        nvml = self._nvml
+        mode = nvml.NVML_DEVICE_MIG_ENABLE if enabled else nvml.NVML_DEVICE_MIG_DISABLE
+        with self._nvml_errors(f"{'enable' if enabled else 'disable'} MIG mode"):
+            status = nvml.nvmlDeviceSetMigMode(self._device(uuid), mode)
+        activation = "" if status == SUCCESS else error_name(nvml.NVMLError(status))
+        return ModeChange(self.mig_mode(uuid), activation)
+
+    def reset(self, pci_ids: tuple[str, ...]) -> None:
+        """Reset GPUs with NVML shut down around it; handles are re-acquired by UUID afterwards."""
+        self.close()
+        try:
+            self._reset_runner(pci_ids)
+        finally:
+            self.open()
+
+    def destroy_compute_instance(self, uuid: str, gi_id: int, ci_id: int) -> None:
+        """Destroy one compute instance."""
+        nvml = self._nvml
+        with self._nvml_errors(f"destroy compute instance {ci_id} of GPU instance {gi_id}"):
+            gi = nvml.nvmlDeviceGetGpuInstanceById(self._device(uuid), gi_id)
+            ci = nvml.nvmlGpuInstanceGetComputeInstanceById(gi, ci_id)
+            nvml.nvmlComputeInstanceDestroy(ci)
+
+    def destroy_gpu_instance(self, uuid: str, gi_id: int) -> None:
+        """Destroy one GPU instance."""
+        nvml = self._nvml
+        with self._nvml_errors(f"destroy GPU instance {gi_id}"):
+            gi = nvml.nvmlDeviceGetGpuInstanceById(self._device(uuid), gi_id)
+            nvml.nvmlGpuInstanceDestroy(gi)
+
+    def create_gpu_instance(self, uuid: str, profile_id: int, placement: Placement) -> int:
+        """Create a GPU instance at an exact placement; returns its id."""
+        nvml = self._nvml
+        where = nvml.c_nvmlGpuInstancePlacement_t()
+        where.start, where.size = placement.start, placement.size
+        with self._nvml_errors(f"create GPU instance profile {profile_id} at {placement.start}"):
+            gi = nvml.nvmlDeviceCreateGpuInstanceWithPlacement(
+                self._device(uuid), profile_id, ctypes.pointer(where)
+            )
+            gi_id: int = nvml.nvmlGpuInstanceGetInfo(gi).id
+        return gi_id
+
+    def create_compute_instance(
+        self, uuid: str, gi_id: int, profile_id: int, placement: Placement
+    ) -> int:
+        """Create a compute instance at an exact placement in GI `gi_id`; return its id."""
+        nvml = self._nvml
+        where = nvml.c_nvmlComputeInstancePlacement_t()
+        where.start, where.size = placement.start, placement.size
+        action = f"create compute instance profile {profile_id} in GPU instance {gi_id}"
+        with self._nvml_errors(action):
+            gi = nvml.nvmlDeviceGetGpuInstanceById(self._device(uuid), gi_id)
+            ci = nvml.nvmlGpuInstanceCreateComputeInstanceWithPlacement(
+                gi, profile_id, ctypes.pointer(where)
+            )
+            ci_id: int = nvml.nvmlComputeInstanceGetInfo(ci).id
+        return ci_id
