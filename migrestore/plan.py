@@ -10,18 +10,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from migrestore import layout
+from migrestore.errors import ConfigError
 from migrestore.model import (
     Architecture,
     CiProfile,
     ComputeInstance,
+    DesiredNode,
     GiProfile,
     GpuInstance,
+    GpuSpec,
     GpuState,
+    NodeState,
     Placement,
     Process,
     TargetInstance,
     TargetLayout,
 )
+from migrestore.selection import match as selection_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,3 +235,55 @@ def _adjust_compute(
             if (c.profile.id, c.placement) not in present
         )
     return tuple(destroy), tuple(create)
+
+
+@dataclass(frozen=True, slots=True)
+class MismatchedGpu:
+    """A GPU named by uuid/pci/index whose model no longer has the profiles its entry names."""
+
+    gpu: GpuState
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    """The plan for a whole host."""
+
+    gpus: tuple[GpuPlan, ...]
+    unmanaged: tuple[GpuState, ...] = ()
+    missing: tuple[GpuSpec, ...] = ()
+    mismatched: tuple[MismatchedGpu, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        """The host is exactly as the file says (and every GPU it names is present)."""
+        return all(p.is_empty for p in self.gpus) and not self.missing and not self.mismatched
+
+    @property
+    def reset_pending(self) -> bool:
+        """Some GPU only waits for a reset or reboot to reach its MIG mode."""
+        return any(p.reset_pending for p in self.gpus)
+
+
+def plan_node(desired: DesiredNode, state: NodeState) -> NodePlan:
+    """Match entries to GPUs, resolve each GPU's layout against its own table, and plan it.
+
+    Raises ConfigError for a file that cannot apply to this host. An identity-selected GPU whose
+    model lacks the named profiles (it was replaced) is reported as mismatched, not guessed.
+    """
+    selection = selection_of(desired, state)
+    plans: list[GpuPlan] = []
+    mismatched: list[MismatchedGpu] = []
+    for uuid, spec in selection.governed:
+        gpu = state.by_uuid(uuid)
+        assert gpu is not None
+        try:
+            target = layout.resolve(spec, gpu, desired.source)
+        except ConfigError as exc:
+            if not spec.selector.kind.is_identity or "unknown profile" not in str(exc):
+                raise
+            mismatched.append(MismatchedGpu(gpu, str(exc)))
+            continue
+        plans.append(plan_gpu(target, gpu))
+    unmanaged = tuple(g for g in state.gpus if g.uuid in selection.unmanaged)
+    return NodePlan(tuple(plans), unmanaged, selection.missing, tuple(mismatched))

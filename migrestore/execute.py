@@ -1,0 +1,237 @@
+"""Walk a plan: one adapter call per step, progress to the notifier, one GPU's failure isolated.
+
+Order across the host: refuse GPUs whose plan would destroy busy instances (unless forced); stop
+the driver-client units that are active, only if some step needs it (a reset or a destroy); set MIG
+modes; reset, in one go, only the GPUs whose mode is still pending; then per GPU destroy and create
+instances; finally start the stopped units again in reverse order, whatever happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+import structlog
+
+from migrestore.errors import GpuError, MigrestoreError
+from migrestore.interfaces import Gpus, Notifier, Units
+from migrestore.model import Placement
+from migrestore.plan import (
+    CreateComputeInstance,
+    CreateGpuInstance,
+    DestroyComputeInstance,
+    DestroyGpuInstance,
+    GpuPlan,
+    ResetGpu,
+    SetMigMode,
+    Step,
+)
+
+log = structlog.get_logger("migrestore")
+
+RESET_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class GpuOutcome:
+    """How one GPU fared: which step failed, with which NVML error, and whether a reset is due."""
+
+    uuid: str
+    label: str
+    steps_done: int = 0
+    failed_step: str = ""
+    error: str = ""
+    nvml_error: str = ""
+    reset_pending: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Every step went through."""
+        return not self.error
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """The outcome per GPU and the units that were stopped and started again."""
+
+    outcomes: tuple[GpuOutcome, ...]
+    stopped_units: tuple[str, ...] = ()
+    unit_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What the operator allowed."""
+
+    force: bool = False
+    stop_units: tuple[str, ...] = ()
+
+
+def needs_units_stopped(plans: tuple[GpuPlan, ...]) -> bool:
+    """Driver clients get in the way only of resets and of destroying instances."""
+    blocking = (ResetGpu, DestroyGpuInstance, DestroyComputeInstance)
+    return any(isinstance(step, blocking) for p in plans for step in p.steps)
+
+
+def busy_message(plan: GpuPlan) -> str:
+    """Why a GPU's plan is refused without --force: the instances and their processes."""
+    parts = []
+    for step in plan.busy:
+        procs = ", ".join(str(p) for p in step.processes)
+        parts.append(f"{step.name} (GI {step.gi_id}, CI {step.ci_id}) runs {procs}")
+    return f"would destroy instances in use: {'; '.join(parts)}; use --force to destroy them anyway"
+
+
+def execute(
+    plans: tuple[GpuPlan, ...], gpus: Gpus, units: Units, notifier: Notifier, options: Options
+) -> Execution:
+    """Carry out every GPU's steps; never raises for one GPU's failure."""
+    outcomes = {p.gpu.uuid: GpuOutcome(p.gpu.uuid, p.gpu.label) for p in plans}
+    runnable = []
+    for p in plans:
+        if p.busy and not options.force:
+            outcomes[p.gpu.uuid] = replace(
+                outcomes[p.gpu.uuid], error=busy_message(p), nvml_error="InUse"
+            )
+        elif p.steps:
+            runnable.append(p)
+    todo = tuple(runnable)
+    stop = options.stop_units if needs_units_stopped(todo) else ()
+    with _units_stopped(units, stop) as stopped:
+        _run_all(todo, gpus, notifier, outcomes)
+    return Execution(tuple(outcomes[p.gpu.uuid] for p in plans), stopped)
+
+
+@contextmanager
+def _units_stopped(units: Units, wanted: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    """Stop the active ones of `wanted`; start exactly those again afterwards, in reverse order."""
+    active = units.active(wanted) if wanted else ()
+    stopped: list[str] = []
+    try:
+        for unit in active:
+            log.info("stopping_gpu_client", unit=unit)
+            units.stop((unit,))
+            stopped.append(unit)
+        yield tuple(stopped)
+    finally:
+        if stopped:
+            log.info("starting_gpu_clients", units=",".join(reversed(stopped)))
+            units.start(tuple(reversed(stopped)))
+
+
+def _run_all(
+    plans: tuple[GpuPlan, ...], gpus: Gpus, notifier: Notifier, outcomes: dict[str, GpuOutcome]
+) -> None:
+    total = len(plans)
+    progress = {p.gpu.uuid: _progress(notifier, n, total, p) for n, p in enumerate(plans, 1)}
+    _set_modes(plans, gpus, progress, outcomes)
+    _reset_pending(plans, gpus, notifier, outcomes)
+    for p in plans:
+        if outcomes[p.gpu.uuid].ok:
+            outcomes[p.gpu.uuid] = _instances(p, gpus, progress[p.gpu.uuid], outcomes[p.gpu.uuid])
+
+
+def _progress(notifier: Notifier, n: int, total: int, plan: GpuPlan) -> Callable[[str], None]:
+    def report(what: str) -> None:
+        notifier.status(f"GPU {n}/{total} {plan.gpu.name}: {what}")
+
+    return report
+
+
+def _failed(outcome: GpuOutcome, step: Step, exc: MigrestoreError) -> GpuOutcome:
+    nvml_error = exc.nvml_error if isinstance(exc, GpuError) else ""
+    log.error("step_failed", gpu=outcome.uuid, step=step.describe(), error=str(exc))
+    return replace(outcome, failed_step=step.describe(), error=str(exc), nvml_error=nvml_error)
+
+
+def _set_modes(
+    plans: tuple[GpuPlan, ...],
+    gpus: Gpus,
+    progress: dict[str, Callable[[str], None]],
+    outcomes: dict[str, GpuOutcome],
+) -> None:
+    for p in plans:
+        for step in p.steps:
+            if not isinstance(step, SetMigMode):
+                continue
+            progress[p.gpu.uuid](step.describe())
+            try:
+                change = gpus.set_mig_mode(p.gpu.uuid, step.enabled)
+            except MigrestoreError as exc:
+                outcomes[p.gpu.uuid] = _failed(outcomes[p.gpu.uuid], step, exc)
+                continue
+            log.info(
+                "mig_mode_set",
+                gpu=p.gpu.uuid,
+                enabled=step.enabled,
+                current=change.mode.current,
+                pending=change.mode.pending,
+                activation=change.activation or "Success",
+            )
+            outcomes[p.gpu.uuid] = replace(outcomes[p.gpu.uuid], steps_done=1)
+
+
+def _reset_pending(
+    plans: tuple[GpuPlan, ...], gpus: Gpus, notifier: Notifier, outcomes: dict[str, GpuOutcome]
+) -> None:
+    """Reset, in one go, the GPUs whose wanted mode is still only pending."""
+    due = [
+        p
+        for p in plans
+        if outcomes[p.gpu.uuid].ok
+        and any(isinstance(s, ResetGpu) for s in p.steps)
+        and gpus.mig_mode(p.gpu.uuid).is_pending
+    ]
+    if not due:
+        return
+    notifier.extend_timeout(RESET_TIMEOUT)
+    notifier.status(f"resetting {len(due)} GPU(s) to apply MIG mode")
+    log.info("resetting_gpus", gpus=",".join(p.gpu.pci for p in due))
+    try:
+        gpus.reset(tuple(p.gpu.pci for p in due))
+    except MigrestoreError as exc:
+        for p in due:
+            failed = _failed(outcomes[p.gpu.uuid], ResetGpu(), exc)
+            outcomes[p.gpu.uuid] = replace(failed, reset_pending=True)
+        return
+    for p in due:
+        if gpus.mig_mode(p.gpu.uuid).is_pending:
+            error = MigrestoreError("MIG mode still pending after the reset; reboot the host")
+            outcomes[p.gpu.uuid] = replace(
+                _failed(outcomes[p.gpu.uuid], ResetGpu(), error), reset_pending=True
+            )
+
+
+def _instances(
+    plan: GpuPlan, gpus: Gpus, progress: Callable[[str], None], outcome: GpuOutcome
+) -> GpuOutcome:
+    """Destroy and create this GPU's instances, stopping at the first failure."""
+    gi_ids: dict[Placement, int] = {gi.placement: gi.id for gi in plan.gpu.instances}
+    done = outcome.steps_done
+    for step in plan.steps:
+        if isinstance(step, SetMigMode | ResetGpu):
+            continue
+        progress(step.describe())
+        try:
+            _one(step, plan.gpu.uuid, gpus, gi_ids)
+        except MigrestoreError as exc:
+            return replace(_failed(outcome, step, exc), steps_done=done)
+        done += 1
+        log.info("step_done", gpu=plan.gpu.uuid, step=step.describe())
+    return replace(outcome, steps_done=done)
+
+
+def _one(step: Step, uuid: str, gpus: Gpus, gi_ids: dict[Placement, int]) -> None:
+    match step:
+        case DestroyComputeInstance(gi_id=gi_id, ci_id=ci_id):
+            gpus.destroy_compute_instance(uuid, gi_id, ci_id)
+        case DestroyGpuInstance(gi_id=gi_id, placement=placement):
+            gpus.destroy_gpu_instance(uuid, gi_id)
+            gi_ids.pop(placement, None)
+        case CreateGpuInstance(profile=profile, placement=placement):
+            gi_ids[placement] = gpus.create_gpu_instance(uuid, profile.id, placement)
+        case CreateComputeInstance(gi_placement=gi_placement, profile=profile, placement=placement):
+            gpus.create_compute_instance(uuid, gi_ids[gi_placement], profile.id, placement)
+        case SetMigMode() | ResetGpu():
+            raise AssertionError("mode steps are not instance steps")

@@ -1,0 +1,133 @@
+"""The run lock under /run and the record of each apply under /var/lib/migrestore."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from migrestore.errors import LockError
+
+RECORD_NAME = "last-run.json"
+HISTORY_NAME = "runs.jsonl"
+HISTORY_KEEP = 100
+
+
+@dataclass(frozen=True, slots=True)
+class GpuRecord:
+    """One GPU's result in a run."""
+
+    uuid: str
+    index: int
+    name: str
+    result: str
+    error: str = ""
+    mig_devices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """What one `apply` did."""
+
+    time: str
+    config: str
+    config_sha256: str
+    result: str
+    simulated: bool
+    gpus: tuple[GpuRecord, ...] = ()
+    boot: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    def mig_devices(self) -> dict[str, tuple[str, ...]]:
+        """MIG device UUIDs per GPU UUID."""
+        return {g.uuid: g.mig_devices for g in self.gpus}
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path, timeout: float) -> Iterator[None]:
+    """Hold `run_dir/lock` exclusively; wait at most `timeout` seconds for another run to finish."""
+    _private_dir(run_dir)
+    path = run_dir / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        _acquire(fd, path, timeout)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def _acquire(fd: int, path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = path.read_text().strip() or "?"
+                message = f"another migrestore run (pid {holder}) holds {path}"
+                raise LockError(f"{message}; gave up after {timeout:g} s") from None
+            time.sleep(0.1)
+
+
+def _private_dir(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def save(record: RunRecord, state_dir: Path) -> Path:
+    """Write the record as the last run (atomically) and append it to the history."""
+    _private_dir(state_dir)
+    path = state_dir / RECORD_NAME
+    text = json.dumps(asdict(record), indent=1)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text + "\n")
+    tmp.replace(path)
+    _append_history(state_dir / HISTORY_NAME, record)
+    return path
+
+
+def _append_history(path: Path, record: RunRecord) -> None:
+    lines = path.read_text().splitlines() if path.exists() else []
+    lines = [*lines[-(HISTORY_KEEP - 1) :], json.dumps(asdict(record))]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("\n".join(lines) + "\n")
+
+
+def last(state_dir: Path) -> RunRecord | None:
+    """The previous run's record, if there is a readable one."""
+    path = state_dir / RECORD_NAME
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return _record(data)
+
+
+def _record(data: dict[str, Any]) -> RunRecord:
+    gpus = tuple(
+        GpuRecord(**{**g, "mig_devices": tuple(g.get("mig_devices", ()))}) for g in data["gpus"]
+    )
+    return RunRecord(**{**data, "gpus": gpus, "notes": tuple(data.get("notes", ()))})
+
+
+def changed_devices(before: RunRecord | None, after: RunRecord) -> tuple[str, ...]:
+    """GPUs whose MIG device UUIDs differ from the previous run's (the schedulers will notice)."""
+    if before is None:
+        return ()
+    old = before.mig_devices()
+    return tuple(
+        uuid
+        for uuid, devices in after.mig_devices().items()
+        if uuid in old and set(old[uuid]) != set(devices)
+    )
