@@ -1,0 +1,131 @@
+"""structlog configuration: one place, three renderings, everything on stderr.
+
+- a terminal (or any stream that is not the journal): human-readable console lines
+  (`12:00:01 [info     ] gpu_instance_created   gpu=GPU-... profile=3g.40gb`);
+- under systemd, when stderr is the journal stream named by `JOURNAL_STREAM`: plain
+  `event key=value` lines with a syslog priority prefix (`<3>`, `<4>`, `<6>`, `<7>`) so journald
+  records the level (journald adds the time and the unit);
+- `--log-format json`: one JSON object per line.
+
+The level is DEBUG with `--debug`, else the one `SYSTEMD_LOG_LEVEL` names, else INFO.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+LogFormat = Literal["text", "json"]
+
+# structlog method name -> syslog priority (sd-daemon(3) prefixes).
+PRIORITIES = {"critical": 2, "exception": 3, "error": 3, "warning": 4, "info": 6, "debug": 7}
+
+# SYSTEMD_LOG_LEVEL values (names or 0-7) -> logging level.
+SYSTEMD_LEVELS = {
+    "emerg": logging.CRITICAL,
+    "alert": logging.CRITICAL,
+    "crit": logging.CRITICAL,
+    "err": logging.ERROR,
+    "warning": logging.WARNING,
+    "notice": logging.INFO,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+SYSTEMD_LEVEL_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+
+def configure(
+    fmt: LogFormat = "text",
+    debug: bool = False,
+    stream: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
+    """Configure structlog for this process: call once, early, from the command line entry."""
+    out = sys.stderr if stream is None else stream
+    env = os.environ if environ is None else environ
+    structlog.configure(
+        processors=processors(fmt, journal_attached(env.get("JOURNAL_STREAM"), out), out),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            log_level(debug, env.get("SYSTEMD_LOG_LEVEL"))
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def log_level(debug: bool, systemd_log_level: str | None) -> int:
+    """DEBUG with --debug, else the level SYSTEMD_LOG_LEVEL names (name or 0-7), else INFO."""
+    if debug:
+        return logging.DEBUG
+    value = (systemd_log_level or "").strip().lower()
+    if value.isdigit() and int(value) < len(SYSTEMD_LEVEL_NAMES):
+        value = SYSTEMD_LEVEL_NAMES[int(value)]
+    return SYSTEMD_LEVELS.get(value, logging.INFO)
+
+
+def journal_attached(journal_stream: str | None, stream: TextIO) -> bool:
+    """Whether `stream` is the journal stream systemd named in JOURNAL_STREAM ("DEV:INODE")."""
+    if not journal_stream:
+        return False
+    try:
+        device, inode = (int(part) for part in journal_stream.split(":"))
+        status = os.fstat(stream.fileno())
+    except (ValueError, OSError):
+        return False
+    return (status.st_dev, status.st_ino) == (device, inode)
+
+
+def processors(fmt: LogFormat, journal: bool, stream: TextIO) -> list[Processor]:
+    """The processor chain for one rendering."""
+    common: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+    ]
+    if fmt == "json":
+        return [
+            *common,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(sort_keys=False),
+        ]
+    if journal:
+        return [*common, structlog.processors.format_exc_info, render_journal_line]
+    return [
+        *common,
+        structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
+        structlog.dev.ConsoleRenderer(colors=is_terminal(stream)),
+    ]
+
+
+def is_terminal(stream: TextIO) -> bool:
+    """Whether the stream is a terminal (colours only then)."""
+    try:
+        return stream.isatty()
+    except ValueError:
+        return False
+
+
+def render_journal_line(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> str:
+    """`<6>event key=value ...`; every line of a multi-line event carries the prefix."""
+    prefix = f"<{PRIORITIES.get(event_dict.pop('level', 'info'), 6)}>"
+    exception = event_dict.pop("exception", None)
+    event = str(event_dict.pop("event", ""))
+    text = " ".join([event, *(f"{key}={format_value(value)}" for key, value in event_dict.items())])
+    if exception:
+        text = f"{text}\n{exception}"
+    return "\n".join(prefix + line for line in text.rstrip("\n").split("\n"))
+
+
+def format_value(value: Any) -> str:
+    """A value as logfmt writes it: bare when it is one word, double-quoted otherwise."""
+    text = str(value)
+    if text and not any(char in text for char in ' ="\n\t'):
+        return text
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
