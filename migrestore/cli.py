@@ -1,0 +1,213 @@
+"""The command line: argparse verbs, and the only place where exceptions become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from migrestore import __version__
+from migrestore.errors import ConfigError, ExitCode, MigrestoreError
+
+DEFAULT_CONFIG = "/etc/migrestore/migrestore.toml"
+DEFAULT_STATE_DIR = "/var/lib/migrestore"
+DEFAULT_RUN_DIR = "/run/migrestore"
+DEFAULT_SYSROOT = "/"
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Global options, resolved once (flags beat MIGRESTORE_* environment variables)."""
+
+    config: Path
+    simulate: Path | None
+    state_dir: Path
+    run_dir: Path
+    sysroot: Path
+    sysroot_given: bool
+    allow_insecure_config: bool
+    debug: bool
+
+    @property
+    def simulated(self) -> bool:
+        """Every verb runs against a simulated host."""
+        return self.simulate is not None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are ConfigErrors (one line, exit 2) like every other mistake."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"{self.prog}: {message} (see --help)")
+
+
+def _globals(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument("--version", action="version", version=f"migrestore {__version__}")
+    parser.add_argument(
+        "--config",
+        default=env("MIGRESTORE_CONFIG", DEFAULT_CONFIG),
+        help=f"layout file (default {DEFAULT_CONFIG})",
+    )
+    parser.add_argument(
+        "--simulate",
+        metavar="STATE",
+        default=env("MIGRESTORE_SIMULATE"),
+        help="use the simulated host in STATE instead of the driver",
+    )
+    parser.add_argument(
+        "--state-dir",
+        default=env("MIGRESTORE_STATE_DIR"),
+        help=f"run records (default {DEFAULT_STATE_DIR})",
+    )
+    parser.add_argument(
+        "--run-dir",
+        default=env("MIGRESTORE_RUN_DIR"),
+        help=f"lock file directory (default {DEFAULT_RUN_DIR})",
+    )
+    parser.add_argument(
+        "--sysroot",
+        default=env("MIGRESTORE_SYSROOT"),
+        help="read /proc and write /dev below this directory (tests)",
+    )
+    parser.add_argument(
+        "--allow-insecure-config",
+        action="store_true",
+        help="accept a layout file not owned by root or writable by others",
+    )
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument("--debug", action="store_true", help="debug logs and tracebacks")
+
+
+def _verbs(parser: argparse.ArgumentParser) -> None:
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for name, text in (
+        ("status", "show GPUs, MIG mode, instances and the last run"),
+        ("plan", "show the steps apply would take"),
+        ("verify", "exit 0 if the host matches the layout, 3 on drift, 4 if a reset is pending"),
+    ):
+        verb = verbs.add_parser(name, help=text, description=text)
+        verb.add_argument("--json", action="store_true", help="machine-readable output")
+    apply = verbs.add_parser("apply", help="restore the layout", description="restore the layout")
+    apply.add_argument(
+        "--force", action="store_true", help="destroy instances even if processes run on them"
+    )
+    apply.add_argument("--dry-run", action="store_true", help="only show the plan (same as `plan`)")
+    apply.add_argument(
+        "--boot",
+        action="store_true",
+        help="run as the boot service (wait for the driver, notify systemd)",
+    )
+    apply.add_argument("--json", action="store_true", help="machine-readable output")
+    export = verbs.add_parser("export", help="print the current state as a layout file")
+    how = export.add_mutually_exclusive_group()
+    how.add_argument("--by-model", action="store_true", help="select GPUs by model where possible")
+    how.add_argument("--by-index", action="store_true", help="select GPUs by index")
+    check = verbs.add_parser("check", help="validate the layout file offline")
+    check.add_argument(
+        "--model", help="GPU model to check entries against (default: each entry's model)"
+    )
+    _simulate_verbs(verbs.add_parser("simulate", help="manage a simulated host"))
+
+
+def _simulate_verbs(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    init = sub.add_parser("init", help="create a simulated host")
+    init.add_argument("state")
+    init.add_argument("--gpu", action="append", required=True, metavar="MODEL[:COUNT]")
+    init.add_argument("--driver", default="580.159.04")
+    init.add_argument("--sysroot", dest="sim_sysroot", help="also keep a fake /proc tree here")
+    sub.add_parser("models", help="list the GPU models the simulator knows")
+    reboot = sub.add_parser("reboot", help="reboot the simulated host")
+    reboot.add_argument("state")
+    for name in ("attach", "detach"):
+        client = sub.add_parser(name, help=f"{name} a driver client or a process")
+        client.add_argument("state")
+        client.add_argument("--gpu", type=int, required=True)
+        client.add_argument("--client", required=True)
+        if name == "attach":
+            client.add_argument("--instance", help="GI[/CI]: a process on that instance")
+            client.add_argument("--pid", type=int)
+    fault = sub.add_parser("fault", help="make the Nth call of an NVML function fail")
+    fault.add_argument("state")
+    fault.add_argument("--function", required=True)
+    fault.add_argument("--nth", type=int, default=1)
+    fault.add_argument("--error", required=True)
+    fault.add_argument("--action", choices=("raise", "kill-before", "kill-after"), default="raise")
+    latency = sub.add_parser("latency", help="switch the latency model on or off")
+    latency.add_argument("state")
+    latency.add_argument("--model", choices=("h200", "off"), default="h200")
+    latency.add_argument("--scale", type=float, default=1.0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = _Parser(prog="migrestore", description="Restore NVIDIA MIG partitioning.")
+    _globals(parser)
+    _verbs(parser)
+    return parser
+
+
+def _context(args: argparse.Namespace) -> Context:
+    simulate = Path(args.simulate) if args.simulate else None
+    base = f"{simulate}." if simulate else ""
+    return Context(
+        config=Path(args.config),
+        simulate=simulate,
+        state_dir=Path(args.state_dir or (f"{base}lib" if simulate else DEFAULT_STATE_DIR)),
+        run_dir=Path(args.run_dir or (f"{base}run" if simulate else DEFAULT_RUN_DIR)),
+        sysroot=Path(args.sysroot or DEFAULT_SYSROOT),
+        sysroot_given=bool(args.sysroot),
+        allow_insecure_config=args.allow_insecure_config,
+        debug=args.debug,
+    )
+
+
+def _handler(args: argparse.Namespace) -> Callable[[Context, argparse.Namespace], int]:
+    if args.verb == "simulate":
+        from migrestore import simulate_cmd
+
+        return simulate_cmd.run
+    if args.verb == "apply":
+        from migrestore import restore
+
+        return restore.apply
+    from migrestore import verbs
+
+    handler: Callable[[Context, argparse.Namespace], int] = getattr(
+        verbs, args.verb.replace("-", "_")
+    )
+    return handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, run one verb, map errors to exit codes (tracebacks only with --debug)."""
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        from migrestore import logs
+
+        logs.configure(args.log_format, args.debug)
+        return _handler(args)(_context(args), args)
+    except MigrestoreError as exc:
+        return _fail(exc, exc.exit_code, debug)
+    except KeyboardInterrupt:
+        print("migrestore: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the one boundary: anything else is a bug, reported in one line
+        return _fail(exc, ExitCode.FAILURE, debug, bug=True)
+
+
+def _fail(exc: BaseException, code: int, debug: bool, *, bug: bool = False) -> int:
+    if debug:
+        traceback.print_exc()
+    hint = getattr(exc, "hint", "")
+    kind = f"internal error ({type(exc).__name__}): " if bug else ""
+    print(f"migrestore: error: {kind}{exc}", file=sys.stderr)
+    if hint and hint != "retry":
+        print(f"migrestore: hint: {hint}", file=sys.stderr)
+    return int(code)

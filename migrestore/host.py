@@ -1,0 +1,98 @@
+"""Building the adapters for this run: real NVML or the simulator, systemd units, the notifier."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from migrestore.errors import ConfigError, GpuError, UnitError
+from migrestore.interfaces import Notifier, Units
+from migrestore.nvml import NvmlGpus, load_pynvml
+
+if TYPE_CHECKING:
+    from migrestore.cli import Context
+
+log = structlog.get_logger("migrestore")
+
+RESET_SECONDS = 120
+
+
+def nvidia_smi_reset(pci_ids: tuple[str, ...]) -> None:
+    """Reset GPUs the way NVIDIA documents (there is no public NVML reset call)."""
+    command = ["nvidia-smi", "--gpu-reset", "-i", ",".join(pci_ids)]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=RESET_SECONDS, check=False
+        )
+    except FileNotFoundError as exc:
+        raise GpuError(
+            "nvidia-smi not found: cannot reset GPUs", nvml_error="ResetRequired"
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise GpuError(f"nvidia-smi --gpu-reset timed out after {RESET_SECONDS} s") from exc
+    if done.returncode != 0:
+        lines = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        reason = "; ".join(lines[-3:]) or f"exit status {done.returncode}"
+        raise GpuError(f"GPU reset refused: {reason}", nvml_error="InUse")
+
+
+def _simulated_nvml(state: Path) -> tuple[Any, Any]:
+    from migrestore import simulator
+
+    def reset(pci_ids: tuple[str, ...]) -> None:
+        simulator.reset_gpus(state, list(pci_ids))
+
+    return simulator.Simulator(state), reset
+
+
+def gpus(ctx: Context) -> NvmlGpus:
+    """The GPU adapter: the same NvmlGpus code over pynvml or over the simulator."""
+    if ctx.simulate is not None:
+        if not ctx.simulate.exists():
+            hint = "create one with `migrestore simulate init`"
+            raise ConfigError(f"{ctx.simulate}: no simulated host here ({hint})")
+        nvml, reset = _simulated_nvml(ctx.simulate)
+        return NvmlGpus(nvml, reset, simulated=True)
+    return NvmlGpus(load_pynvml(), nvidia_smi_reset)
+
+
+class _TolerantUnits:
+    """For simulated runs on a machine without a usable systemd: no driver-client units at all."""
+
+    def __init__(self, inner: Units) -> None:
+        self._inner = inner
+        self._usable = True
+
+    def active(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            return self._inner.active(names)
+        except UnitError as exc:
+            log.warning("systemd_unavailable_simulated_run", error=str(exc))
+            self._usable = False
+            return ()
+
+    def stop(self, names: tuple[str, ...]) -> None:
+        if self._usable:
+            self._inner.stop(names)
+
+    def start(self, names: tuple[str, ...]) -> None:
+        if self._usable:
+            self._inner.start(names)
+
+
+def units(ctx: Context) -> Units:
+    """systemd units through D-Bus (lazily connected)."""
+    from migrestore.systemd import SystemdUnits
+
+    real = SystemdUnits()
+    return _TolerantUnits(real) if ctx.simulated else real
+
+
+def notifier(boot: bool) -> Notifier:
+    """sd_notify at boot (no-op without NOTIFY_SOCKET), nothing by hand."""
+    from migrestore.systemd import NullNotifier, SdNotifier
+
+    return SdNotifier() if boot else NullNotifier()

@@ -1,0 +1,69 @@
+"""`check`: resolve a layout file against modelled GPUs from the catalogue, with no driver."""
+
+from __future__ import annotations
+
+from migrestore import layout, profiles
+from migrestore.errors import ConfigError
+from migrestore.model import (
+    DesiredNode,
+    GpuSpec,
+    GpuState,
+    MigMode,
+    SelectorKind,
+    TargetLayout,
+)
+from migrestore.profiles import ModelInfo
+
+
+def modelled_gpu(model: ModelInfo, index: int = 0) -> GpuState:
+    """A GPU of this model with MIG off and nothing on it."""
+    return GpuState(
+        index=index,
+        uuid=f"GPU-modelled-{index}",
+        pci=f"00000000:{index:02X}:00.0",
+        name=model.name,
+        minor=index,
+        architecture=model.architecture,
+        memory_mb=model.memory_mb,
+        mig=MigMode(False, False),
+        profiles=model.table,
+    )
+
+
+def _model_for(spec: GpuSpec, wanted: str | None, source: str) -> ModelInfo:
+    name = wanted
+    if spec.selector.kind is SelectorKind.MODEL:
+        name = str(spec.selector.value) if wanted is None else wanted
+    if name is None:
+        how = spec.selector.kind.value
+        raise ConfigError(
+            f"{source}: {spec.where}: selects by {how}; give --model NAME to check it"
+        )
+    model = profiles.find_model(name)
+    if model is None:
+        known = ", ".join(m.name for m in profiles.catalogue())
+        raise ConfigError(f'unknown model "{name}"; known: {known}')
+    return model
+
+
+def describe(target: TargetLayout) -> str:
+    """`3g.40gb@0 [2 CI] + 4g.40gb@4`."""
+    if not target.mig:
+        return "MIG off"
+    parts = [
+        f"{t.profile.short_name}@{t.placement.start} [{len(t.compute)} CI]"
+        for t in target.instances
+    ]
+    return " + ".join(parts) or "MIG on, no instances"
+
+
+def check(desired: DesiredNode, model_name: str | None) -> list[str]:
+    """One line per entry: the exact layout it gives on its model; ConfigError on a problem."""
+    lines = []
+    for spec in desired.gpus:
+        model = _model_for(spec, model_name, desired.source)
+        target = layout.resolve(spec, modelled_gpu(model), desired.source)
+        lines.append(f"{spec.where} ({spec.selector}) on {model.name}: {describe(target)}")
+    if not lines:
+        lines.append(f"{desired.source}: valid, no [[gpu]] entries (restores nothing)")
+    return lines

@@ -1,0 +1,230 @@
+"""Rendering of state, plans and results as text (for people) and JSON (for machines)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from migrestore.execute import Execution
+from migrestore.model import GpuInstance, GpuState, NodeState
+from migrestore.plan import NodePlan, ci_name, gi_name
+from migrestore.runs import RunRecord
+
+
+def simulated_banner(state_path: str) -> str:
+    """The first line of every text output of a simulated run."""
+    return f"SIMULATED HOST ({state_path}): no real GPU is read or changed"
+
+
+def dumps(document: dict[str, Any]) -> str:
+    """JSON as every verb prints it."""
+    return json.dumps(document, indent=2)
+
+
+# ---- state ----
+
+
+def _instance_json(gpu: GpuState, gi: GpuInstance) -> dict[str, Any]:
+    return {
+        "id": gi.id,
+        "profile": gi_name(gpu, gi.profile_id),
+        "placement": {"start": gi.placement.start, "size": gi.placement.size},
+        "compute": [
+            {
+                "id": ci.id,
+                "profile": ci_name(gpu, gi.profile_id, ci.profile_id),
+                "placement": {"start": ci.placement.start, "size": ci.placement.size},
+                "uuid": ci.uuid,
+                "processes": [{"pid": p.pid, "name": p.name} for p in ci.processes],
+            }
+            for ci in gi.compute
+        ],
+    }
+
+
+def gpu_json(gpu: GpuState) -> dict[str, Any]:
+    """One GPU as in `status --json`."""
+    return {
+        "index": gpu.index,
+        "uuid": gpu.uuid,
+        "pci": gpu.pci,
+        "name": gpu.name,
+        "architecture": gpu.architecture.value,
+        "mig": {"current": gpu.mig.current, "pending": gpu.mig.pending},
+        "instances": [_instance_json(gpu, gi) for gi in gpu.instances],
+    }
+
+
+def record_json(record: RunRecord | None) -> dict[str, Any] | None:
+    """The last run, as `status --json` shows it."""
+    if record is None:
+        return None
+    return {
+        "time": record.time,
+        "result": record.result,
+        "config": record.config,
+        "config_sha256": record.config_sha256,
+        "boot": record.boot,
+        "notes": list(record.notes),
+        "gpus": [{"uuid": g.uuid, "result": g.result, "error": g.error} for g in record.gpus],
+    }
+
+
+def state_json(state: NodeState, last_run: RunRecord | None) -> dict[str, Any]:
+    """`status --json`."""
+    return {
+        "simulated": state.simulated,
+        "driver": state.driver_version,
+        "gpus": [gpu_json(g) for g in state.gpus],
+        "last_run": record_json(last_run),
+    }
+
+
+def _mode(gpu: GpuState) -> str:
+    current = "on" if gpu.mig.current else "off"
+    if gpu.mig.is_pending:
+        return f"{current} (pending {'on' if gpu.mig.pending else 'off'} after reset)"
+    return current
+
+
+def gpu_text(gpu: GpuState, note: str = "") -> list[str]:
+    """A GPU and its instances, indented."""
+    head = f"GPU {gpu.index}  {gpu.name}  {gpu.pci}  {gpu.uuid}  MIG {_mode(gpu)}"
+    lines = [head + (f"  [{note}]" if note else "")]
+    for gi in gpu.instances:
+        where = f"{gi.placement.start}:{gi.placement.size}"
+        lines.append(f"  GI {gi.id:<2} {gi_name(gpu, gi.profile_id):<14} at {where}")
+        for ci in gi.compute:
+            name = ci_name(gpu, gi.profile_id, ci.profile_id)
+            procs = (
+                f"  processes: {', '.join(str(p) for p in ci.processes)}" if ci.processes else ""
+            )
+            cwhere = f"{ci.placement.start}:{ci.placement.size}"
+            lines.append(f"    CI {ci.id} {name:<14} at {cwhere:<5} {ci.uuid}{procs}")
+    if gpu.mig.current and not gpu.instances:
+        lines.append("  (no GPU instances)")
+    return lines
+
+
+def state_text(
+    state: NodeState, last_run: RunRecord | None, unmanaged: tuple[str, ...] = ()
+) -> str:
+    """`status`."""
+    lines = [f"driver {state.driver_version}, {len(state.gpus)} GPU(s)"]
+    for gpu in state.gpus:
+        lines.extend(gpu_text(gpu, "unmanaged" if gpu.uuid in unmanaged else ""))
+    lines.append(_last_run_text(last_run))
+    return "\n".join(lines)
+
+
+def _last_run_text(record: RunRecord | None) -> str:
+    if record is None:
+        return "last run: none recorded"
+    failed = [g for g in record.gpus if g.result != "ok"]
+    detail = f", {len(failed)} GPU(s) failed" if failed else ""
+    notes = "".join(f"\n  {n}" for n in record.notes)
+    boot = " at boot" if record.boot else ""
+    return f"last run{boot}: {record.time} {record.result}{detail} ({record.config}){notes}"
+
+
+# ---- plans ----
+
+
+def plan_json(plan: NodePlan) -> dict[str, Any]:
+    """`plan --json` and the differences of `verify --json`."""
+    return {
+        "in_sync": plan.is_empty,
+        "reset_pending": plan.reset_pending,
+        "gpus": [
+            {
+                "index": p.gpu.index,
+                "uuid": p.gpu.uuid,
+                "name": p.gpu.name,
+                "steps": [s.describe() for s in p.steps],
+                "busy": [
+                    {"gi": s.gi_id, "ci": s.ci_id, "processes": [str(x) for x in s.processes]}
+                    for s in p.busy
+                ],
+            }
+            for p in plan.gpus
+        ],
+        "unmanaged": [g.uuid for g in plan.unmanaged],
+        "missing": [str(s.selector) for s in plan.missing],
+        "mismatched": [{"uuid": m.gpu.uuid, "problem": m.problem} for m in plan.mismatched],
+    }
+
+
+def plan_text(plan: NodePlan) -> str:
+    """`plan`: the steps apply would take, per GPU, in order."""
+    lines: list[str] = []
+    for p in plan.gpus:
+        if p.is_empty:
+            lines.append(f"{p.gpu.label}: in layout, nothing to do")
+            continue
+        lines.append(f"{p.gpu.label}: {len(p.steps)} step(s)")
+        lines.extend(f"  {n}. {s.describe()}" for n, s in enumerate(p.steps, 1))
+        if p.busy:
+            lines.append("  ! instances in use; apply refuses unless --force")
+    lines.extend(_problems(plan))
+    lines.extend(f"{g.label}: unmanaged (no [[gpu]] entry selects it)" for g in plan.unmanaged)
+    return "\n".join(lines)
+
+
+def _problems(plan: NodePlan) -> list[str]:
+    lines = [f"missing: no GPU matches {s.where} (select {s.selector})" for s in plan.missing]
+    lines.extend(f"{m.gpu.label}: {m.problem}" for m in plan.mismatched)
+    return lines
+
+
+def drift_text(plan: NodePlan) -> str:
+    """`verify`: each difference named, or that the host is in sync."""
+    if plan.is_empty:
+        return f"in sync: {len(plan.gpus)} GPU(s) match the layout"
+    lines = []
+    for p in plan.gpus:
+        if p.reset_pending:
+            lines.append(f"{p.gpu.label}: MIG mode change pending: reset the GPU or reboot")
+        lines.extend(f"{p.gpu.label}: drift: needs to {s.describe()}" for s in p.steps)
+    lines.extend(_problems(plan))
+    return "\n".join(lines)
+
+
+# ---- apply ----
+
+
+def apply_json(execution: Execution, final: NodePlan, changed: tuple[str, ...]) -> dict[str, Any]:
+    """`apply --json`."""
+    return {
+        "in_sync": final.is_empty,
+        "stopped_units": list(execution.stopped_units),
+        "gpus": [
+            {
+                "uuid": o.uuid,
+                "ok": o.ok,
+                "failed_step": o.failed_step,
+                "error": o.error,
+                "nvml_error": o.nvml_error,
+                "reset_pending": o.reset_pending,
+            }
+            for o in execution.outcomes
+        ],
+        "remaining": plan_json(final),
+        "mig_devices_changed": list(changed),
+    }
+
+
+def apply_text(execution: Execution, final: NodePlan, after: NodeState) -> str:
+    """`apply`: per GPU ok or what failed, and the state each failed GPU was left in."""
+    lines: list[str] = []
+    for o in execution.outcomes:
+        if o.ok:
+            lines.append(f"{o.label}: ok ({o.steps_done} change(s))")
+            continue
+        lines.append(f"{o.label}: FAILED at '{o.failed_step or 'check'}': {o.error}")
+        gpu = after.by_uuid(o.uuid)
+        if gpu is not None:
+            lines.extend("  left as: " + line.strip() for line in gpu_text(gpu)[1:] or ["(empty)"])
+    if execution.stopped_units:
+        lines.append(f"stopped and restarted: {', '.join(execution.stopped_units)}")
+    lines.extend(_problems(final))
+    return "\n".join(lines)

@@ -1,0 +1,204 @@
+"""`apply`: check everything, plan, execute, read back, verify, record.
+
+Nothing is touched unless the whole file resolves on every GPU it selects. Success means the plan
+made from a fresh read of the GPUs after the changes is empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import structlog
+
+from migrestore import caps, config, execute, host, report, runs
+from migrestore.errors import ExitCode
+from migrestore.interfaces import Notifier
+from migrestore.model import DesiredNode, NodeState
+from migrestore.nvml import NvmlGpus
+from migrestore.plan import NodePlan, plan_node
+from migrestore.verbs import emit, load_layout
+
+if TYPE_CHECKING:
+    from migrestore.cli import Context
+
+log = structlog.get_logger("migrestore")
+
+LOCK_WAIT = 30.0
+
+
+def apply(ctx: Context, args: argparse.Namespace) -> int:
+    """Restore the layout file's partitioning."""
+    if args.dry_run:
+        from migrestore import verbs
+
+        return verbs.plan(ctx, args)
+    notifier = host.notifier(args.boot)
+    if args.boot and not ctx.config.exists():
+        return _nothing_to_do(ctx, notifier)
+    desired = load_layout(ctx)
+    gpus = host.gpus(ctx)
+    with runs.locked(ctx.run_dir, LOCK_WAIT):
+        _open(gpus, args.boot, desired, notifier)
+        try:
+            return _apply_locked(ctx, args, desired, gpus, notifier)
+        finally:
+            gpus.close()
+
+
+def _open(gpus: NvmlGpus, boot: bool, desired: DesiredNode, notifier: Notifier) -> None:
+    """Open NVML; at boot wait (bounded, with the start timeout extended) for the driver."""
+    if not boot:
+        gpus.open()
+        return
+    timeout = desired.restore.driver_timeout
+
+    def waiting(left: float) -> None:
+        notifier.status(f"waiting for the NVIDIA driver ({left:.0f} s left)")
+        notifier.extend_timeout(left + 30)
+
+    gpus.wait_for_driver(timeout, waiting)
+
+
+def _nothing_to_do(ctx: Context, notifier: Notifier) -> int:
+    message = f"no layout file at {ctx.config}: nothing to restore"
+    log.info("no_layout_file", path=str(ctx.config))
+    notifier.status(message)
+    notifier.ready()
+    return ExitCode.OK
+
+
+def _apply_locked(
+    ctx: Context, args: argparse.Namespace, desired: DesiredNode, gpus: NvmlGpus, notifier: Notifier
+) -> int:
+    started = time.monotonic()
+    notifier.status("reading GPUs")
+    before = gpus.read_state()
+    node = plan_node(desired, before)
+    log.info(
+        "planned",
+        gpus=len(node.gpus),
+        steps=sum(len(p.steps) for p in node.gpus),
+        simulated=ctx.simulated,
+    )
+    options = execute.Options(force=args.force, stop_units=desired.restore.stop_units)
+    units = host.units(ctx)
+    execution = execute.execute(node.gpus, gpus, units, notifier, options)
+    notifier.status("verifying")
+    after = gpus.read_state()
+    final = plan_node(desired, after)
+    _device_nodes(ctx, after)
+    code = _exit_code(execution, final)
+    record = _record(ctx, args, desired, after, execution, code)
+    changed = runs.changed_devices(runs.last(ctx.state_dir), record)
+    runs.save(_with_notes(record, changed), ctx.state_dir)
+    _report(ctx, args, execution, final, after, changed)
+    _summary(notifier, node, execution, final, code, time.monotonic() - started)
+    return code
+
+
+def _device_nodes(ctx: Context, after: NodeState) -> None:
+    """/dev/nvidia-caps nodes: on a real host, or on a simulated one given a --sysroot."""
+    if ctx.simulated and not ctx.sysroot_given:
+        return
+    made = caps.ensure_nodes(after, ctx.sysroot)
+    if made:
+        log.info("device_nodes_created", count=len(made))
+
+
+def _exit_code(execution: execute.Execution, final: NodePlan) -> ExitCode:
+    if any(o.reset_pending for o in execution.outcomes) or final.reset_pending:
+        return ExitCode.PENDING
+    failed = any(not o.ok for o in execution.outcomes)
+    return ExitCode.FAILURE if failed or not final.is_empty else ExitCode.OK
+
+
+def _record(
+    ctx: Context,
+    args: argparse.Namespace,
+    desired: DesiredNode,
+    after: NodeState,
+    execution: execute.Execution,
+    code: ExitCode,
+) -> runs.RunRecord:
+    outcomes = {o.uuid: o for o in execution.outcomes}
+    gpus = tuple(
+        runs.GpuRecord(
+            uuid=g.uuid,
+            index=g.index,
+            name=g.name,
+            result="ok" if outcomes.get(g.uuid) is None or outcomes[g.uuid].ok else "failed",
+            error=outcomes[g.uuid].error if g.uuid in outcomes else "",
+            mig_devices=tuple(ci.uuid for gi in g.instances for ci in gi.compute),
+        )
+        for g in after.gpus
+    )
+    return runs.RunRecord(
+        time=datetime.now(UTC).isoformat(timespec="seconds"),
+        config=str(ctx.config),
+        config_sha256=config.digest(ctx.config),
+        result={ExitCode.OK: "ok", ExitCode.PENDING: "reset-pending"}.get(code, "failed"),
+        simulated=ctx.simulated,
+        gpus=gpus,
+        boot=args.boot,
+    )
+
+
+def _with_notes(record: runs.RunRecord, changed: tuple[str, ...]) -> runs.RunRecord:
+    if not changed:
+        return record
+    note = f"MIG device UUIDs changed since the previous run on: {', '.join(changed)}"
+    log.warning("mig_device_uuids_changed", gpus=",".join(changed))
+    return replace(record, notes=(*record.notes, note))
+
+
+def _report(
+    ctx: Context,
+    args: argparse.Namespace,
+    execution: execute.Execution,
+    final: NodePlan,
+    after: NodeState,
+    changed: tuple[str, ...],
+) -> None:
+    if args.json:
+        print(
+            report.dumps(
+                {"simulated": ctx.simulated, **report.apply_json(execution, final, changed)}
+            )
+        )
+    else:
+        emit(ctx, report.apply_text(execution, final, after))
+
+
+def _summary(
+    notifier: Notifier,
+    node: NodePlan,
+    execution: execute.Execution,
+    final: NodePlan,
+    code: ExitCode,
+    seconds: float,
+) -> None:
+    failed = [o for o in execution.outcomes if not o.ok]
+    changes = sum(o.steps_done for o in execution.outcomes)
+    text = (
+        f"{len(node.gpus)} GPU(s) in layout, {changes} change(s) in {seconds:.1f} s"
+        if code == ExitCode.OK
+        else f"FAILED: {len(failed)} of {len(node.gpus)} GPU(s) not restored; "
+        + "; ".join(f"{o.label}: {o.error}" for o in failed[:3])
+        + ("; missing GPUs" if final.missing else "")
+    )
+    level = log.info if code == ExitCode.OK else log.error
+    level(
+        "apply_finished",
+        result=code.name.lower(),
+        gpus=len(node.gpus),
+        changes=changes,
+        failed=len(failed),
+        seconds=round(seconds, 3),
+    )
+    notifier.status(text)
+    if code == ExitCode.OK:
+        notifier.ready()
