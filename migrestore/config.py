@@ -1,0 +1,508 @@
+"""The layout file: TOML -> DesiredNode with key-path errors, and a host's state back to TOML.
+
+`load`/`parse` check everything that can be checked without a GPU: keys, types, numbers, the
+version, the shape of selectors. Every problem is one ConfigError line
+`<file>: <key path>: <what is wrong>`. Profile names, capacity and placements depend on each GPU's
+profile table: the planner checks them. `dump` writes the current state so that `apply` reproduces
+it exactly (`migrestore export`); `digest` and `check_ownership` serve the CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import socket
+import stat
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import tomli_w
+
+from migrestore import profiles
+from migrestore.errors import ConfigError
+from migrestore.model import (
+    ComputeInstance,
+    ComputeSpec,
+    DesiredNode,
+    GpuInstance,
+    GpuSpec,
+    GpuState,
+    InstanceSpec,
+    NodeState,
+    ProfileTable,
+    RestoreOptions,
+    Selector,
+    SelectorKind,
+)
+from migrestore.selection import model_matches, normalise_pci
+
+FORMAT_VERSION = 1
+SELECT_BY = ("uuid", "model", "index")
+
+_TOP_KEYS = ("version", "restore", "gpu")
+_RESTORE_KEYS = ("stop-units", "refresh-units", "driver-timeout")
+_GPU_KEYS = ("select", "mig", "instance")
+_SELECT_KEYS = ("uuid", "pci", "index", "model")
+_INSTANCE_KEYS = ("profile", "placement", "count", "compute")
+_COMPUTE_KEYS = ("profile", "placement")
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_UNIT_NAME = re.compile(
+    r"[\w:.\\@-]+\.(service|socket|target|device|mount|automount|swap|path|timer|slice|scope)"
+)
+_TOML_POSITION = re.compile(
+    r"(?P<problem>.*) \(at (?P<where>line \d+, column \d+|end of document)\)"
+)
+_PROFILE = 'a profile name such as "3g.40gb" or a numeric profile id'
+
+T = TypeVar("T")
+
+
+# ---- reading ----
+
+
+def load(path: Path) -> DesiredNode:
+    """Read and check the layout file at `path`."""
+    data = _read_bytes(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: not UTF-8 text") from None
+    return parse(text, str(path))
+
+
+def parse(text: str, source: str = "<string>") -> DesiredNode:
+    """Check a layout file's text; `source` names it in error messages."""
+    root = _Key(source)
+    document = _table(_decode_toml(text, source), root, _TOP_KEYS)
+    _check_version(document, root.child("version"))
+    restore = RestoreOptions()
+    if "restore" in document:
+        restore = _restore(document["restore"], root.child("restore"))
+    gpus = _array_of_tables(document.get("gpu", []), root.child("gpu"), _gpu)
+    _check_distinct_selectors(gpus, source)
+    return DesiredNode(gpus=gpus, restore=restore, source=source)
+
+
+def digest(path: Path) -> str:
+    """The SHA-256 of the file's bytes, in hex (recorded with every run)."""
+    return hashlib.sha256(_read_bytes(path)).hexdigest()
+
+
+def check_ownership(path: Path) -> None:
+    """Raise ConfigError unless root owns the file and its directory and no one else may write."""
+    resolved = path.resolve()
+    for place in dict.fromkeys((path, path.parent, resolved, resolved.parent)):
+        _check_owned_by_root(place)
+
+
+def _check_owned_by_root(place: Path) -> None:
+    try:
+        info = place.stat()
+    except OSError as error:
+        raise ConfigError(f"{place}: cannot check ownership: {error.strerror}") from None
+    if info.st_uid != 0:
+        raise ConfigError(
+            f"{place}: owned by uid {info.st_uid}, not root; the layout decides what runs at boot",
+            hint=f"chown root: {place}",
+        )
+    writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if writable:
+        who = {stat.S_IWGRP: "its group", stat.S_IWOTH: "others"}.get(writable, "group and others")
+        raise ConfigError(
+            f"{place}: writable by {who} (mode {stat.S_IMODE(info.st_mode):04o}); only root may "
+            "change the layout",
+            hint=f"chmod go-w {place}",
+        )
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+
+
+def _decode_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        found = _TOML_POSITION.fullmatch(str(error))
+        if found is None:
+            raise ConfigError(f"{source}: not valid TOML: {error}") from None
+        problem = found["problem"][:1].lower() + found["problem"][1:]
+        raise ConfigError(f"{source}: {found['where']}: not valid TOML: {problem}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """Where a value sits (file and key path); raises the one-line error about it."""
+
+    source: str
+    path: str = ""
+
+    def child(self, name: str) -> _Key:
+        label = name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
+        return _Key(self.source, f"{self.path}.{label}" if self.path else label)
+
+    def item(self, index: int) -> _Key:
+        return _Key(self.source, f"{self.path}[{index}]")
+
+    def fail(self, problem: str) -> NoReturn:
+        raise ConfigError(f"{self.source}: {self.path}: {problem}")
+
+
+def _describe(value: object) -> str:
+    """A value as error messages show it: `"two"`, `true`, `1.5`, `a table`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return f"a {type(value).__name__}"
+
+
+def _table(value: object, key: _Key, known: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        key.fail(f"must be a table, got {_describe(value)}")
+    for name in value:
+        if name not in known:
+            key.child(name).fail(f"unknown key (known here: {', '.join(known)})")
+    return value
+
+
+def _array_of_tables(value: object, key: _Key, read: Callable[[object, _Key], T]) -> tuple[T, ...]:
+    if not isinstance(value, list):
+        header = re.sub(r"\[\d+\]", "", key.path)
+        key.fail(f"must be an array of tables ([[{header}]]), got {_describe(value)}")
+    return tuple(read(item, key.item(index)) for index, item in enumerate(value))
+
+
+def _integer(value: object, key: _Key, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        key.fail(f"must be {wanted}, got {_describe(value)}")
+    return value
+
+
+def _optional_integer(table: dict[str, Any], name: str, key: _Key, minimum: int) -> int | None:
+    return None if name not in table else _integer(table[name], key.child(name), minimum)
+
+
+def _text(value: object, key: _Key, wanted: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        key.fail(f"must be {wanted}, got {_describe(value)}")
+    return value.strip()
+
+
+def _profile(value: object, key: _Key) -> str | int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return _text(value, key, _PROFILE)
+
+
+def _required(table: dict[str, Any], name: str, key: _Key, example: str) -> object:
+    if name not in table:
+        key.child(name).fail(f"missing; for example {example}")
+    return table[name]
+
+
+def _check_version(document: dict[str, Any], key: _Key) -> None:
+    if "version" not in document:
+        key.fail(f"missing; the file must start with version = {FORMAT_VERSION}")
+    version = document["version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        key.fail(f"must be the integer {FORMAT_VERSION}, got {_describe(version)}")
+    if version != FORMAT_VERSION:
+        key.fail(f"unsupported version {version}; this migrestore reads version {FORMAT_VERSION}")
+
+
+# ---- [restore] ----
+
+
+def _restore(value: object, key: _Key) -> RestoreOptions:
+    table = _table(value, key, _RESTORE_KEYS)
+    defaults = RestoreOptions()
+    return RestoreOptions(
+        stop_units=_units(table, "stop-units", key, defaults.stop_units),
+        refresh_units=_units(table, "refresh-units", key, defaults.refresh_units),
+        driver_timeout=_seconds(table.get("driver-timeout", defaults.driver_timeout), key),
+    )
+
+
+def _units(
+    table: dict[str, Any], name: str, key: _Key, default: tuple[str, ...]
+) -> tuple[str, ...]:
+    if name not in table:
+        return default
+    value, key = table[name], key.child(name)
+    if not isinstance(value, list):
+        key.fail(f'must be an array of unit names such as ["nvsm.service"], got {_describe(value)}')
+    for index, unit in enumerate(value):
+        if not isinstance(unit, str) or not _UNIT_NAME.fullmatch(unit):
+            key.item(index).fail(
+                f'must be a systemd unit name such as "nvsm.service", got {_describe(unit)}'
+            )
+    return tuple(value)
+
+
+def _seconds(value: object, key: _Key) -> float:
+    key = key.child("driver-timeout")
+    problem = f"must be a number of seconds > 0, got {_describe(value)}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        key.fail(problem)
+    if not math.isfinite(value) or value <= 0:
+        key.fail(problem)
+    return float(value)
+
+
+# ---- [[gpu]] ----
+
+
+def _gpu(value: object, key: _Key) -> GpuSpec:
+    table = _table(value, key, _GPU_KEYS)
+    selector = _selector(_required(table, "select", key, 'select = "all"'), key.child("select"))
+    mig = table.get("mig", True)
+    if not isinstance(mig, bool):
+        key.child("mig").fail(f"must be true or false, got {_describe(mig)}")
+    instances = _array_of_tables(table.get("instance", []), key.child("instance"), _instance)
+    if instances and not mig:
+        key.child("instance").fail("not allowed with mig = false (MIG off means no instances)")
+    return GpuSpec(selector=selector, mig=mig, instances=instances, where=key.path)
+
+
+def _selector(value: object, key: _Key) -> Selector:
+    if value == "all":
+        return Selector(SelectorKind.ALL)
+    if not isinstance(value, dict):
+        key.fail(f'must be "all" or a table such as {{ uuid = "GPU-..." }}, got {_describe(value)}')
+    table = _table(value, key, _SELECT_KEYS)
+    if len(table) != 1:
+        given = " and ".join(table) if table else "an empty table"
+        key.fail(f"must name exactly one of {', '.join(_SELECT_KEYS)}, got {given}")
+    [(name, raw)] = table.items()
+    kind = SelectorKind(name)
+    return Selector(kind, _selector_value(kind, raw, key.child(name)))
+
+
+def _selector_value(kind: SelectorKind, value: object, key: _Key) -> str | int:
+    if kind is SelectorKind.INDEX:
+        return _integer(value, key, 0)
+    if kind is SelectorKind.MODEL:
+        return _text(value, key, 'a GPU model name such as "NVIDIA H100 80GB HBM3"')
+    if kind is SelectorKind.UUID:
+        uuid = value.strip() if isinstance(value, str) else ""
+        if not uuid.upper().startswith("GPU-") or len(uuid) <= len("GPU-"):
+            key.fail(f'must be a GPU UUID such as "GPU-5d5ba0d6-...", got {_describe(value)}')
+        return uuid
+    pci = normalise_pci(value) if isinstance(value, str) else None
+    if pci is None:
+        key.fail(f'must be a PCI bus id such as "0000:3b:00.0", got {_describe(value)}')
+    return pci
+
+
+def _check_distinct_selectors(gpus: Sequence[GpuSpec], source: str) -> None:
+    """Two entries with the same selector always tie: refuse them even if the GPU is absent."""
+    seen: dict[tuple[SelectorKind, str], GpuSpec] = {}
+    for spec in gpus:
+        identity = (spec.selector.kind, str(spec.selector.value).casefold())
+        first = seen.setdefault(identity, spec)
+        if first is not spec:
+            raise ConfigError(
+                f"{source}: {spec.where}.select: same selector as {first.where}.select "
+                f"({spec.selector}); merge the two entries"
+            )
+
+
+# ---- [[gpu.instance]] ----
+
+
+def _instance(value: object, key: _Key) -> InstanceSpec:
+    table = _table(value, key, _INSTANCE_KEYS)
+    profile = _profile(
+        _required(table, "profile", key, 'profile = "3g.40gb"'), key.child("profile")
+    )
+    placement = _optional_integer(table, "placement", key, 0)
+    count = _optional_integer(table, "count", key, 1) or 1
+    if count > 1 and placement is not None:
+        key.child("count").fail(
+            f"must be 1 when a placement is given, got {count}; "
+            "write one [[gpu.instance]] per placement"
+        )
+    compute = None
+    if "compute" in table:
+        compute = _compute_list(table["compute"], key.child("compute"))
+    return InstanceSpec(profile, placement, count, compute, where=key.path)
+
+
+def _compute_list(value: object, key: _Key) -> tuple[ComputeSpec, ...]:
+    if not isinstance(value, list):
+        key.fail(f'must be an array such as ["1c.3g.40gb", "2c.3g.40gb"], got {_describe(value)}')
+    return tuple(_compute(item, key.item(index)) for index, item in enumerate(value))
+
+
+def _compute(value: object, key: _Key) -> ComputeSpec:
+    if not isinstance(value, dict):
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return ComputeSpec(_profile(value, key), where=key.path)
+        key.fail(
+            f'must be {_PROFILE} or {{ profile = "...", placement = N }}, got {_describe(value)}'
+        )
+    table = _table(value, key, _COMPUTE_KEYS)
+    profile = _profile(
+        _required(table, "profile", key, 'profile = "1c.3g.40gb"'), key.child("profile")
+    )
+    placement = _optional_integer(table, "placement", key, 0)
+    return ComputeSpec(profile, placement, where=key.path)
+
+
+# ---- export ----
+
+
+def dump(
+    state: NodeState,
+    *,
+    select_by: str = "uuid",
+    host: str | None = None,
+    when: datetime | None = None,
+) -> str:
+    """The state of every GPU as a layout file that `apply` reproduces exactly.
+
+    `select_by` is "uuid" (default), "index" or "model"; `host` and `when` default to this host's
+    name and the current time, for the header comment.
+    """
+    if select_by not in SELECT_BY:
+        raise ConfigError(f"export: cannot select GPUs by {select_by!r}; use uuid, index or model")
+    lines = _header(state, host or socket.gethostname(), when or datetime.now(UTC))
+    lines.append(f"version = {FORMAT_VERSION}")
+    blocks = _model_blocks(state) if select_by == "model" else _gpu_blocks(state.gpus, select_by)
+    for block in blocks:
+        lines += ["", *block]
+    return "\n".join(lines) + "\n"
+
+
+def _header(state: NodeState, host: str, when: datetime) -> list[str]:
+    origin = f"{host} (SIMULATED)" if state.simulated else host
+    driver = f" (NVIDIA driver {state.driver_version})" if state.driver_version else ""
+    lines = [
+        f"# MIG layout of host {origin}, exported by `migrestore export`",
+        f"# at {when.isoformat(timespec='seconds')}{driver}. `migrestore apply` restores it;",
+        "# `migrestore verify` against this file exits 0 while the GPUs keep this layout.",
+    ]
+    if state.simulated:
+        lines.append(
+            "# SIMULATED: these GPUs come from the migrestore simulator, not from a driver."
+        )
+    if not state.gpus:
+        lines.append("# No GPUs were found, so no [[gpu]] entry follows.")
+    return lines
+
+
+def _gpu_blocks(gpus: Sequence[GpuState], select_by: str) -> list[list[str]]:
+    blocks = []
+    for gpu in gpus:
+        selector = _inline_table({select_by: gpu.index if select_by == "index" else gpu.uuid})
+        comment = f"# GPU {gpu.index}: {gpu.name}, {gpu.pci}, {gpu.uuid}"
+        blocks.append([comment, "[[gpu]]", f"select = {selector}", *_layout_lines(gpu)])
+    return blocks
+
+
+def _model_blocks(state: NodeState) -> list[list[str]]:
+    """One entry per model whose GPUs all share one layout; per-UUID entries for the others."""
+    blocks = []
+    for name in dict.fromkeys(gpu.name for gpu in state.gpus):
+        group = [gpu for gpu in state.gpus if gpu.name == name]
+        selected = [gpu for gpu in state.gpus if model_matches(name, gpu.name)]
+        if selected == group and len({_layout_key(gpu) for gpu in group}) == 1:
+            indices = ", ".join(str(gpu.index) for gpu in group)
+            comment = f"# {name}: GPUs {indices}"
+            blocks.append([comment, "[[gpu]]", f"select = {_inline_table({'model': name})}"])
+            blocks[-1] += _layout_lines(group[0])
+            continue
+        reason = "layouts differ" if selected == group else "the model name also selects others"
+        per_gpu = _gpu_blocks(group, "uuid")
+        per_gpu[0].insert(0, f"# {name}: {reason}, so each GPU is selected by UUID.")
+        blocks += per_gpu
+    return blocks
+
+
+def _layout_key(gpu: GpuState) -> tuple[object, ...]:
+    """Equal for two GPUs exactly when `dump` writes the same layout for both."""
+    instances = (
+        (
+            gi.profile_id,
+            gi.placement,
+            tuple(sorted((c.profile_id, c.placement) for c in gi.compute)),
+        )
+        for gi in gpu.instances
+    )
+    return (gpu.mig, tuple(sorted(instances)))
+
+
+def _layout_lines(gpu: GpuState) -> list[str]:
+    lines = []
+    if gpu.mig.is_pending:
+        lines.append(f"# MIG mode {'on' if gpu.mig.pending else 'off'} is pending a GPU reset.")
+    lines.append(f"mig = {_value(gpu.mig.current)}")
+    if not gpu.mig.current:
+        return lines
+    for gi in sorted(gpu.instances, key=lambda gi: gi.placement):
+        lines += ["", "  [[gpu.instance]]", *_instance_lines(gpu.profiles, gi)]
+    return lines
+
+
+def _instance_lines(table: ProfileTable, gi: GpuInstance) -> list[str]:
+    lines = [f"  profile = {_value(_gi_name(table, gi.profile_id))}"]
+    lines.append(f"  placement = {gi.placement.start}")
+    default = table.default_ci(gi.profile_id)
+    computes = sorted(gi.compute, key=lambda ci: ci.placement)
+    if len(computes) == 1 and default is not None:
+        only = computes[0]
+        if only.profile_id == default.id and only.placement.start == 0:
+            return lines
+    if not computes:
+        return [*lines, "  compute = []"]
+    entries = [f"    {_compute_entry(table, gi, ci)}," for ci in computes]
+    return [*lines, "  compute = [", *entries, "  ]"]
+
+
+def _compute_entry(table: ProfileTable, gi: GpuInstance, ci: ComputeInstance) -> str:
+    name = _ci_name(table, gi.profile_id, ci.profile_id)
+    return _inline_table({"profile": name, "placement": ci.placement.start})
+
+
+def _gi_name(table: ProfileTable, profile_id: int) -> str | int:
+    """The short name if it resolves back to this profile on this GPU, else the numeric id."""
+    profile = table.gi_by_id(profile_id)
+    if profile is None or profiles.resolve_gi(table, profile.short_name) != profile:
+        return profile_id
+    return profile.short_name
+
+
+def _ci_name(table: ProfileTable, gi_profile_id: int, profile_id: int) -> str | int:
+    gi = table.gi_by_id(gi_profile_id)
+    ci = next((c for c in table.ci_for(gi_profile_id) if c.id == profile_id), None)
+    if gi is None or ci is None or profiles.resolve_ci(table, gi, ci.short_name) != ci:
+        return profile_id
+    return ci.short_name
+
+
+def _inline_table(items: dict[str, str | int]) -> str:
+    return "{ " + ", ".join(f"{key} = {_value(value)}" for key, value in items.items()) + " }"
+
+
+def _value(value: str | int | bool) -> str:
+    """A TOML scalar, escaped by tomli_w."""
+    return tomli_w.dumps({"v": value}).removeprefix("v = ").rstrip("\n")
