@@ -144,7 +144,9 @@ def compile_model(key: str, model: dict[str, Any]) -> dict[str, Any]:
     known_ci = model.get("ci_profiles") or {}
     for gi in gis:
         gi["ci"] = merge_ci(
-            derived_ci_profiles({**gi, "short_name": gi["name"].removeprefix("MIG ")}, sm_per_slice),
+            derived_ci_profiles(
+                {**gi, "short_name": gi["name"].removeprefix("MIG ")}, sm_per_slice
+            ),
             known_ci.get(gi["name"], []),
         )
         for ci in gi["ci"]:

@@ -18,6 +18,7 @@ from migrestore.model import (
     Placement,
     Selector,
     SelectorKind,
+    TargetLayout,
 )
 from migrestore.offline import modelled_gpu
 
@@ -43,7 +44,7 @@ def inst(
     return InstanceSpec(profile, placement, count, where="gpu[0].instance[0]", **kw)  # type: ignore[arg-type]
 
 
-def starts(target: layout.TargetLayout) -> list[tuple[str, int]]:
+def starts(target: TargetLayout) -> list[tuple[str, int]]:
     """(profile, start) of every target instance."""
     return [(t.profile.short_name, t.placement.start) for t in target.instances]
 
@@ -152,4 +153,5 @@ def test_unknown_compute_profile_lists_valid_ones() -> None:
 def test_mig_off_target() -> None:
     """`mig = false` resolves to MIG off with no instances."""
     target = layout.resolve(GpuSpec(ALL, False, (), "gpu[0]"), gpu("NVIDIA A30"), "f")
-    assert not target.mig and target.instances == ()
+    assert not target.mig
+    assert target.instances == ()

@@ -13,8 +13,10 @@ from migrestore.model import (
     InstanceSpec,
     MigMode,
     Placement,
+    Process,
     Selector,
     SelectorKind,
+    TargetLayout,
 )
 from migrestore.offline import modelled_gpu
 from migrestore.plan import (
@@ -37,7 +39,7 @@ def gpu(model: str, mig: MigMode, *instances: GpuInstance) -> GpuState:
     return replace(modelled_gpu(info), mig=mig, instances=instances)
 
 
-def target(g: GpuState, *instances: tuple[str, int], mig: bool = True) -> layout.TargetLayout:
+def target(g: GpuState, *instances: tuple[str, int], mig: bool = True) -> TargetLayout:
     """The resolved layout of `instances` (profile, start) with default compute instances."""
     specs = tuple(InstanceSpec(p, s, where=f"i{n}") for n, (p, s) in enumerate(instances))
     return layout.resolve(GpuSpec(ALL, mig, specs, "gpu[0]"), g, "f")
@@ -110,7 +112,8 @@ def test_compute_only_change_keeps_the_gpu_instance() -> None:
     plan = plan_gpu(target(g, ("3g.40gb", 4)), g)
     assert kinds(plan.steps) == ["DestroyComputeInstance", "CreateComputeInstance"]
     create = plan.steps[1]
-    assert isinstance(create, CreateComputeInstance) and create.gi_placement == Placement(4, 4)
+    assert isinstance(create, CreateComputeInstance)
+    assert create.gi_placement == Placement(4, 4)
 
 
 def test_mig_off_tears_down_then_disables() -> None:
@@ -127,9 +130,7 @@ def test_mig_off_tears_down_then_disables() -> None:
 
 
 def test_busy_instances_are_flagged() -> None:
-    """Destroying an instance with processes is visible in the plan (apply refuses without --force)."""
-    from migrestore.model import Process
-
+    """Destroying an instance with processes shows in the plan (apply refuses without --force)."""
     ci = ComputeInstance(0, 1, Placement(0, 2), processes=(Process(42, "python"),))
     g = gpu(H100, ON, GpuInstance(3, 14, Placement(0, 2), (ci,)))
     plan = plan_gpu(target(g, ("1g.10gb", 0)), g)
