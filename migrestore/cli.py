@@ -111,6 +111,17 @@ def _verbs(parser: argparse.ArgumentParser) -> None:
     check.add_argument(
         "--model", help="GPU model to check entries against (default: each entry's model)"
     )
+    doctor = verbs.add_parser(
+        "doctor", help="check whether this host can do MIG, and what is in the way"
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    migparted = verbs.add_parser(
+        "import-mig-parted", help="convert a mig-parted config to a layout file"
+    )
+    migparted.add_argument("file", help="mig-parted YAML config (version: v1)")
+    migparted.add_argument(
+        "--config-name", metavar="LABEL", help="which entry of mig-configs to convert"
+    )
     _simulate_verbs(verbs.add_parser("simulate", help="manage a simulated host"))
 
 
@@ -176,6 +187,14 @@ def _handler(args: argparse.Namespace) -> Callable[[Context, argparse.Namespace]
         from migrestore import restore
 
         return restore.apply
+    if args.verb == "doctor":
+        from migrestore import doctor
+
+        return doctor.run
+    if args.verb == "import-mig-parted":
+        from migrestore import migparted
+
+        return migparted.run
     from migrestore import verbs
 
     handler: Callable[[Context, argparse.Namespace], int] = getattr(
