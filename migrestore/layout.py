@@ -41,6 +41,8 @@ def resolve(spec: GpuSpec, gpu: GpuState, source: str) -> TargetLayout:
     """The exact layout `spec` asks of `gpu`, or a ConfigError saying why it cannot be."""
     if not spec.mig:
         return TargetLayout(mig=False)
+    if not gpu.profiles.gi:
+        raise _fail(source, spec.where, gpu, f"{gpu.name} does not support MIG")
     wanted = _expand(spec, gpu, source)
     _check_capacity(wanted, gpu, source)
     placements = _place(wanted, gpu, source)

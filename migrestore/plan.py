@@ -24,6 +24,7 @@ from migrestore.model import (
     NodeState,
     Placement,
     Process,
+    SelectorKind,
     TargetInstance,
     TargetLayout,
 )
@@ -274,9 +275,13 @@ def plan_node(desired: DesiredNode, state: NodeState) -> NodePlan:
     selection = selection_of(desired, state)
     plans: list[GpuPlan] = []
     mismatched: list[MismatchedGpu] = []
+    incapable: list[GpuState] = []
     for uuid, spec in selection.governed:
         gpu = state.by_uuid(uuid)
         assert gpu is not None
+        if not gpu.profiles.gi and spec.selector.kind is SelectorKind.ALL:
+            incapable.append(gpu)  # "all" means all MIG-capable GPUs, as in mig-parted
+            continue
         try:
             target = layout.resolve(spec, gpu, desired.source)
         except ConfigError as exc:
@@ -285,5 +290,5 @@ def plan_node(desired: DesiredNode, state: NodeState) -> NodePlan:
             mismatched.append(MismatchedGpu(gpu, str(exc)))
             continue
         plans.append(plan_gpu(target, gpu))
-    unmanaged = tuple(g for g in state.gpus if g.uuid in selection.unmanaged)
+    unmanaged = tuple(g for g in state.gpus if g.uuid in selection.unmanaged or g in incapable)
     return NodePlan(tuple(plans), unmanaged, selection.missing, tuple(mismatched))
