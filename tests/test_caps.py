@@ -28,7 +28,7 @@ def h200_with(*instances: GpuInstance) -> NodeState:
 
 
 def sysroot(tmp_path: Path, access_files: dict[str, int]) -> Path:
-    """A /proc tree like the real H200's, with per-instance access files as the driver makes them."""
+    """A /proc tree like the real H200's, with per-instance access files as the driver has them."""
     root = tmp_path / "root"
     (root / "proc/driver/nvidia-caps").mkdir(parents=True)
     shutil.copy(MINORS, root / caps.MIG_MINORS)
