@@ -1,0 +1,236 @@
+"""systemd: the driver-client units (D-Bus, pystemd) and readiness/progress (sd_notify, sdnotify).
+
+The only module that imports pystemd or sdnotify, both lazily: `verify` and `status` never pay
+for them. pystemd 0.11 (Debian 12) speaks bytes; names and states are str everywhere else.
+
+`SystemdUnits` talks to the system manager, or to the calling user's manager when constructed
+with `user_mode=True` or when MIGRESTORE_SYSTEMD_USER=1 (tests run a private `systemd --user`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from migrestore.errors import UnitError
+
+log = structlog.get_logger()
+
+SYSTEMD = b"org.freedesktop.systemd1"
+MANAGER_PATH = b"/org/freedesktop/systemd1"
+MANAGER = b"org.freedesktop.systemd1.Manager"
+RUNNING_STATES = frozenset({"active", "activating", "reloading"})
+STOPPED_STATES = frozenset({"inactive", "failed"})
+DEFAULT_STOP_TIMEOUT = 120.0
+POLL_INTERVAL = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class UnitStatus:
+    """One unit as the manager reports it (ListUnitsByNames)."""
+
+    name: str
+    load_state: str
+    active_state: str
+    job_type: str  # "" when no job is queued for the unit
+
+    @property
+    def running(self) -> bool:
+        """Loaded and active, starting or reloading: a driver client that may hold a GPU."""
+        return self.load_state == "loaded" and self.active_state in RUNNING_STATES
+
+    @property
+    def stopped(self) -> bool:
+        """No longer running (a unit that failed while stopping has no process left either)."""
+        return self.active_state in STOPPED_STATES
+
+
+def restart_order(stopped: tuple[str, ...]) -> tuple[str, ...]:
+    """Units are started again in the reverse of the order they were stopped in."""
+    return tuple(reversed(stopped))
+
+
+def user_bus_requested(environ: Mapping[str, str]) -> bool:
+    """MIGRESTORE_SYSTEMD_USER=1 (or yes/true): talk to the user manager, not the system one."""
+    return environ.get("MIGRESTORE_SYSTEMD_USER", "").strip().lower() in {"1", "yes", "true"}
+
+
+def stop_problem(status: UnitStatus) -> str | None:
+    """Why waiting for a stop is pointless: the stop job is gone and the unit still runs."""
+    if status.stopped or status.job_type:
+        return None
+    return f"the stop job for {status.name} ended but the unit is {status.active_state}"
+
+
+def parse_statuses(rows: list[tuple[Any, ...]]) -> dict[str, UnitStatus]:
+    """ListUnitsByNames rows (bytes, pystemd 0.11) -> statuses by unit name."""
+    statuses = {}
+    for row in rows:
+        name, _description, load, active, _sub, _following, _path, _job_id, job_type = (
+            text(field) for field in row[:9]
+        )
+        statuses[name] = UnitStatus(name, load, active, job_type)
+    return statuses
+
+
+def text(value: Any) -> str:
+    """pystemd 0.11 returns bytes for D-Bus strings and object paths."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class SystemdUnits:
+    """interfaces.Units over D-Bus: which driver clients run, stop them, start them again."""
+
+    def __init__(
+        self, user_mode: bool | None = None, stop_timeout: float = DEFAULT_STOP_TIMEOUT
+    ) -> None:
+        self.user_mode = user_bus_requested(os.environ) if user_mode is None else user_mode
+        self.stop_timeout = stop_timeout
+
+    @property
+    def bus_name(self) -> str:
+        """Which bus we talk to, for messages."""
+        return "user bus" if self.user_mode else "system bus"
+
+    def active(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """The subset of `names` that is running now, in the given order (unknown units are not)."""
+        if not names:
+            return ()
+        with self._bus() as bus:
+            statuses = self._statuses(bus, names)
+        return tuple(name for name in names if name in statuses and statuses[name].running)
+
+    def stop(self, names: tuple[str, ...]) -> None:
+        """Queue stop jobs for all, then wait (bounded) until every one is inactive or failed."""
+        if not names:
+            return
+        with self._bus() as bus:
+            for name in names:
+                self._queue_job(bus, "stop", name)
+            self._wait_stopped(bus, names)
+
+    def start(self, names: tuple[str, ...]) -> None:
+        """Queue start jobs in the given order and return at once (never wait: a unit ordered
+        after migrestore would wait for us). Every unit is tried; failures are raised together."""
+        if not names:
+            return
+        failures = []
+        with self._bus() as bus:
+            for name in names:
+                try:
+                    self._queue_job(bus, "start", name)
+                except UnitError as exc:
+                    failures.append(str(exc))
+        if failures:
+            raise UnitError("; ".join(failures))
+
+    def _wait_stopped(self, bus: Any, names: tuple[str, ...]) -> None:
+        deadline = time.monotonic() + self.stop_timeout
+        pending = names
+        while True:
+            statuses = self._statuses(bus, pending)
+            for name in pending:
+                problem = stop_problem(statuses[name])
+                if problem:
+                    raise UnitError(f"cannot stop {name}: {problem}")
+            for name in pending:
+                if statuses[name].stopped:
+                    log.debug("unit_stopped", unit=name, state=statuses[name].active_state)
+            pending = tuple(name for name in pending if not statuses[name].stopped)
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                states = ", ".join(f"{n} {statuses[n].active_state}" for n in pending)
+                raise UnitError(f"units did not stop within {self.stop_timeout:g}s: {states}")
+            time.sleep(POLL_INTERVAL)
+
+    def _queue_job(self, bus: Any, verb: str, name: str) -> None:
+        method = b"StopUnit" if verb == "stop" else b"StartUnit"
+        self._call(bus, f"{verb} {name}", method, b"ss", [name.encode(), b"replace"])
+
+    def _statuses(self, bus: Any, names: tuple[str, ...]) -> dict[str, UnitStatus]:
+        encoded = [name.encode() for name in names]
+        rows = self._call(bus, "list units", b"ListUnitsByNames", b"as", [encoded])
+        return parse_statuses(rows)
+
+    def _call(self, bus: Any, what: str, method: bytes, signature: bytes, args: list[Any]) -> Any:
+        from pystemd.dbusexc import DBusBaseError
+        from pystemd.dbuslib import apply_signature
+
+        try:
+            reply = bus.call_method(
+                SYSTEMD, MANAGER_PATH, MANAGER, method, apply_signature(signature, args)
+            )
+        except DBusBaseError as exc:
+            raise UnitError(f"systemd refused to {what} on the {self.bus_name}: {exc}") from exc
+        return reply.body
+
+    @contextmanager
+    def _bus(self) -> Iterator[Any]:
+        from pystemd.dbusexc import DBusBaseError
+        from pystemd.dbuslib import DBus
+
+        bus = DBus(user_mode=self.user_mode)
+        try:
+            bus.open()
+        except DBusBaseError as exc:
+            raise UnitError(
+                f"cannot reach systemd on the {self.bus_name} (D-Bus unavailable): {exc}",
+                hint="is dbus running? units that hold the GPUs cannot be stopped without it",
+            ) from exc
+        try:
+            yield bus
+        finally:
+            bus.close()
+
+
+class SdNotifier:
+    """interfaces.Notifier over sd_notify; does nothing when NOTIFY_SOCKET is unset."""
+
+    def __init__(self) -> None:
+        self._notifier: Any = None
+        if os.environ.get("NOTIFY_SOCKET"):  # sdnotify reads it from the environment itself
+            import sdnotify
+
+            self._notifier = sdnotify.SystemdNotifier()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a service manager listens."""
+        return self._notifier is not None
+
+    def status(self, text: str) -> None:
+        """`STATUS=` (one line: newlines become spaces)."""
+        self._send("STATUS=" + " ".join(text.split("\n")))
+
+    def extend_timeout(self, seconds: float) -> None:
+        """`EXTEND_TIMEOUT_USEC=`: the next step may take this long."""
+        self._send(f"EXTEND_TIMEOUT_USEC={max(1, round(seconds * 1_000_000))}")
+
+    def ready(self) -> None:
+        """`READY=1`."""
+        self._send("READY=1")
+
+    def _send(self, message: str) -> None:
+        if self._notifier is not None:
+            log.debug("sd_notify", message=message)
+            self._notifier.notify(message)
+
+
+class NullNotifier:
+    """interfaces.Notifier that drops everything (by-hand runs, tests)."""
+
+    def status(self, text: str) -> None:
+        """Nothing."""
+
+    def extend_timeout(self, seconds: float) -> None:
+        """Nothing."""
+
+    def ready(self) -> None:
+        """Nothing."""

@@ -1,0 +1,1 @@
+"""Tests against a real systemd: a private `systemd --user` manager per test (see usermanager)."""

@@ -1,0 +1,138 @@
+"""The parts of migrestore.systemd that need no systemd: ordering, parsing, sd_notify datagrams."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from migrestore.interfaces import Notifier, Units
+from migrestore.systemd import (
+    NullNotifier,
+    SdNotifier,
+    SystemdUnits,
+    UnitStatus,
+    parse_statuses,
+    restart_order,
+    stop_problem,
+    user_bus_requested,
+)
+
+
+def test_restart_order_reverses_stop_order() -> None:
+    """Units come back in the reverse of the order they were stopped in."""
+    assert restart_order(("kubelet.service", "dcgm-exporter.service", "nvidia-dcgm.service")) == (
+        "nvidia-dcgm.service",
+        "dcgm-exporter.service",
+        "kubelet.service",
+    )
+    assert restart_order(()) == ()
+
+
+def test_parse_statuses_decodes_pystemd_bytes() -> None:
+    """ListUnitsByNames rows as pystemd 0.11 returns them (bytes) become str statuses."""
+    rows = [
+        (b"nvsm.service", b"", b"loaded", b"active", b"running", b"", b"/o/1", 0, b"", b"/"),
+        (b"nope.service", b"", b"not-found", b"inactive", b"dead", b"", b"/o/2", 7, b"stop", b"/j"),
+    ]
+    assert parse_statuses(rows) == {
+        "nvsm.service": UnitStatus("nvsm.service", "loaded", "active", ""),
+        "nope.service": UnitStatus("nope.service", "not-found", "inactive", "stop"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("load", "active", "running"),
+    [
+        ("loaded", "active", True),
+        ("loaded", "activating", True),
+        ("loaded", "reloading", True),
+        ("loaded", "deactivating", False),
+        ("loaded", "inactive", False),
+        ("loaded", "failed", False),
+        ("not-found", "active", False),
+        ("masked", "inactive", False),
+    ],
+)
+def test_running(load: str, active: str, running: bool) -> None:
+    """Running means loaded and active, activating or reloading."""
+    assert UnitStatus("u.service", load, active, "").running is running
+
+
+def test_stop_problem() -> None:
+    """Waiting is pointless only when no stop job is left and the unit still runs."""
+    assert stop_problem(UnitStatus("u.service", "loaded", "deactivating", "stop")) is None
+    assert stop_problem(UnitStatus("u.service", "loaded", "inactive", "")) is None
+    assert stop_problem(UnitStatus("u.service", "loaded", "failed", "")) is None
+    assert stop_problem(UnitStatus("u.service", "loaded", "active", "")) == (
+        "the stop job for u.service ended but the unit is active"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", True), ("yes", True), (" TRUE ", True), ("0", False), ("", False), (None, False)],
+)
+def test_user_bus_requested(value: str | None, expected: bool) -> None:
+    """MIGRESTORE_SYSTEMD_USER=1 selects the user manager's bus."""
+    environ = {} if value is None else {"MIGRESTORE_SYSTEMD_USER": value}
+    assert user_bus_requested(environ) is expected
+
+
+def test_bus_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The constructor argument wins over the environment, which wins over the system bus."""
+    monkeypatch.setenv("MIGRESTORE_SYSTEMD_USER", "1")
+    assert SystemdUnits().user_mode
+    assert not SystemdUnits(user_mode=False).user_mode
+    monkeypatch.delenv("MIGRESTORE_SYSTEMD_USER")
+    assert SystemdUnits().bus_name == "system bus"
+
+
+@pytest.fixture(name="notify_socket")
+def fixture_notify_socket(tmp_path: Path) -> Iterator[socket.socket]:
+    """A datagram socket standing in for systemd's notify socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(tmp_path / "notify"))
+        listener.settimeout(2)
+        yield listener
+
+
+def test_sd_notifier_sends_datagrams(
+    notify_socket: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STATUS= (one line), EXTEND_TIMEOUT_USEC= in microseconds and READY=1 reach the socket."""
+    monkeypatch.setenv("NOTIFY_SOCKET", notify_socket.getsockname())
+    notifier = SdNotifier()
+    assert notifier.enabled
+    notifier.status("GPU 3/8 NVIDIA H100 80GB HBM3: creating 3g.40gb at 4\nsecond line")
+    notifier.extend_timeout(90)
+    notifier.ready()
+    received = [notify_socket.recv(4096).decode() for _ in range(3)]
+    assert received == [
+        "STATUS=GPU 3/8 NVIDIA H100 80GB HBM3: creating 3g.40gb at 4 second line",
+        "EXTEND_TIMEOUT_USEC=90000000",
+        "READY=1",
+    ]
+
+
+def test_sd_notifier_without_socket_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside systemd (no NOTIFY_SOCKET) notifications are dropped without error."""
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    notifier = SdNotifier()
+    assert not notifier.enabled
+    notifier.status("x")
+    notifier.extend_timeout(1)
+    notifier.ready()
+
+
+def test_protocol_conformance() -> None:
+    """The adapters satisfy the interfaces the core is written against (checked by mypy)."""
+    units: Units = SystemdUnits(user_mode=True)
+    notifiers: list[Notifier] = [SdNotifier(), NullNotifier()]
+    assert units.active(()) == ()
+    for notifier in notifiers:
+        notifier.status("s")
+        notifier.extend_timeout(1.5)
+        notifier.ready()

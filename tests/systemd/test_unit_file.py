@@ -1,0 +1,123 @@
+"""units/: the shipped unit and drop-in pass systemd's own checks and keep their design."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .usermanager import ROOT, UserManager
+
+pytestmark = [
+    pytest.mark.systemd,
+    pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze"),
+]
+
+UNIT = ROOT / "units" / "migrestore.service"
+GATE = ROOT / "units" / "gate-consumers.conf"
+MAX_EXPOSURE = 2.5
+CONSUMERS = (
+    "nvsm.service",
+    "nvidia-dcgm.service",
+    "dcgm.service",
+    "dcgm-exporter.service",
+    "kubelet.service",
+)
+
+
+def installed_root(tmp_path: Path) -> Path:
+    """A root with the unit installed and stub binaries, as a package would leave it."""
+    root = tmp_path / "root"
+    units = root / "etc" / "systemd" / "system"
+    units.mkdir(parents=True)
+    shutil.copy(UNIT, units)
+    (units / "kubelet.service").write_text(
+        "[Unit]\nDefaultDependencies=no\n[Service]\nExecStart=/usr/bin/kubelet\n"
+    )
+    (units / "kubelet.service.d").mkdir()
+    shutil.copy(GATE, units / "kubelet.service.d" / "50-migrestore-gate.conf")
+    (root / "usr" / "bin").mkdir(parents=True)
+    for binary in ("migrestore", "kubelet"):
+        (root / "usr" / "bin" / binary).write_text("#!/bin/sh\n")
+        (root / "usr" / "bin" / binary).chmod(0o755)
+    return root
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run systemd-analyze."""
+    return subprocess.run(
+        ["systemd-analyze", *args], capture_output=True, text=True, check=False, timeout=30
+    )
+
+
+@pytest.mark.parametrize("unit", ["migrestore.service", "kubelet.service"])
+def test_verify_is_clean(tmp_path: Path, unit: str) -> None:
+    """`systemd-analyze verify` prints nothing (it exits 0 even on unknown keys) for the unit
+    and for a consumer carrying the gate drop-in."""
+    result = analyze("verify", "--man=no", f"--root={installed_root(tmp_path)}", unit)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_security_exposure() -> None:
+    """The hardening keeps `systemd-analyze security` exposure at or below 2.5."""
+    result = analyze("security", "--offline=yes", str(UNIT))
+    found = re.search(r"Overall exposure level for migrestore.service: (\d+\.\d+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    assert float(found.group(1)) <= MAX_EXPOSURE
+
+
+def test_loaded_unit_keeps_its_design(booted: UserManager) -> None:
+    """A real manager reads the shipped unit as designed: notify, ordering, kill switch,
+    bounded start, capabilities, and no device allow-list that would hide /dev/nvidia*."""
+    booted.write_unit("migrestore.service", UNIT.read_text())
+    booted.reload()
+    shown = booted.show(
+        "migrestore.service",
+        "Type",
+        "NotifyAccess",
+        "RemainAfterExit",
+        "Before",
+        "After",
+        "Conflicts",
+        "TimeoutStartUSec",
+        "CapabilityBoundingSet",
+        "DevicePolicy",
+        "DeviceAllow",
+        "StateDirectory",
+        "RuntimeDirectory",
+        "ExecStart",
+    )
+    assert (shown["Type"], shown["NotifyAccess"], shown["RemainAfterExit"]) == (
+        "notify",
+        "main",
+        "yes",
+    )
+    assert {*CONSUMERS, "shutdown.target"} <= set(shown["Before"].split())
+    assert {"nvidia-persistenced.service", "nvidia-fabricmanager.service"} <= set(
+        shown["After"].split()
+    )
+    assert not {"sysinit.target", "basic.target"} & set(shown["Before"].split())
+    assert shown["Conflicts"] == "shutdown.target"
+    assert shown["TimeoutStartUSec"] == "5min"
+    assert set(shown["CapabilityBoundingSet"].split()) == {
+        "cap_sys_admin",
+        "cap_mknod",
+        "cap_sys_ptrace",
+    }
+    assert (shown["DevicePolicy"], shown.get("DeviceAllow", "")) == ("auto", "")
+    assert (shown["StateDirectory"], shown["RuntimeDirectory"]) == ("migrestore", "migrestore")
+    assert (
+        "path=/usr/bin/migrestore ; argv[]=/usr/bin/migrestore apply --boot" in shown["ExecStart"]
+    )
+
+
+def test_no_device_allow_list() -> None:
+    """No setting that restricts /dev to an allow-list: PrivateDevices=, DeviceAllow=,
+    DevicePolicy= and ProtectClock= (which adds `DeviceAllow=char-rtc r`) would hide
+    /dev/nvidia* and the /dev/nvidia-caps nodes created at run time."""
+    settings = [line.split("=", 1)[0] for line in UNIT.read_text().splitlines() if "=" in line]
+    active = [key for key in settings if not key.startswith("#")]
+    assert not {"PrivateDevices", "DeviceAllow", "DevicePolicy", "ProtectClock"} & set(active)
