@@ -81,6 +81,16 @@ def journal_attached(journal_stream: str | None, stream: TextIO) -> bool:
     return (status.st_dev, status.st_ino) == (device, inode)
 
 
+def journal_prefix(
+    priority: int, stream: TextIO | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """`<N>` when `stream` (default stderr) is the journal, else "": for lines written without
+    structlog (the one-line `migrestore: error: ...`) so journald still records their level."""
+    out = sys.stderr if stream is None else stream
+    env = os.environ if environ is None else environ
+    return f"<{priority}>" if journal_attached(env.get("JOURNAL_STREAM"), out) else ""
+
+
 def processors(fmt: LogFormat, journal: bool, stream: TextIO) -> list[Processor]:
     """The processor chain for one rendering."""
     common: list[Processor] = [

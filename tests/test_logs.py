@@ -192,3 +192,10 @@ def test_default_stream_is_stderr(capsys: pytest.CaptureFixture[str]) -> None:
 def test_format_value(value: object, expected: str) -> None:
     """Values are bare words or logfmt double-quoted strings."""
     assert logs.format_value(value) == expected
+
+
+def test_journal_prefix_only_on_the_journal(journal_file: TextIO) -> None:
+    """Lines printed without structlog get a priority prefix only when stderr is the journal."""
+    assert logs.journal_prefix(3, journal_file, journal_env(journal_file)) == "<3>"
+    assert logs.journal_prefix(3, journal_file, {}) == ""
+    assert logs.journal_prefix(3, io.StringIO(), journal_env(journal_file)) == ""

@@ -1,0 +1,158 @@
+"""A simulated GPU host booted by a private user manager: the shipped unit plus fake consumers.
+
+The shipped `units/migrestore.service` is installed unchanged; one drop-in only points it at this
+checkout and the simulated host (`ExecStart=`, `Environment=`), lets it write there
+(`ReadWritePaths=`) and turns off `PrivateTmp=` because pytest's temporary directories are in
+/tmp. Every other hardening option applies, so a test boot also proves the program runs under it.
+
+Fake consumers (nvsm, nvidia-dcgm, kubelet, ...) run `consumer.sh`: on start they run
+`migrestore verify` against the simulated host, append a line to the events file (did they see
+the restored layout?), then attach to every simulated GPU as a driver client; on stop they
+detach. They are ordinary units with default dependencies and `WantedBy=multi-user.target`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .usermanager import ROOT, UserManager
+
+PYTHON = sys.executable
+UNIT = ROOT / "units" / "migrestore.service"
+GATE = ROOT / "units" / "gate-consumers.conf"
+
+CONSUMER_SCRIPT = """#!/bin/sh
+# consumer.sh start|stop NAME: a GPU consumer (driver client) on the simulated host.
+set -u
+action=$1
+name=$2
+if [ "$action" = start ]; then
+    "$PYTHON" -m migrestore verify >/dev/null 2>&1
+    echo "$(date +%s.%N) start $name verify=$?" >> "$EVENTS"
+    for gpu in $GPUS; do
+        "$PYTHON" -m migrestore simulate attach "$MIGRESTORE_SIMULATE" --gpu "$gpu" \\
+            --client "$name" || exit 1
+    done
+else
+    for gpu in $GPUS; do
+        "$PYTHON" -m migrestore simulate detach "$MIGRESTORE_SIMULATE" --gpu "$gpu" \\
+            --client "$name"
+    done
+    echo "$(date +%s.%N) stop $name" >> "$EVENTS"
+fi
+"""
+
+STAND_IN_MULTI_USER = """[Unit]
+Description=Stand-in for the system manager's multi-user.target
+[Install]
+WantedBy=default.target
+"""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of the events file: a consumer started (with its verify result) or stopped."""
+
+    time: float
+    action: str
+    unit: str
+    verify: int | None
+
+
+class BootRig:
+    """A simulated host, its layout file, and a user manager with the units installed."""
+
+    def __init__(self, manager: UserManager, base: Path) -> None:
+        self.manager = manager
+        self.base = base
+        self.state = base / "host.json"
+        self.config = base / "migrestore.toml"
+        self.events = base / "events"
+        self.consumers: list[str] = []
+        for directory in ("state", "run"):
+            (base / directory).mkdir(exist_ok=True)
+        (base / "consumer.sh").write_text(CONSUMER_SCRIPT)
+        self.environment = {
+            "MIGRESTORE_SIMULATE": str(self.state),
+            "MIGRESTORE_CONFIG": str(self.config),
+            "MIGRESTORE_STATE_DIR": str(base / "state"),
+            "MIGRESTORE_RUN_DIR": str(base / "run"),
+            "MIGRESTORE_SYSTEMD_USER": "1",
+            "PYTHONPATH": str(ROOT),
+        }
+
+    def migrestore(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the CLI of this checkout against the simulated host (and the user manager's bus)."""
+        env = {**self.manager.env, **self.environment}
+        result = subprocess.run(
+            [PYTHON, "-m", "migrestore", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"migrestore {' '.join(args)}: {result.returncode}\n{result}")
+        return result
+
+    def simulate(self, action: str, *args: str) -> None:
+        """`migrestore simulate ACTION STATE ARGS`."""
+        self.migrestore("simulate", action, str(self.state), *args)
+
+    def layout(self, text: str) -> None:
+        """Write the layout file (root-owned, 0644, as apply demands)."""
+        self.config.write_text(text)
+        self.config.chmod(0o644)
+
+    def install_migrestore(self, extra: str = "") -> None:
+        """The shipped unit, plus the drop-in that points it at this checkout and host."""
+        self.manager.write_unit("migrestore.service", UNIT.read_text())
+        environment = " ".join(f"{key}={value}" for key, value in self.environment.items())
+        self.manager.write_drop_in(
+            "migrestore.service",
+            "50-test.conf",
+            "[Service]\nExecStart=\n"
+            f"ExecStart={PYTHON} -m migrestore apply --boot\n"
+            f"Environment={environment}\n"
+            f"ReadWritePaths={self.base}\n"
+            "PrivateTmp=no\n" + extra,
+        )
+        self.manager.write_unit("multi-user.target", STAND_IN_MULTI_USER)
+
+    def install_consumer(self, name: str, gpus: str = "0", gated: bool = False) -> None:
+        """A fake GPU consumer unit; `gated` installs the shipped gate-consumers.conf for it."""
+        environment = {**self.environment, "PYTHON": PYTHON, "EVENTS": str(self.events)}
+        script = self.base / "consumer.sh"
+        self.manager.write_unit(
+            name,
+            f"[Unit]\nDescription=fake GPU consumer {name}\n"
+            "[Service]\n"
+            + "".join(f'Environment="{key}={value}"\n' for key, value in environment.items())
+            + f'Environment="GPUS={gpus}"\n'
+            f"ExecStartPre=/bin/sh {script} start {name}\n"
+            "ExecStart=/bin/sleep infinity\n"
+            f"ExecStopPost=/bin/sh {script} stop {name}\n"
+            "[Install]\nWantedBy=multi-user.target\n",
+        )
+        if gated:
+            self.manager.write_drop_in(name, "50-migrestore-gate.conf", GATE.read_text())
+        if name not in self.consumers:
+            self.consumers.append(name)
+
+    def enable(self, *units: str) -> None:
+        """Enable units as a package/administrator would (plus the stand-in multi-user.target)."""
+        self.manager.enable("multi-user.target", *units)
+
+    def read_events(self) -> list[Event]:
+        """The consumers' start/stop lines, in file order."""
+        if not self.events.exists():
+            return []
+        events = []
+        for line in self.events.read_text().splitlines():
+            stamp, action, unit, *rest = line.split()
+            verify = int(rest[0].removeprefix("verify=")) if rest else None
+            events.append(Event(float(stamp), action, unit, verify))
+        return events
