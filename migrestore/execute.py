@@ -185,22 +185,36 @@ def _reset_pending(
     ]
     if not due:
         return
-    notifier.extend_timeout(RESET_TIMEOUT)
+    notifier.extend_timeout(RESET_TIMEOUT * (len(due) + 1))
     notifier.status(f"resetting {len(due)} GPU(s) to apply MIG mode")
     log.info("resetting_gpus", gpus=",".join(p.gpu.pci for p in due))
-    try:
-        gpus.reset(tuple(p.gpu.pci for p in due))
-    except MigrestoreError as exc:
-        for p in due:
-            failed = _failed(outcomes[p.gpu.uuid], ResetGpu(), exc)
-            outcomes[p.gpu.uuid] = replace(failed, reset_pending=True)
-        return
+    errors = _reset_isolated(gpus, due)
     for p in due:
-        if gpus.mig_mode(p.gpu.uuid).is_pending:
+        error = errors.get(p.gpu.uuid)
+        if error is None and gpus.mig_mode(p.gpu.uuid).is_pending:
             error = MigrestoreError("MIG mode still pending after the reset; reboot the host")
-            outcomes[p.gpu.uuid] = replace(
-                _failed(outcomes[p.gpu.uuid], ResetGpu(), error), reset_pending=True
-            )
+        if error is not None:
+            failed = _failed(outcomes[p.gpu.uuid], ResetGpu(), error)
+            outcomes[p.gpu.uuid] = replace(failed, reset_pending=True)
+
+
+def _reset_isolated(gpus: Gpus, due: list[GpuPlan]) -> dict[str, MigrestoreError]:
+    """Reset all in one command; if refused, each GPU alone: one busy GPU blocks only itself."""
+    error = _try_reset(gpus, due)
+    if error is None:
+        return {}
+    if len(due) == 1:
+        return {due[0].gpu.uuid: error}
+    alone = {p.gpu.uuid: _try_reset(gpus, [p]) for p in due}
+    return {uuid: e for uuid, e in alone.items() if e is not None}
+
+
+def _try_reset(gpus: Gpus, group: list[GpuPlan]) -> MigrestoreError | None:
+    try:
+        gpus.reset(tuple(p.gpu.pci for p in group))
+    except MigrestoreError as exc:
+        return exc
+    return None
 
 
 def _instances(

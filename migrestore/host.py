@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from migrestore import holders
 from migrestore.errors import ConfigError, GpuError, UnitError
 from migrestore.interfaces import Notifier, Units
 from migrestore.nvml import NvmlGpus, load_pynvml
@@ -36,7 +37,10 @@ def nvidia_smi_reset(pci_ids: tuple[str, ...]) -> None:
     if done.returncode != 0:
         lines = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
         reason = "; ".join(lines[-3:]) or f"exit status {done.returncode}"
-        raise GpuError(f"GPU reset refused: {reason}", nvml_error="InUse")
+        held = holders.describe(holders.holders())
+        raise GpuError(
+            f"GPU reset refused: {reason}; holding /dev/nvidia*: {held}", nvml_error="InUse"
+        )
 
 
 def _simulated_nvml(state: Path) -> tuple[Any, Any]:

@@ -218,12 +218,14 @@ def apply_text(execution: Execution, final: NodePlan, after: NodeState) -> str:
     lines: list[str] = []
     for o in execution.outcomes:
         if o.ok:
-            lines.append(f"{o.label}: ok ({o.steps_done} change(s))")
+            done = f"{o.steps_done} change(s)" if o.steps_done else "already in layout"
+            lines.append(f"{o.label}: ok ({done})")
             continue
         lines.append(f"{o.label}: FAILED at '{o.failed_step or 'check'}': {o.error}")
         gpu = after.by_uuid(o.uuid)
         if gpu is not None:
-            lines.extend("  left as: " + line.strip() for line in gpu_text(gpu)[1:] or ["(empty)"])
+            lines.append(f"  left as: MIG {_mode(gpu)}, {len(gpu.instances)} GPU instance(s)")
+            lines.extend("  " + line for line in gpu_text(gpu)[1:])
     if execution.stopped_units:
         lines.append(f"stopped and restarted: {', '.join(execution.stopped_units)}")
     lines.extend(_problems(final))
