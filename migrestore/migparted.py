@@ -1,0 +1,522 @@
+"""`import-mig-parted`: a mig-parted config (YAML, `version: v1`) as a migrestore layout file.
+
+mig-parted's desired state is a count of profiles per GPU; migrestore's is an exact layout. The
+conversion reads one label of `mig-configs` as strictly as mig-parted does, resolves every profile
+against the GPU model the entry selects (from its `device-filter` PCI ids, else from the profile
+names, else `--model`), packs compute-instance profiles such as `1c.2g.10gb` into GPU instances the
+way mig-parted creates them, and lets migrestore's planner choose the placements, so the file it
+prints has explicit placements and is known to fit. Unlike mig-parted, a profile that the model
+does not have is an error, never an empty layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import tomli_w
+
+from migrestore import config, layout, offline, profiles
+from migrestore.errors import ConfigError, ExitCode
+from migrestore.model import (
+    CiProfile,
+    ComputeSpec,
+    GiProfile,
+    GpuSpec,
+    InstanceSpec,
+    Placement,
+    Selector,
+    SelectorKind,
+    TargetInstance,
+    TargetLayout,
+)
+from migrestore.profiles import ModelInfo
+
+if TYPE_CHECKING:
+    from migrestore.cli import Context
+
+_TOP_KEYS = ("version", "mig-configs")
+_ENTRY_KEYS = ("devices", "device-filter", "mig-enabled", "mig-devices")
+_PCI_ID = re.compile(r"0x([0-9a-f]{8})(?::0x([0-9a-f]{8}))?", re.IGNORECASE)
+_PROFILE = re.compile(r"(?:(?P<c>\d+)c\.)?(?P<gi>(?P<g>\d+)g\.\d+gb(?P<attrs>[+-][\w.+-]*)?)")
+
+
+@dataclass(frozen=True, slots=True)
+class PciFilter:
+    """One `device-filter` id: `0x20B010DE`, optionally with a subsystem `:0x16C110DE`."""
+
+    text: str
+    device_id: int
+    subsystem: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One entry of a mig-parted label (`MigConfigSpec`)."""
+
+    where: str
+    devices: tuple[int, ...] | None  # None: "all"
+    filters: tuple[PciFilter, ...]
+    enabled: bool
+    counts: tuple[tuple[str, int], ...]  # profile name as written, count > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One `[[gpu]]` entry of the output: where it came from, what it selects, its exact layout."""
+
+    origin: str
+    comments: tuple[str, ...]
+    selector: Selector
+    target: TargetLayout
+    limited_to: tuple[str, ...] = ()  # model keys its device-filter allows (empty: any GPU)
+
+    def may_overlap(self, other: Block) -> bool:
+        """Whether both could select one GPU (only their device-filters can tell them apart)."""
+        if self.limited_to and other.limited_to:
+            return bool(set(self.limited_to) & set(other.limited_to))
+        return True
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    """Print the converted layout file on stdout."""
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read: {getattr(error, 'strerror', error)}") from None
+    model = getattr(args, "model", None)  # `--model NAME`, once the verb offers it
+    print(convert(text, str(path), args.config_name, model), end="")
+    return ExitCode.OK
+
+
+def convert(text: str, source: str, label: str | None = None, model: str | None = None) -> str:
+    """The layout file for one label of the mig-parted config `text` (named `source`).
+
+    `model` names the catalogue model for entries without a `device-filter`; without it the model
+    is the one whose profiles include every name the entry uses (an error if that is ambiguous).
+    """
+    configs = parse(text, source)
+    chosen = pick_label(configs, label, source)
+    fallback = _named_model(model) if model else None
+    blocks = [b for e in configs[chosen] for b in entry_blocks(e, source, fallback)]
+    _check_order(blocks, source)
+    output = render(blocks, source, chosen)
+    config.parse(output, f"{source} (converted)")  # the output must be a valid layout file
+    return output
+
+
+# ---- reading the YAML, as strictly as mig-parted does ----
+
+
+def parse(text: str, source: str) -> dict[str, tuple[Entry, ...]]:
+    """Every label of `mig-configs` with its entries; ConfigError naming the key that is wrong."""
+    document = _load_yaml(text, source)
+    if not isinstance(document, dict):
+        raise _fail(source, "top level", "must be a mapping with version and mig-configs")
+    _known_keys(document, _TOP_KEYS, source, "top level")
+    if document.get("version") != "v1":
+        got = document.get("version", "nothing")
+        raise _fail(source, "version", f'must be "v1" (mig-parted config format), got {got!r}')
+    configs = document.get("mig-configs")
+    if not isinstance(configs, dict) or not configs:
+        raise _fail(source, "mig-configs", "must be a non-empty mapping of label to entries")
+    return {str(label): _entries(raw, str(label), source) for label, raw in configs.items()}
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    # PyYAML (Debian: python3-yaml) is needed by this verb only; it ships no type hints.
+    yaml: Any = importlib.import_module("yaml")
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "YAML"
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise _fail(source, where, f"not valid YAML: {problem}") from None
+
+
+def _fail(source: str, where: str, problem: str, hint: str = "") -> ConfigError:
+    return ConfigError(f"{source}: {where}: {problem}", hint=hint)
+
+
+def _known_keys(table: dict[Any, Any], known: tuple[str, ...], source: str, where: str) -> None:
+    for key in table:
+        if key not in known:
+            raise _fail(source, where, f"unexpected field {key!r} (known: {', '.join(known)})")
+
+
+def _entries(raw: object, label: str, source: str) -> tuple[Entry, ...]:
+    where = f"mig-configs.{label}"
+    if not isinstance(raw, list) or not raw:
+        raise _fail(source, where, "must be a non-empty list of entries")
+    return tuple(_entry(item, f"{where}[{i}]", source) for i, item in enumerate(raw))
+
+
+def _entry(raw: object, where: str, source: str) -> Entry:
+    if not isinstance(raw, dict):
+        raise _fail(source, where, "must be a mapping with devices and mig-enabled")
+    _known_keys(raw, _ENTRY_KEYS, source, where)
+    enabled = raw.get("mig-enabled")
+    if not isinstance(enabled, bool):
+        raise _fail(source, f"{where}.mig-enabled", f"must be true or false, got {enabled!r}")
+    return Entry(
+        where=where,
+        devices=_devices(raw.get("devices"), f"{where}.devices", source),
+        filters=_filters(raw.get("device-filter"), f"{where}.device-filter", source),
+        enabled=enabled,
+        counts=_counts(raw, enabled, where, source),
+    )
+
+
+def _devices(value: object, where: str, source: str) -> tuple[int, ...] | None:
+    if value == "all":
+        return None
+    if not isinstance(value, list) or not value:
+        hint = "mig-parted rejects a bare index too: write devices: [7], not devices: 7"
+        raise _fail(source, where, f'must be "all" or a list of GPU indices, got {value!r}', hint)
+    for index in value:
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise _fail(source, where, f"GPU indices are integers >= 0, got {index!r}")
+    return tuple(sorted(set(value)))
+
+
+def _filters(value: object, where: str, source: str) -> tuple[PciFilter, ...]:
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    return tuple(dict.fromkeys(_pci_filter(item, where, source) for item in items))
+
+
+def _pci_filter(value: object, where: str, source: str) -> PciFilter:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = f"0x{value:08X}"  # YAML 1.1 reads an unquoted 0x20B010DE as a number
+    found = _PCI_ID.fullmatch(value.strip()) if isinstance(value, str) else None
+    if found is None:
+        problem = f'must be PCI ids such as "0x20B010DE" or "0x233010DE:0x16C110DE", got {value!r}'
+        raise _fail(source, where, problem)
+    subsystem = int(found[2], 16) if found[2] else None
+    text = f"0x{found[1].upper()}" + (f":0x{found[2].upper()}" if found[2] else "")
+    return PciFilter(text, int(found[1], 16), subsystem)
+
+
+def _counts(
+    raw: dict[str, Any], enabled: bool, where: str, source: str
+) -> tuple[tuple[str, int], ...]:
+    devices = raw.get("mig-devices")
+    key = f"{where}.mig-devices"
+    if not enabled:
+        if devices:
+            raise _fail(source, key, "must be empty when mig-enabled is false")
+        return ()
+    if not isinstance(devices, dict):
+        raise _fail(source, key, "required with mig-enabled: true ({} for no instances)")
+    for name, count in devices.items():
+        if not isinstance(name, str) or _PROFILE.fullmatch(name) is None:
+            raise _fail(source, key, f"{name!r} is not a MIG profile name such as 1g.10gb")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise _fail(source, f"{key}.{name}", f"count must be an integer >= 0, got {count!r}")
+    if devices and not any(devices.values()):
+        raise _fail(source, key, "all counts are 0 (write mig-devices: {} for no instances)")
+    return tuple((name, count) for name, count in devices.items() if count > 0)
+
+
+def pick_label(configs: dict[str, tuple[Entry, ...]], label: str | None, source: str) -> str:
+    """The label to convert: the one asked for, or the only one."""
+    labels = ", ".join(configs)
+    if label is None:
+        if len(configs) == 1:
+            return next(iter(configs))
+        raise ConfigError(
+            f"{source}: mig-configs has {len(configs)} labels; choose one with --config-name "
+            f"LABEL: {labels}"
+        )
+    if label not in configs:
+        raise ConfigError(f'{source}: mig-configs has no label "{label}"; labels: {labels}')
+    return label
+
+
+# ---- models ----
+
+
+def _named_model(name: str) -> ModelInfo:
+    model = profiles.find_model(name)
+    if model is None:
+        known = ", ".join(m.name for m in profiles.catalogue())
+        raise ConfigError(f'unknown model "{name}"; known: {known}')
+    return model
+
+
+def filter_models(entry: Entry, source: str) -> tuple[ModelInfo, ...]:
+    """The catalogue models an entry's `device-filter` names (in order, each once)."""
+    found: dict[str, ModelInfo] = {}
+    for pci in entry.filters:
+        model = profiles.find_model_by_pci_id(pci.device_id)
+        if model is None:
+            raise _fail(
+                source,
+                f"{entry.where}.device-filter",
+                f"PCI id {pci.text} is not a MIG-capable GPU model migrestore knows",
+                hint="if it is a GPU without MIG, drop the entry: migrestore leaves GPUs that "
+                "no [[gpu]] entry selects untouched",
+            )
+        found.setdefault(model.key, model)
+    return tuple(found.values())
+
+
+# ---- one entry -> [[gpu]] blocks ----
+
+
+def entry_blocks(entry: Entry, source: str, fallback: ModelInfo | None) -> list[Block]:
+    """The `[[gpu]]` blocks one mig-parted entry becomes."""
+    filtered = filter_models(entry, source)
+    limited = tuple(m.key for m in filtered)
+    if entry.devices is None and filtered:
+        return [
+            Block(
+                entry.where,
+                _origin(entry, (m,)),
+                Selector(SelectorKind.MODEL, m.name),
+                _target(entry, m, source),
+                (m.key,),
+            )
+            for m in filtered
+        ]
+    candidates = filtered or ((fallback,) if fallback else None)
+    target, models = _shared_target(entry, candidates, source)
+    comments = _origin(entry, models)
+    if entry.devices is None:
+        return [Block(entry.where, comments, Selector(SelectorKind.ALL), target, limited)]
+    return [
+        Block(entry.where, comments, Selector(SelectorKind.INDEX, i), target, limited)
+        for i in entry.devices
+    ]
+
+
+def _shared_target(
+    entry: Entry, candidates: tuple[ModelInfo, ...] | None, source: str
+) -> tuple[TargetLayout, tuple[ModelInfo, ...]]:
+    """One layout that is the same on every model the entry may meet, and those models.
+
+    `candidates` are the models its device-filter or `--model` names (each must take the layout);
+    None means any model: then every catalogue model on which the layout fits.
+    """
+    if not entry.enabled or not entry.counts:
+        return TargetLayout(mig=entry.enabled), candidates or ()
+    targets = (
+        {m: _target(entry, m, source) for m in candidates}
+        if candidates
+        else _feasible_targets(entry, source)
+    )
+    if len({_shape(t) for t in targets.values()}) > 1:
+        names = "; ".join(m.name for m in targets)
+        raise _fail(
+            source,
+            entry.where,
+            f"the profiles fit several models with different layouts ({names})",
+            hint='add a device-filter to the entry, or give --model "NAME"',
+        )
+    return next(iter(targets.values())), tuple(targets)
+
+
+def _feasible_targets(entry: Entry, source: str) -> dict[ModelInfo, TargetLayout]:
+    """The entry's layout on every catalogue model that has its profiles and room for them."""
+    targets: dict[ModelInfo, TargetLayout] = {}
+    problems: list[ConfigError] = []
+    for model in profiles.catalogue():
+        if not _has_profiles(entry, model):
+            continue
+        try:
+            targets[model] = _target(entry, model, source)
+        except ConfigError as problem:
+            problems.append(problem)
+    if targets:
+        return targets
+    if problems:
+        raise problems[0]
+    names = ", ".join(name for name, _ in entry.counts)
+    raise _fail(source, f"{entry.where}.mig-devices", f"no known GPU model has {names}")
+
+
+def _shape(target: TargetLayout) -> tuple[object, ...]:
+    """What a layout file says about a layout: names and placements."""
+    return tuple(
+        (
+            t.profile.short_name,
+            t.placement,
+            tuple((c.profile.short_name, c.placement) for c in t.compute),
+        )
+        for t in target.instances
+    )
+
+
+def _origin(entry: Entry, models: tuple[ModelInfo, ...]) -> tuple[str, ...]:
+    lines = [f"From {entry.where}: {_describe(entry)}."]
+    if entry.filters:
+        lines.append(f"mig-parted device-filter: {', '.join(f.text for f in entry.filters)}.")
+    if any(f.subsystem is not None for f in entry.filters):
+        lines.append("migrestore selects by model, not by PCI subsystem id.")
+    if entry.devices is not None and entry.filters:
+        names = " or ".join(m.name for m in models)
+        lines.append(f"migrestore selects by index only: the GPU must be an {names}.")
+    elif entry.counts and models and not entry.filters:
+        lines.append(f"Placements checked on: {'; '.join(m.name for m in models)}.")
+    return tuple(lines)
+
+
+def _describe(entry: Entry) -> str:
+    devices = "all" if entry.devices is None else str(list(entry.devices))
+    if not entry.enabled:
+        return f"devices {devices}, MIG disabled"
+    counts = ", ".join(f"{count} x {name}" for name, count in entry.counts) or "no instances"
+    return f"devices {devices}, {counts}"
+
+
+def _has_profiles(entry: Entry, model: ModelInfo) -> bool:
+    """Whether every profile the entry names exists on `model`."""
+    try:
+        for name, _ in entry.counts:
+            _profile_pair(name, model)
+    except LookupError:
+        return False
+    return True
+
+
+def _profile_pair(name: str, model: ModelInfo) -> tuple[GiProfile, CiProfile]:
+    """The GPU-instance profile and the compute-instance profile a mig-parted name stands for."""
+    parts = _PROFILE.fullmatch(name)
+    table = model.table
+    gi = profiles.resolve_gi(table, parts["gi"]) if parts else None
+    if parts is None or gi is None:
+        raise LookupError(f"valid profiles: {profiles.gi_names(table)}")
+    slices = int(parts["c"]) if parts["c"] else gi.slices
+    ci = next((c for c in table.ci_for(gi.id) if c.slices == slices), None)
+    if ci is None:
+        raise LookupError(
+            f"valid compute profiles of {gi.short_name}: {profiles.ci_names(table, gi)}"
+        )
+    return gi, ci
+
+
+def _pairs(entry: Entry, model: ModelInfo, source: str) -> list[tuple[str, GiProfile, CiProfile]]:
+    pairs = []
+    for name, count in entry.counts:
+        try:
+            gi, ci = _profile_pair(name, model)
+        except LookupError as problem:
+            where = f"{entry.where}.mig-devices"
+            raise _fail(
+                source, where, f'profile "{name}" does not exist on {model.name}; {problem}'
+            ) from None
+        pairs += [(name, gi, ci)] * count
+    return sorted(pairs, key=lambda p: (-p[1].slices, -p[2].slices, p[1].short_name, p[0]))
+
+
+def _target(entry: Entry, model: ModelInfo, source: str) -> TargetLayout:
+    """The entry's exact layout on `model`: instances packed as mig-parted does, then placed."""
+    if not entry.enabled:
+        return TargetLayout(mig=False)
+    instances = tuple(
+        InstanceSpec(
+            profile=gi.short_name,
+            compute=tuple(ComputeSpec(ci.short_name, where=where) for ci in cis),
+            where=where,
+        )
+        for where, gi, cis in _pack(_pairs(entry, model, source), entry.where)
+    )
+    spec = GpuSpec(Selector(SelectorKind.MODEL, model.name), True, instances, entry.where)
+    return layout.resolve(spec, offline.modelled_gpu(model), source)
+
+
+def _pack(
+    pairs: list[tuple[str, GiProfile, CiProfile]], where: str
+) -> list[tuple[str, GiProfile, list[CiProfile]]]:
+    """mig-parted's rule: a compute instance joins the previous GPU instance of the same profile
+    while it fits there; otherwise it gets a new GPU instance."""
+    packed: list[tuple[str, GiProfile, list[CiProfile]]] = []
+    for name, gi, ci in pairs:
+        if packed and packed[-1][1] == gi and _fits(ci, packed[-1][2]):
+            packed[-1][2].append(ci)
+        else:
+            packed.append((f'{where}.mig-devices."{name}"', gi, [ci]))
+    return packed
+
+
+def _fits(ci: CiProfile, existing: list[CiProfile]) -> bool:
+    """Whether `ci` still has a free placement beside `existing` (each at its lowest free start)."""
+    if sum(1 for c in existing if c == ci) >= ci.instances:
+        return False
+    taken: list[Placement] = []
+    for profile in [*existing, ci]:
+        free = next((p for p in profile.placements if profiles.fits(p, taken)), None)
+        if free is None:
+            return False
+        taken.append(free)
+    return True
+
+
+def _check_order(blocks: list[Block], source: str) -> None:
+    """Refuse what migrestore would read differently: mig-parted applies entries in order (the
+    last one selecting a GPU wins); migrestore lets the more specific selector win."""
+    for i, later in enumerate(blocks):
+        for earlier in blocks[:i]:
+            if earlier.selector == later.selector:
+                raise ConfigError(
+                    f"{source}: {later.origin} selects {later.selector} again (as "
+                    f"{earlier.origin} does); migrestore needs one entry per selection"
+                )
+            if earlier.selector.kind.rank > later.selector.kind.rank and later.may_overlap(earlier):
+                raise ConfigError(
+                    f"{source}: {later.origin} ({later.selector}) comes after {earlier.origin} "
+                    f"({earlier.selector}) and overrides it in mig-parted; migrestore lets the "
+                    f"more specific selection win",
+                    hint=f"move {later.origin} before {earlier.origin} if that is what you mean",
+                )
+
+
+# ---- writing the layout file ----
+
+
+def render(blocks: list[Block], source: str, label: str) -> str:
+    """The layout file text."""
+    lines = [
+        f'# mig-config "{label}" of the mig-parted config {source},',
+        "# converted by `migrestore import-mig-parted`. Placements were chosen by migrestore's",
+        "# planner: every boot restores exactly this layout. Review it with `migrestore check`",
+        "# and `migrestore plan` before using it.",
+        f"version = {config.FORMAT_VERSION}",
+    ]
+    for block in blocks:
+        lines += ["", *(f"# {c}" for c in block.comments), "[[gpu]]"]
+        lines += [f"select = {_selector(block.selector)}", f"mig = {_toml(block.target.mig)}"]
+        for instance in block.target.instances:
+            lines += ["", "  [[gpu.instance]]", *_instance_lines(instance)]
+    return "\n".join(lines) + "\n"
+
+
+def _selector(selector: Selector) -> str:
+    if selector.kind is SelectorKind.ALL:
+        return '"all"'
+    return f"{{ {selector.kind.value} = {_toml(selector.value)} }}"
+
+
+def _instance_lines(instance: TargetInstance) -> list[str]:
+    lines = [f"  profile = {_toml(instance.profile.short_name)}"]
+    lines.append(f"  placement = {instance.placement.start}")
+    only = instance.compute[0] if len(instance.compute) == 1 else None
+    if only is not None and only.profile.default and only.placement.start == 0:
+        return lines
+    entries = [
+        f"    {{ profile = {_toml(c.profile.short_name)}, placement = {c.placement.start} }},"
+        for c in instance.compute
+    ]
+    return [*lines, "  compute = [", *entries, "  ]"]
+
+
+def _toml(value: str | int | bool) -> str:
+    return tomli_w.dumps({"v": value}).removeprefix("v = ").rstrip("\n")
