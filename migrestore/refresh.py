@@ -1,0 +1,70 @@
+"""After a live relayout: restart the units that cache the list of MIG devices.
+
+The Kubernetes device plugin and gpu-feature-discovery read the MIG devices once, at start, and
+keep advertising stale ones until restarted (k8s-device-plugin #240, #992); the container toolkit's
+CDI spec lists MIG devices too and is rewritten by its `nvidia-cdi-refresh.service` oneshot. So
+after `apply` changed the layout of a running host, the configured `[restore] refresh-units` that
+are running are restarted, and the CDI refresh oneshot (normally inactive: it has exited) is run
+again if it exists. Never at boot: these units are ordered after migrestore and start afterwards
+anyway. Restart is stop-then-start over `interfaces.Units`; the start is queued, not awaited.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from migrestore.errors import UnitError
+from migrestore.interfaces import Units
+
+log = structlog.get_logger("migrestore")
+
+# Oneshot units that do their work when started: run again whenever they exist, not only while
+# active (a oneshot without RemainAfterExit is inactive once it has run).
+ONESHOT_REFRESH_UNITS: tuple[str, ...] = ("nvidia-cdi-refresh.service",)
+
+
+def refresh_consumers(units: Units, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Restart the running units of `names` and rerun the CDI refresh oneshot; returns the units
+    restarted or rerun, in the given order.
+
+    Every unit is tried; if any running unit could not be restarted, UnitError names it (and the
+    ones that were restarted) after the others were done. A oneshot that does not exist (systemd
+    refuses to start it) is skipped.
+    """
+    if not names:
+        return ()
+    running = set(units.active(names))
+    done: list[str] = []
+    failures: list[str] = []
+    for name in names:
+        if name in running:
+            problem = _restart(units, name)
+            (failures if problem else done).append(problem or name)
+        elif name in ONESHOT_REFRESH_UNITS and _run_oneshot(units, name):
+            done.append(name)
+    if failures:
+        restarted = f" (restarted: {', '.join(done)})" if done else ""
+        raise UnitError(f"could not refresh GPU consumers: {'; '.join(failures)}{restarted}")
+    if done:
+        log.info("gpu_consumers_refreshed", units=",".join(done))
+    return tuple(done)
+
+
+def _restart(units: Units, name: str) -> str:
+    """Stop and start one unit; the problem as text, or "" if it went through."""
+    try:
+        units.stop((name,))
+        units.start((name,))
+    except UnitError as exc:
+        return f"{name}: {exc}"
+    return ""
+
+
+def _run_oneshot(units: Units, name: str) -> bool:
+    """Queue a start of the oneshot; False if systemd refuses (it does not exist or is masked)."""
+    try:
+        units.start((name,))
+    except UnitError as exc:
+        log.debug("refresh_unit_skipped", unit=name, reason=str(exc))
+        return False
+    return True
