@@ -1,0 +1,197 @@
+"""`python -m bench.run`: measure every scenario and print the table (or `--json`).
+
+For each scenario: a simulated host is created and prepared with the latency model off (its
+state file is then saved), the latency model is switched on and the call counters zeroed, and
+each run is repeated from that saved state, so every repetition starts from the same host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import catalogue, floor, importtime, layouts, measure, profiling
+from bench.rows import Row
+from bench.scenario import LAYOUTS, Run, Scenario, all_scenarios
+from bench.table import Report, as_json, text
+from migrestore import simulator
+
+IMPORT_LAYOUT = "h200-mixed.toml"
+
+
+def _models(s: Scenario) -> list[catalogue.ModelData]:
+    return [catalogue.model(name) for name in s.models]
+
+
+def expected_start(s: Scenario) -> tuple[layouts.Gpu, ...]:
+    """The host's state after the scenario's preparation, by the benchmark's own reckoning."""
+    models = _models(s)
+    gpus = layouts.fresh(models)
+    for step in s.prepare:
+        if step == "reboot":
+            gpus = layouts.rebooted(gpus)
+        else:
+            gpus = layouts.applied(gpus, layouts.read(LAYOUTS / step.split()[1], models))
+    return gpus
+
+
+def prepare(s: Scenario, state: Path) -> None:
+    """Create the simulated host and run the preparation steps (latency model off)."""
+    simulator.init_host(state, list(s.gpus), driver=s.driver)
+    for step in s.prepare:
+        if step == "reboot":
+            simulator.reboot(state)
+            continue
+        action, layout = step.split()
+        if action != "apply":
+            raise ValueError(f"{s.name}: unknown preparation step {step!r}")
+        done = measure.migrestore(state, LAYOUTS / layout, ["apply"])
+        if done.exit_code != 0:
+            raise RuntimeError(f"{s.name}: preparation `{step}` failed:\n{done.stderr}")
+
+
+def _restore(state: Path, snapshot: bytes) -> None:
+    temporary = state.with_name(state.name + ".bench")
+    temporary.write_bytes(snapshot)
+    os.replace(temporary, state)
+
+
+def _with_reset(calls: dict[str, int]) -> tuple[dict[str, int], tuple[str, ...]]:
+    """Resets are not NVML calls: count them from the re-initialisation that follows each one."""
+    if floor.RESET in calls or calls.get("nvmlInit", 0) <= 1:
+        return calls, ()
+    resets = calls["nvmlInit"] - 1
+    note = f"{resets} reset(s) inferred from {calls['nvmlInit']} nvmlInit calls"
+    return {**calls, floor.RESET: resets}, (note,)
+
+
+def measure_run(
+    s: Scenario, run: Run, state: Path, snapshot: bytes, repetitions: int, scale: float
+) -> Row:
+    """Repeat one run from the saved state; count its calls; compare with the floor."""
+    models = _models(s)
+    minimum = floor.minimum(
+        run.verb_name, expected_start(s), layouts.read(s.layout, models), s.driver
+    )
+    samples = []
+    for _ in range(repetitions):
+        _restore(state, snapshot)
+        samples.append(measure.migrestore(state, s.layout, run.argv))
+    calls, notes = _with_reset(simulator.counters(state))
+    return Row(
+        scenario=s.name,
+        title=s.title,
+        verb=run.verb,
+        gpus=len(models),
+        expect=run.expect,
+        walls=tuple(x.wall for x in samples),
+        cpus=tuple(x.cpu for x in samples),
+        exit_codes=tuple(x.exit_code for x in samples),
+        max_rss_kib=max(x.max_rss_kib for x in samples),
+        calls=calls,
+        minimum=dict(minimum),
+        latency=dict(simulator.DEFAULT_LATENCY),
+        scale=scale,
+        stderr=next((x.stderr for x in samples if x.exit_code != run.expect), ""),
+        notes=notes,
+    )
+
+
+def measure_scenario(s: Scenario, work: Path, args: argparse.Namespace) -> list[Row]:
+    """Prepare the host once, then measure each of its runs."""
+    state = work / s.name / "host.json"
+    state.parent.mkdir(parents=True)
+    prepare(s, state)
+    simulator.set_latency(state, simulator.DEFAULT_LATENCY, scale=args.scale)
+    simulator.reset_counters(state)
+    snapshot = state.read_bytes()
+    repetitions = args.repetitions or (s.quick_repetitions if args.quick else s.repetitions)
+    rows = []
+    for run in s.runs:
+        _progress(f"{s.name}: {run.verb} x{repetitions}")
+        rows.append(measure_run(s, run, state, snapshot, repetitions, args.scale))
+        if args.profile:
+            _restore(state, snapshot)
+            print(profiling.profile(state, s.layout, run.argv, f"{s.name} {run.verb}"))
+    return rows
+
+
+def warm_up(work: Path) -> Path:
+    """An 8 x H200 host in layout, every verb run once: bytecode cached, page cache warm."""
+    state = work / "warm-up" / "host.json"
+    state.parent.mkdir(parents=True)
+    layout = LAYOUTS / IMPORT_LAYOUT
+    simulator.init_host(state, [("NVIDIA H200", 8)])
+    for verb in ("apply", "verify", "plan", "status", "export"):
+        measure.migrestore(state, layout, [verb])
+    return state
+
+
+def import_costs(state: Path) -> tuple[importtime.ImportCost, ...]:
+    """Import time of `import migrestore.cli` and of a real verify and no-op apply."""
+    layout = str(LAYOUTS / IMPORT_LAYOUT)
+    cli = importtime.measure("import migrestore.cli", ["-c", "import migrestore.cli"])
+    verbs = [
+        importtime.of_verb(f"migrestore {verb} (8 x H200)", str(state), layout, [verb])
+        for verb in ("verify", "apply")
+    ]
+    return (cli, *verbs)
+
+
+def _progress(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def _selected(only: Sequence[str]) -> tuple[Scenario, ...]:
+    scenarios = all_scenarios()
+    if not only:
+        return scenarios
+    chosen = tuple(s for s in scenarios if any(o in s.name for o in only))
+    if not chosen:
+        raise SystemExit(f"bench: no scenario matches {', '.join(only)}")
+    return chosen
+
+
+def parser() -> argparse.ArgumentParser:
+    """The benchmark's options."""
+    p = argparse.ArgumentParser(prog="bench", description=__doc__)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (see scenario files)")
+    p.add_argument("--repetitions", type=int, help="repetitions per run, for every scenario")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every latency (default 1)")
+    p.add_argument("--only", action="append", default=[], help="scenarios whose name contains this")
+    p.add_argument("--profile", action="store_true", help="also print a cProfile of each run")
+    p.add_argument("--no-imports", action="store_true", help="skip the import-time measurement")
+    return p
+
+
+def collect(args: argparse.Namespace) -> Report:
+    """Measure everything the options ask for."""
+    before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="migrestore-bench-") as tmp:
+        work = Path(tmp)
+        _progress("warming up")
+        warm = warm_up(work)
+        rows = [row for s in _selected(args.only) for row in measure_scenario(s, work, args)]
+        _progress("import times")
+        imports = () if args.no_imports else import_costs(warm)
+    start = measure.python_start(5).wall
+    load = (before, os.getloadavg()[0])
+    return Report(tuple(rows), imports, start, args.scale, args.quick, load)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; 1 if some run exited wrongly (a correctness failure), else 0."""
+    args = parser().parse_args(argv)
+    report = collect(args)
+    print(json.dumps(as_json(report), indent=1) if args.json else text(report))
+    return 0 if all(r.correct for r in report.rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
