@@ -323,7 +323,8 @@ class NvmlGpus:
         try:
             yield
         except self._nvml.NVMLError as exc:
-            raise GpuError(f"could not {action}: {exc}", nvml_error=error_name(exc)) from exc
+            name, code = error_name(exc), error_code(exc)
+            raise GpuError(f"could not {action}: NVML {name} (error {code})", nvml_error=name) from exc
 
     def mig_mode(self, uuid: str) -> MigMode:
         """Current and pending MIG mode of one GPU."""

@@ -1,0 +1,299 @@
+"""`apply` on simulated hosts: restores exactly, minimally, per GPU, and converges after faults."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from migrestore import simulator
+
+from .simhost import Host, make_host, mutations
+
+H100 = "NVIDIA H100 80GB HBM3"
+A100 = "NVIDIA A100-SXM4-80GB"
+
+LAYOUT = """\
+version = 1
+[[gpu]]
+select = "all"
+  [[gpu.instance]]
+  profile = "3g.40gb"
+  placement = 4
+  compute = ["2c.3g.40gb", "1c.3g.40gb"]
+  [[gpu.instance]]
+  profile = "2g.20gb"
+  placement = 0
+  [[gpu.instance]]
+  profile = "1g.10gb"
+  placement = 2
+"""
+
+OTHER = """\
+version = 1
+[[gpu]]
+select = "all"
+  [[gpu.instance]]
+  profile = "4g.40gb"
+  placement = 0
+  [[gpu.instance]]
+  profile = "1g.10gb"
+  placement = 4
+"""
+
+
+def gi_ids(host: Host) -> list[list[tuple[str, int, int]]]:
+    """(profile, start, GI id) per GPU, from `status --json`."""
+    status = json.loads(host.run("status", "--json").out)
+    return [
+        [(i["profile"], i["placement"]["start"], i["id"]) for i in g["instances"]]
+        for g in status["gpus"]
+    ]
+
+
+def test_restore_from_mig_off_is_exact(tmp_path: Path) -> None:
+    """Hopper with MIG off gets mode and layout; GI ids follow the placements; verify is 0."""
+    host = make_host(tmp_path, (H100, 2), layout=LAYOUT)
+    result = host.run("apply")
+    assert result.code == 0, result.err
+    assert host.run("verify").code == 0
+    assert gi_ids(host) == [[("2g.20gb", 0, 3), ("1g.10gb", 2, 9), ("3g.40gb", 4, 2)]] * 2
+    assert mutations(host.counters()) == 2 * (1 + 3 + 4)
+
+
+def test_second_apply_makes_no_mutating_call(tmp_path: Path) -> None:
+    """Idempotent: right after a successful apply, another one changes nothing."""
+    host = make_host(tmp_path, (H100, 2), layout=LAYOUT)
+    assert host.run("apply").code == 0
+    simulator.reset_counters(host.state)
+    again = host.run("apply")
+    assert again.code == 0
+    assert mutations(host.counters()) == 0
+    assert "already in layout" in again.out
+
+
+def test_one_differing_instance_is_replaced_alone(tmp_path: Path) -> None:
+    """A GPU differing by one instance loses and regains only that instance (4 calls)."""
+    host = make_host(tmp_path, (H100, 2), layout=LAYOUT)
+    assert host.run("apply").code == 0
+    changed = LAYOUT.replace(
+        'profile = "1g.10gb"\n  placement = 2', 'profile = "1g.10gb"\n  placement = 3'
+    )
+    host.write_layout(changed)
+    simulator.reset_counters(host.state)
+    assert host.run("apply").code == 0
+    counts = host.counters()
+    assert mutations(counts) == 2 * 4
+    assert counts.get("nvmlGpuInstanceDestroy") == 2
+    assert counts.get("nvmlDeviceCreateGpuInstanceWithPlacement") == 2
+
+
+def test_reboot_then_apply_gives_the_same_mig_device_uuids(tmp_path: Path) -> None:
+    """MIG device UUIDs after reboot + apply equal those before the reboot."""
+    host = make_host(tmp_path, (H100, 2), layout=LAYOUT)
+    assert host.run("apply").code == 0
+    before = json.loads(host.run("status", "--json").out)["gpus"]
+    simulator.reboot(host.state)
+    assert host.run("verify").code == 3
+    assert host.run("apply").code == 0
+    assert json.loads(host.run("status", "--json").out)["gpus"] == before
+    assert "MIG device UUIDs changed" not in host.run("status").out
+
+
+def test_from_another_layout(tmp_path: Path) -> None:
+    """A host holding another layout is taken to this one; verify exits 0."""
+    host = make_host(tmp_path, (H100, 1), layout=OTHER)
+    assert host.run("apply").code == 0
+    host.write_layout(LAYOUT)
+    assert host.run("apply").code == 0
+    assert host.run("verify").code == 0
+
+
+def test_ampere_client_blocks_reset_then_detach_completes(tmp_path: Path) -> None:
+    """Ampere with a client: mode stays pending, apply names it and exits 4; detached, it completes."""
+    host = make_host(tmp_path, (A100, 2), layout=LAYOUT)
+    simulator.attach(host.state, 1, "nv-hostengine")
+    blocked = host.run("apply")
+    assert blocked.code == 4
+    assert "nv-hostengine" in blocked.out
+    assert "GPU 0 (NVIDIA A100-SXM4-80GB, 00000000:07:00.0): ok" in blocked.out
+    assert host.run("verify").code == 4
+    simulator.detach(host.state, 1, "nv-hostengine")
+    assert host.run("apply").code == 0
+    assert host.run("verify").code == 0
+
+
+def test_ampere_mode_survives_reboot(tmp_path: Path) -> None:
+    """After a reboot Ampere keeps MIG mode: apply recreates instances with no mode change."""
+    host = make_host(tmp_path, (A100, 1), layout=LAYOUT)
+    assert host.run("apply").code == 0
+    simulator.reboot(host.state)
+    simulator.reset_counters(host.state)
+    assert host.run("apply").code == 0
+    assert host.counters().get("nvmlDeviceSetMigMode", 0) == 0
+
+
+def test_busy_instance_needs_force(tmp_path: Path) -> None:
+    """An instance with a process is not destroyed without --force; the error names the process."""
+    host = make_host(tmp_path, (H100, 1), layout=OTHER)
+    assert host.run("apply").code == 0
+    simulator.attach(host.state, 0, "train.py", gi_id=1, ci_id=0, pid=4242)
+    host.write_layout(LAYOUT)
+    refused = host.run("apply")
+    assert refused.code == 1
+    assert "train.py (pid 4242)" in refused.out
+    assert "--force" in refused.out
+    assert gi_ids(host)[0][0] == ("4g.40gb", 0, 1)
+
+
+def test_missing_gpu_is_reported_and_others_restored(tmp_path: Path) -> None:
+    """A uuid entry naming an absent GPU: the other GPUs are restored, exit 1, the GPU is named."""
+    host = make_host(tmp_path, (H100, 1))
+    layout = (
+        LAYOUT
+        + '[[gpu]]\nselect = { uuid = "GPU-00000000-dead-beef-0000-000000000000" }\nmig = false\n'
+    )
+    host.write_layout(layout)
+    result = host.run("apply")
+    assert result.code == 1
+    assert "GPU-00000000-dead-beef-0000-000000000000" in result.out
+    assert host.run("plan", "--json").code == 0
+    assert json.loads(host.run("plan", "--json").out)["gpus"][0]["steps"] == []
+
+
+def test_bad_layout_touches_nothing(tmp_path: Path) -> None:
+    """An impossible layout is exit 2 with one line, and no NVML call changes anything."""
+    host = make_host(tmp_path, (H100, 2), layout=LAYOUT.replace("placement = 0", "placement = 4"))
+    result = host.run("apply")
+    assert result.code == 2
+    assert result.err.count("\n") == 1
+    assert "overlaps" in result.err
+    assert mutations(host.counters()) == 0
+
+
+def test_insecure_layout_file_is_refused(tmp_path: Path) -> None:
+    """On a real host a world-writable layout file is refused before NVML is touched."""
+    config = tmp_path / "layout.toml"
+    config.write_text("version = 1\n")
+    config.chmod(0o666)
+    from migrestore import cli
+
+    assert (
+        cli.main(
+            [
+                "--config",
+                str(config),
+                "--state-dir",
+                str(tmp_path),
+                "--run-dir",
+                str(tmp_path),
+                "verify",
+            ]
+        )
+        == 2
+    )
+
+
+def test_concurrent_apply_waits_on_the_lock(tmp_path: Path) -> None:
+    """A second apply while one holds the lock waits, then fails clearly if it is not released."""
+    host = make_host(tmp_path, (H100, 1), layout=LAYOUT)
+    from migrestore import runs
+
+    run_dir = Path(f"{host.state}.run")
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with runs.locked(run_dir, 1.0):
+            holding.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    holding.wait(5)
+    try:
+        started = time.monotonic()
+        blocked = host.spawn("apply")
+    finally:
+        release.set()
+        thread.join()
+    assert blocked.code == 1
+    assert "another migrestore run" in blocked.err
+    assert time.monotonic() - started >= 1
+    assert host.run("apply").code == 0
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        "nvmlDeviceSetMigMode",
+        "nvmlDeviceCreateGpuInstanceWithPlacement",
+        "nvmlGpuInstanceCreateComputeInstanceWithPlacement",
+        "nvmlComputeInstanceDestroy",
+        "nvmlGpuInstanceDestroy",
+    ],
+)
+@pytest.mark.parametrize(
+    "error", ["InUse", "InsufficientResources", "NoPermission", "Unknown", "GpuIsLost", "Timeout"]
+)
+def test_fault_in_any_mutating_call_is_isolated_and_rerun_converges(
+    tmp_path: Path, function: str, error: str
+) -> None:
+    """A mutating call fails: the error names it, the other GPU completes, a rerun converges."""
+    host = make_host(tmp_path, (H100, 2))
+    # GPU 0 starts from MIG off, GPU 1 from another layout: together they need every mutating call.
+    _gpu1_other_layout(host)
+    host.write_layout(LAYOUT)
+    simulator.inject_fault(host.state, function, 1, error)
+    failed = host.run("apply")
+    assert failed.code == 1, failed.out + failed.err
+    assert "FAILED" in failed.out
+    assert f"NVML {error} (error " in failed.out
+    plan = json.loads(host.run("plan", "--json").out)
+    assert sum(1 for g in plan["gpus"] if g["steps"]) == 1
+    assert host.run("apply").code == 0
+    assert host.run("verify").code == 0
+
+
+def _gpu1_other_layout(host: Host) -> None:
+    """Put OTHER on GPU 1 only, leave GPU 0 with MIG off."""
+    uuid = json.loads(host.run("status", "--json").out)["gpus"][1]["uuid"]
+    text = OTHER.replace('select = "all"', f'select = {{ uuid = "{uuid}" }}')
+    host.write_layout(text)
+    assert host.run("apply").code == 0
+
+
+def _mutation_sequence(host: Host) -> list[str]:
+    """NVML functions of the mutating calls apply will make, in order (from the plan)."""
+    names = {
+        "enable MIG mode": "nvmlDeviceSetMigMode",
+        "destroy compute": "nvmlComputeInstanceDestroy",
+        "destroy GPU": "nvmlGpuInstanceDestroy",
+        "create compute": "nvmlGpuInstanceCreateComputeInstanceWithPlacement",
+        "create": "nvmlDeviceCreateGpuInstanceWithPlacement",
+    }
+    plan = json.loads(host.run("plan", "--json").out)
+    steps = [s for g in plan["gpus"] for s in g["steps"]]
+    modes = [s for s in steps if s.startswith("enable")]
+    rest = [s for s in steps if not s.startswith("enable")]
+    return [next(f for p, f in names.items() if s.startswith(p)) for s in modes + rest]
+
+
+def test_killed_after_every_mutating_call_rerun_converges(tmp_path: Path) -> None:
+    """Kill apply after the k-th mutating call, for every k of a 2-GPU restore; rerun converges."""
+    host = make_host(tmp_path, (H100, 2), layout=LAYOUT)
+    sequence = _mutation_sequence(host)
+    assert len(sequence) == 16
+    for k in range(1, len(sequence) + 1):
+        simulator.reboot(host.state)
+        function = sequence[k - 1]
+        nth = sequence[:k].count(function)
+        simulator.inject_fault(host.state, function, nth, "Unknown", action="kill-after")
+        killed = host.spawn("apply")
+        assert killed.code == -9, (k, killed.err)
+        rerun = host.spawn("apply")
+        assert rerun.code == 0, (k, rerun.out, rerun.err)
+        assert host.run("verify").code == 0
