@@ -113,7 +113,7 @@ def test_from_another_layout(tmp_path: Path) -> None:
 
 
 def test_ampere_client_blocks_reset_then_detach_completes(tmp_path: Path) -> None:
-    """Ampere with a client: mode stays pending, apply names it and exits 4; detached, it completes."""
+    """Ampere with a client: mode stays pending, apply names it, exits 4; detached, it completes."""
     host = make_host(tmp_path, (A100, 2), layout=LAYOUT)
     simulator.attach(host.state, 1, "nv-hostengine")
     blocked = host.run("apply")
