@@ -247,3 +247,20 @@ def test_apply_by_hand_bounces_only_active_clients(manager: UserManager, tmp_pat
     assert sorted(restarts) == [("start", "nvidia-dcgm.service"), ("start", "nvsm.service")]
     assert rig.manager.state("dcgm-exporter.service") == "inactive"
     assert rig.migrestore("verify").returncode == IN_SYNC
+
+
+def test_restarting_the_restore_restarts_gated_consumers(rig: BootRig) -> None:
+    """As gate-consumers.conf says: `systemctl restart migrestore` stops a gated kubelet first
+    and starts it again after the new restore; ungated consumers are left alone."""
+    rig.install_consumer("kubelet.service", gated=True)
+    rig.layout(layout())
+    boot(rig)
+    first_ready = rig.manager.monotonic("migrestore.service", "ActiveEnterTimestampMonotonic")
+    rig.manager.systemctl("restart", "migrestore.service")
+    wait_until(lambda: [e.action for e in rig.read_events()].count("start") == 4, 10)
+    kubelet = [e.action for e in rig.read_events() if e.unit == "kubelet.service"]
+    assert kubelet == ["start", "stop", "start"]
+    assert [e.action for e in rig.read_events() if e.unit == "nvsm.service"] == ["start"]
+    ready = rig.manager.monotonic("migrestore.service", "ActiveEnterTimestampMonotonic")
+    assert ready > first_ready
+    assert rig.manager.monotonic("kubelet.service", "InactiveExitTimestampMonotonic") >= ready
