@@ -77,6 +77,13 @@ def _check_capacity(wanted: list[_Wanted], gpu: GpuState, source: str) -> None:
         if len(same) > profile.instances:
             problem = f"{len(same)} x {profile.short_name} asked, at most {profile.instances} fit"
             raise _fail(source, same[-1].where, gpu, problem)
+    owner = next((w for w in wanted if w.profile.takes_all_media), None)
+    clash = next(
+        (w for w in wanted if owner and w is not owner and not w.profile.has_no_media), None
+    )
+    if owner is not None and clash is not None:
+        problem = f"{owner.profile.short_name} ({owner.where}) allows only -me profiles beside it"
+        raise _fail(source, clash.where, gpu, problem)
     media = [w for w in wanted if w.profile.is_media_extension]
     if len(media) > 1:
         problem = f"more than one +me instance ({media[0].where} and {media[1].where})"

@@ -78,6 +78,16 @@ class GiProfile:
         """`+me` profiles: at most one per GPU."""
         return self.short_name.endswith("+me")
 
+    @property
+    def takes_all_media(self) -> bool:
+        """`+me.all` profiles own every media engine: only `-me` profiles may sit beside them."""
+        return self.short_name.endswith("+me.all")
+
+    @property
+    def has_no_media(self) -> bool:
+        """`-me` profiles have no media engine at all."""
+        return self.short_name.endswith("-me")
+
 
 @dataclass(frozen=True, slots=True)
 class CiProfile:
