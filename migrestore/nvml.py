@@ -324,7 +324,9 @@ class NvmlGpus:
             yield
         except self._nvml.NVMLError as exc:
             name, code = error_name(exc), error_code(exc)
-            raise GpuError(f"could not {action}: NVML {name} (error {code})", nvml_error=name) from exc
+            raise GpuError(
+                f"could not {action}: NVML {name} (error {code})", nvml_error=name
+            ) from exc
 
     def mig_mode(self, uuid: str) -> MigMode:
         """Current and pending MIG mode of one GPU."""
