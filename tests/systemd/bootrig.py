@@ -5,7 +5,7 @@ checkout and the simulated host (`ExecStart=`, `Environment=`), lets it write th
 (`ReadWritePaths=`) and turns off `PrivateTmp=` because pytest's temporary directories are in
 /tmp. Every other hardening option applies, so a test boot also proves the program runs under it.
 
-Fake consumers (nvsm, nvidia-dcgm, kubelet, ...) run `consumer.sh`: on start they run
+Fake consumers (nvsm, nvidia-dcgm, kubelet, ...) run `consumer.py`: on start they run
 `migrestore verify` against the simulated host, append a line to the events file (did they see
 the restored layout?), then attach to every simulated GPU as a driver client; on stop they
 detach. They are ordinary units with default dependencies and `WantedBy=multi-user.target`.
@@ -24,25 +24,40 @@ PYTHON = sys.executable
 UNIT = ROOT / "units" / "migrestore.service"
 GATE = ROOT / "units" / "gate-consumers.conf"
 
-CONSUMER_SCRIPT = """#!/bin/sh
-# consumer.sh start|stop NAME: a GPU consumer (driver client) on the simulated host.
-set -u
-action=$1
-name=$2
-if [ "$action" = start ]; then
-    "$PYTHON" -m migrestore verify >/dev/null 2>&1
-    echo "$(date +%s.%N) start $name verify=$?" >> "$EVENTS"
-    for gpu in $GPUS; do
-        "$PYTHON" -m migrestore simulate attach "$MIGRESTORE_SIMULATE" --gpu "$gpu" \\
-            --client "$name" || exit 1
-    done
-else
-    for gpu in $GPUS; do
-        "$PYTHON" -m migrestore simulate detach "$MIGRESTORE_SIMULATE" --gpu "$gpu" \\
-            --client "$name"
-    done
-    echo "$(date +%s.%N) stop $name" >> "$EVENTS"
-fi
+CONSUMER_SCRIPT = """\
+# consumer.py start|stop NAME: a GPU consumer (driver client) on the simulated host.
+# One interpreter runs the CLI several times (a Python start per call would triple boot times).
+import contextlib
+import io
+import os
+import sys
+import time
+
+from migrestore import cli
+
+action, name = sys.argv[1:3]
+state = os.environ["MIGRESTORE_SIMULATE"]
+
+
+def run(*args):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return cli.main(list(args))
+
+
+def record(text):
+    with open(os.environ["EVENTS"], "a") as events:
+        events.write(f"{time.time():.6f} {text}\\n")
+
+
+if action == "start":
+    record(f"start {name} verify={run('verify')}")
+    for gpu in os.environ["GPUS"].split():
+        if run("simulate", "attach", state, "--gpu", gpu, "--client", name) != 0:
+            sys.exit(1)
+else:
+    for gpu in os.environ["GPUS"].split():
+        run("simulate", "detach", state, "--gpu", gpu, "--client", name)
+    record(f"stop {name}")
 """
 
 STAND_IN_MULTI_USER = """[Unit]
@@ -74,7 +89,7 @@ class BootRig:
         self.consumers: list[str] = []
         for directory in ("state", "run"):
             (base / directory).mkdir(exist_ok=True)
-        (base / "consumer.sh").write_text(CONSUMER_SCRIPT)
+        (base / "consumer.py").write_text(CONSUMER_SCRIPT)
         self.environment = {
             "MIGRESTORE_SIMULATE": str(self.state),
             "MIGRESTORE_CONFIG": str(self.config),
@@ -124,17 +139,17 @@ class BootRig:
 
     def install_consumer(self, name: str, gpus: str = "0", gated: bool = False) -> None:
         """A fake GPU consumer unit; `gated` installs the shipped gate-consumers.conf for it."""
-        environment = {**self.environment, "PYTHON": PYTHON, "EVENTS": str(self.events)}
-        script = self.base / "consumer.sh"
+        environment = {**self.environment, "EVENTS": str(self.events)}
+        script = self.base / "consumer.py"
         self.manager.write_unit(
             name,
             f"[Unit]\nDescription=fake GPU consumer {name}\n"
             "[Service]\n"
             + "".join(f'Environment="{key}={value}"\n' for key, value in environment.items())
             + f'Environment="GPUS={gpus}"\n'
-            f"ExecStartPre=/bin/sh {script} start {name}\n"
+            f"ExecStartPre={PYTHON} {script} start {name}\n"
             "ExecStart=/bin/sleep infinity\n"
-            f"ExecStopPost=/bin/sh {script} stop {name}\n"
+            f"ExecStopPost={PYTHON} {script} stop {name}\n"
             "[Install]\nWantedBy=multi-user.target\n",
         )
         if gated:
