@@ -70,6 +70,7 @@ class Handles:
 
 
 def text(value: str | bytes) -> str:
+    """A string argument as pynvml's callers pass it (str or bytes)."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -99,10 +100,12 @@ def fill_array(
 
 
 def put_placement(array: Any, index: int, placement: Placement) -> None:
+    """Write one placement struct of a caller's array."""
     array[index].start, array[index].size = placement.start, placement.size
 
 
 def put_handle(array: Any, index: int, handle: Any) -> None:
+    """Write one handle of a caller's array."""
     array[index] = handle
 
 
@@ -118,6 +121,7 @@ def placement_arg(value: Any) -> Placement:
 
 
 def gi_profile_info(profile: GiProfile, version: int) -> Any:
+    """`c_nvmlGpuInstanceProfileInfo_v2_t` (version 2) or the v1 struct, as NVML fills it."""
     v2 = version == 2
     info = (
         pynvml.c_nvmlGpuInstanceProfileInfo_v2_t()
@@ -136,6 +140,7 @@ def gi_profile_info(profile: GiProfile, version: int) -> Any:
 
 
 def ci_profile_info(gi: GiProfile, profile: CiProfile, version: int) -> Any:
+    """The compute-instance profile struct; the GI's engines are shared by its CIs."""
     v2 = version == 2
     info = (
         pynvml.c_nvmlComputeInstanceProfileInfo_v2_t()
@@ -152,6 +157,7 @@ def ci_profile_info(gi: GiProfile, profile: CiProfile, version: int) -> Any:
 
 
 def pci_info(gpu: SimGpu) -> Any:
+    """`nvmlPciInfo_t`: both bus id spellings, the device id and subsystem id."""
     domain, bus, rest = gpu.pci_bus_id.split(":")
     device, _ = rest.split(".")
     info = pynvml.nvmlPciInfo_t()
@@ -163,17 +169,20 @@ def pci_info(gpu: SimGpu) -> Any:
     return info
 
 
-def memory_info(total: int, used: int, version: int | None) -> Any:
+def memory_info(total: int, reserved: int, processes: int, version: int | None) -> Any:
+    """`c_nvmlMemory_t` (reserved counts as used) or, given a version, `c_nvmlMemory_v2_t`."""
     if not version:
         memory = pynvml.c_nvmlMemory_t()
+        memory.used = reserved + processes
     else:
         memory = pynvml.c_nvmlMemory_v2_t()
-        memory.version, memory.reserved = version, RESERVED_BYTES
-    memory.total, memory.used, memory.free = total, used, total - used
+        memory.version, memory.reserved, memory.used = version, reserved, processes
+    memory.total, memory.free = total, total - reserved - processes
     return memory
 
 
 def process_info(client: SimClient) -> Any:
+    """A running process as pynvml returns it (a friendly object from `c_nvmlProcessInfo_t`)."""
     info = pynvml.c_nvmlProcessInfo_v3_t()
     info.pid, info.usedGpuMemory = client.pid, PROCESS_BYTES
     info.gpuInstanceId = NOT_AVAILABLE if client.gi_id is None else client.gi_id

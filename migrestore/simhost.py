@@ -366,9 +366,10 @@ def inject_fault(
     """Make the `nth` next call of `function` (in any process) fail with `error`, once."""
     if nth < 1:
         raise ConfigError(f"--nth must be at least 1, not {nth}")
-    if action not in FaultAction.ALL:
-        raise ConfigError(f"unknown fault action {action!r}; known: {', '.join(FaultAction.ALL)}")
-    fault = Fault(_known_function(function), nth, nvml_error_code(error), action)
+    if action not in set(FaultAction):
+        known = ", ".join(FaultAction)
+        raise ConfigError(f"unknown fault action {action!r}; known: {known}")
+    fault = Fault(_known_function(function), nth, nvml_error_code(error), FaultAction(action))
     _store(path).update(lambda host: (replace(host, faults=(*host.faults, fault)), None))
 
 

@@ -87,6 +87,12 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _remove_others(directory: Path, pattern: str, keep: set[str]) -> None:
+    for path in directory.glob(pattern):
+        if path.name not in keep:
+            _remove(path)
+
+
 def sync(sysroot: Path, driver_version: str | None, gpus: Sequence[SimGpu]) -> None:
     """Make the tree match the host; `driver_version` None means the driver is not loaded."""
     proc = sysroot / "proc"
@@ -110,6 +116,8 @@ def _write_driver(proc: Path, driver_version: str, gpus: Sequence[SimGpu]) -> No
     caps = proc / "driver/nvidia/capabilities"
     _write(caps / "mig/config", capability_text(CONFIG_MINOR, MODE_CONFIG))
     _write(caps / "mig/monitor", capability_text(MONITOR_MINOR, MODE_READ_ALL))
+    _remove_others(caps, "gpu[0-9]*", {f"gpu{gpu.minor}" for gpu in gpus})
+    _remove_others(proc / "driver/nvidia/gpus", "*", {proc_bus_id(g.pci_bus_id) for g in gpus})
     for gpu in gpus:
         (caps / f"gpu{gpu.minor}/mig").mkdir(parents=True, exist_ok=True)
         info = proc / "driver/nvidia/gpus" / proc_bus_id(gpu.pci_bus_id) / "information"

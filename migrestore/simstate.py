@@ -7,6 +7,7 @@ replace the state file atomically. Importing this module does not import pynvml.
 
 from __future__ import annotations
 
+import enum
 import fcntl
 import json
 import os
@@ -37,13 +38,12 @@ FORMAT: Final = "migrestore-simulated-host/1"
 RACY_NS: Final = 50_000_000  # a file younger than this may change within one mtime tick
 
 
-class FaultAction:
+class FaultAction(enum.StrEnum):
     """What an injected fault does to the calling process."""
 
-    RAISE: Final = "raise"
-    KILL_BEFORE: Final = "kill-before"
-    KILL_AFTER: Final = "kill-after"
-    ALL: Final = (RAISE, KILL_BEFORE, KILL_AFTER)
+    RAISE = "raise"  # the call fails with the error, without effect
+    KILL_BEFORE = "kill-before"  # SIGKILL before the call has any effect
+    KILL_AFTER = "kill-after"  # SIGKILL right after the call's effect was persisted
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ class Fault:
     function: str
     remaining: int
     error: int
-    action: str = FaultAction.RAISE
+    action: FaultAction = FaultAction.RAISE
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +210,10 @@ def decode(data: bytes, where: Path) -> Host:
             gpus=tuple(_gpu(g) for g in doc["gpus"]),
             sysroot=doc["sysroot"],
             sessions=tuple(Session(s["pid"], s["count"]) for s in doc["sessions"]),
-            faults=tuple(Fault(**f) for f in doc["faults"]),
+            faults=tuple(
+                Fault(f["function"], f["remaining"], f["error"], FaultAction(f["action"]))
+                for f in doc["faults"]
+            ),
             latency=_latency(doc["latency"]),
             counters={str(k): int(v) for k, v in doc["counters"].items()},
         )

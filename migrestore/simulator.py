@@ -1,4 +1,8 @@
-"""A stand-in for the `pynvml` module over a simulated host (simhost.py, simrules.py, ...).
+"""A stand-in for the `pynvml` module over a simulated host.
+
+The simulator's modules: simulator.py (this: the pynvml call surface), simctypes.py (handles
+and the structs it fills), simrules.py (the MIG rules), simstate.py (the shared JSON state file),
+simhost.py (what `migrestore simulate` does to a host; the latency model), simproc.py (/proc).
 
 `Simulator(state_path)` has pynvml's function names and argument conventions, returns what
 pynvml returns (its ctypes structs, handles and friendly objects) and raises its exceptions
@@ -149,7 +153,7 @@ class Simulator:
     def __init__(self, state_path: str | os.PathLike[str]) -> None:
         self.state_path = Path(state_path)
         self._store = simstate.HostStore(self.state_path)
-        self._store.read()  # a missing or malformed state file is a ConfigError now
+        self._host = self._store.read()  # a missing or malformed file is a ConfigError now
         self._handles = Handles()
         self._sessions = 0
         self._counts: Counter[str] = Counter()
@@ -175,8 +179,10 @@ class Simulator:
         """Before a call: count it, sleep, fire a fault, check nvmlInit. True: kill afterwards."""
         self._counts[name] += 1
         host = self._store.read()
-        if host.latency is not None:
+        if host.latency is not None and host.latency.delay(name) > 0:
             time.sleep(host.latency.delay(name))
+            host = self._store.read()
+        self._host = host  # what this call sees (one stat per call)
         fault = None
         if any(f.function == name for f in host.faults):
             fault = simstate.take_fault(self._store, name)
@@ -186,7 +192,7 @@ class Simulator:
             raise pynvml.NVMLError(fault.error)
         if name not in _NEEDS_NO_INIT and self._sessions == 0:
             raise pynvml.NVMLError(int(Ret.UNINITIALIZED))
-        return fault is not None
+        return fault is not None and fault.action == FaultAction.KILL_AFTER
 
     def _take_counts(self) -> dict[str, int]:
         counts, self._counts = dict(self._counts), Counter()
@@ -198,7 +204,7 @@ class Simulator:
                 simstate.merge_counters(self._store, self._take_counts())
 
     def _gpu_by_uuid(self, gpu_uuid: str) -> SimGpu:
-        gpu = self._store.read().gpu(gpu_uuid)
+        gpu = self._host.gpu(gpu_uuid)
         if gpu is None:
             raise NvmlFailure(Ret.INVALID_ARGUMENT)
         return gpu
@@ -256,15 +262,15 @@ class Simulator:
 
     @_nvml
     def nvmlSystemGetDriverVersion(self) -> str:
-        return self._store.read().driver.version
+        return self._host.driver.version
 
     @_nvml
     def nvmlSystemGetNVMLVersion(self) -> str:
-        return _nvml_version(self._store.read().driver.version)
+        return _nvml_version(self._host.driver.version)
 
     @_nvml
     def nvmlSystemGetProcessName(self, pid: int) -> str:
-        clients = (c for g in self._store.read().gpus for c in g.clients if c.pid == pid)
+        clients = (c for g in self._host.gpus for c in g.clients if c.pid == pid)
         found = next(clients, None)
         if found is None:
             raise NvmlFailure(Ret.NOT_FOUND)
@@ -274,11 +280,11 @@ class Simulator:
 
     @_nvml
     def nvmlDeviceGetCount(self) -> int:
-        return len(self._store.read().gpus)
+        return len(self._host.gpus)
 
     @_nvml
     def nvmlDeviceGetHandleByIndex(self, index: int) -> Any:
-        gpus = self._store.read().gpus
+        gpus = self._host.gpus
         if not 0 <= index < len(gpus):
             raise NvmlFailure(Ret.INVALID_ARGUMENT)
         return self._handle("gpu", gpus[index])
@@ -286,7 +292,7 @@ class Simulator:
     @_nvml
     def nvmlDeviceGetHandleByUUID(self, uuid: str | bytes) -> Any:
         wanted = text(uuid)
-        for gpu in self._store.read().gpus:
+        for gpu in self._host.gpus:
             if gpu.uuid == wanted:
                 return self._handle("gpu", gpu)
             for gi, ci in simrules.mig_devices(gpu):
@@ -298,7 +304,7 @@ class Simulator:
     @_nvml
     def nvmlDeviceGetHandleByPciBusId(self, pciBusId: str | bytes) -> Any:
         bus = canonical_bus_id(text(pciBusId))
-        gpu = next((g for g in self._store.read().gpus if g.pci_bus_id == bus), None)
+        gpu = next((g for g in self._host.gpus if g.pci_bus_id == bus), None)
         if gpu is None:
             raise NvmlFailure(Ret.NOT_FOUND)
         return self._handle("gpu", gpu)
@@ -345,11 +351,11 @@ class Simulator:
     def nvmlDeviceGetMemoryInfo(self, handle: Any, version: int | None = None) -> Any:
         gpu, mig = self._device(handle)
         if mig is None:
-            used = RESERVED_BYTES + PROCESS_BYTES * len(simrules.processes(gpu))
-            return memory_info(gpu.model.memory_mb * MIB, used, version)
+            used = PROCESS_BYTES * len(simrules.processes(gpu))
+            return memory_info(gpu.model.memory_mb * MIB, RESERVED_BYTES, used, version)
         gi_profile = simrules.gi_profile_by_id(gpu, mig[0].profile_id)
         used = PROCESS_BYTES * len(simrules.processes(gpu, mig[0].id, mig[1].id))
-        return memory_info(gi_profile.memory_mb * MIB, used, version)
+        return memory_info(gi_profile.memory_mb * MIB, 0, used, version)
 
     @_nvml
     def nvmlDeviceGetPersistenceMode(self, handle: Any) -> int:
@@ -382,7 +388,7 @@ class Simulator:
         if version not in (1, 2):
             raise NvmlFailure(Ret.FUNCTION_NOT_FOUND)
         gpu = self._gpu(device)
-        first_invalid = simrules.first_invalid_gi_index(self._store.read().driver.version)
+        first_invalid = simrules.first_invalid_gi_index(self._host.driver.version)
         return gi_profile_info(simrules.gi_profile_by_index(gpu, profile, first_invalid), version)
 
     @_nvml

@@ -232,6 +232,38 @@ def test_handle_lookup_by_pci_and_uuid(tmp_path: Path) -> None:
         assert nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByUUID(name)) == mig_uuid
 
 
+def test_list_calls_fill_handle_arrays(tmp_path: Path) -> None:
+    """GetGpuInstances / GetComputeInstances fill ctypes arrays with usable handles."""
+    nvml = opened(new_host(tmp_path, (H200, 1)))
+    dev = mig_on(nvml)
+    for start in (6, 0):
+        create(nvml, dev, H200, 19, start)
+    count = ctypes.c_uint(0)
+    gis = (nvml.c_nvmlGpuInstance_t * 7)()
+    nvml.nvmlDeviceGetGpuInstances(dev, 19, gis, ctypes.pointer(count))
+    assert [nvml.nvmlGpuInstanceGetInfo(g).id for g in gis[: count.value]] == [7, 13]
+    nvml.nvmlGpuInstanceCreateComputeInstance(gis[1], 0)
+    cis = (nvml.c_nvmlComputeInstance_t * 1)()
+    nvml.nvmlGpuInstanceGetComputeInstances(gis[1], 0, cis, ctypes.pointer(count))
+    info = nvml.nvmlComputeInstanceGetInfo(cis[0])
+    assert (count.value, info.id, nvml.nvmlGpuInstanceGetInfo(info.gpuInstance).id) == (1, 0, 13)
+
+
+def test_driver_version_decides_the_profile_index_range(tmp_path: Path) -> None:
+    """R580 stops GI profile indices at 17 (InvalidArgument); R595 knows index 17 too."""
+    for driver, error in [("580.159.04", pynvml.NVMLError_InvalidArgument), ("595.45.04", None)]:
+        state = tmp_path / f"{driver}.json"
+        init_host(state, [(H200, 1)], driver=driver)
+        nvml = Simulator(state)
+        nvml.nvmlInitWithFlags(0)
+        dev = nvml.nvmlDeviceGetHandleByIndex(0)
+        assert nvml.nvmlSystemGetNVMLVersion() == f"13.{driver}"
+        with pytest.raises(error or pynvml.NVMLError_NotSupported):
+            nvml.nvmlDeviceGetGpuInstanceProfileInfo(dev, 17)
+        with pytest.raises(pynvml.NVMLError_InvalidArgument):
+            nvml.nvmlDeviceGetGpuInstanceProfileInfo(dev, 18)
+
+
 # ---- MIG mode, reset, reboot ----
 
 
@@ -614,6 +646,11 @@ def test_mig_uuids_are_stable(tmp_path: Path) -> None:
     first = layout(2)
     assert first.startswith("MIG-")
     assert first[18] == "5"
+    dev = nvml.nvmlDeviceGetHandleByIndex(0)
+    gi = nvml.nvmlDeviceGetGpuInstanceById(dev, 9)
+    nvml.nvmlComputeInstanceDestroy(nvml.nvmlGpuInstanceGetComputeInstanceById(gi, 0))
+    nvml.nvmlGpuInstanceDestroy(gi)
+    assert layout(2) == first
     nvml.nvmlShutdown()
     reboot(state)
     nvml.nvmlInit()
@@ -856,7 +893,7 @@ def step(gpu: simrules.SimGpu, data: st.DataObject) -> simrules.SimGpu:
     return result[0]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(model=st.sampled_from([m.name for m in catalogue()]), data=st.data())
 def test_random_changes_keep_the_gpu_consistent(model: str, data: st.DataObject) -> None:
     """Any sequence of creates and destroys leaves disjoint instances with placement ids."""
