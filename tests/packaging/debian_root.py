@@ -1,0 +1,188 @@
+"""A cached minimal Debian 12 root, an overlay of it per test, and systemd-nspawn runs inside.
+
+The root (mmdebstrap --variant=minbase with systemd, dbus, python3 and the four Python libraries
+the .deb depends on) is built once per package list into CACHE and extracted next to its tarball;
+tests never write to it. Each test gets an overlayfs upper layer in its own directory, mounted only
+inside a private mount namespace together with a tmpfs on /run/systemd (nspawn needs that on a
+host whose PID 1 is not systemd), so nothing stays mounted after a command, even a failed one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SUITE = "bookworm"
+MIRRORS = (
+    "deb http://deb.debian.org/debian bookworm main",
+    "deb http://deb.debian.org/debian bookworm-updates main",
+    "deb http://deb.debian.org/debian-security bookworm-security main",
+)
+PACKAGES = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "python3",
+    "python3-pystemd",
+    "python3-structlog",
+    "python3-sdnotify",
+    "python3-tomli-w",
+)
+CACHE = Path(os.environ.get("MIGRESTORE_TEST_CACHE", "/var/cache/migrestore-tests"))
+BUILD_TIMEOUT = 600.0
+
+# Runs in a private mount namespace: mount the overlay at $ROOT, hide the host's /run/systemd.
+NAMESPACE = """
+mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$UPPER,workdir=$WORK" "$ROOT"
+mkdir -p /run/systemd
+mount -t tmpfs tmpfs /run/systemd
+exec "$@"
+"""
+
+
+def cache_key() -> str:
+    """Names the cached root after everything that goes into it."""
+    recipe = "\n".join((SUITE, "minbase", *MIRRORS, *sorted(PACKAGES)))
+    return hashlib.sha256(recipe.encode()).hexdigest()[:16]
+
+
+def cached_root() -> Path:
+    """The extracted root for this package list, built (about 30 s) the first time."""
+    base = CACHE / f"debian-{SUITE}-{cache_key()}"
+    root = base / "root"
+    if root.is_dir():
+        return root
+    base.mkdir(parents=True, exist_ok=True)
+    with _locked(base / "lock"):
+        if not root.is_dir():
+            _build(base, root)
+    return root
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (two test runs must not build one root together)."""
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _build(base: Path, root: Path) -> None:
+    """mmdebstrap the tarball (kept) and extract it, atomically, to `root`."""
+    tarball = base / "root.tar.zst"
+    if not tarball.exists():
+        partial = base / "root.partial.tar.zst"
+        command = ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES)]
+        _run([*command, SUITE, str(partial), *MIRRORS], BUILD_TIMEOUT)
+        partial.rename(tarball)
+    staging = Path(tempfile.mkdtemp(prefix="root.", dir=base))
+    _run(["tar", "--numeric-owner", "-xpf", str(tarball), "-C", str(staging)], BUILD_TIMEOUT)
+    staging.rename(root)
+
+
+def _run(command: Sequence[str], timeout: float) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """A writable view of the cached root; changes land in `base/upper` only."""
+
+    lower: Path
+    base: Path
+
+    @classmethod
+    def create(cls, lower: Path, base: Path) -> Overlay:
+        """Lay out the upper, work and mount-point directories under `base`."""
+        for name in ("upper", "work", "merged"):
+            (base / name).mkdir(parents=True, exist_ok=True)
+        return cls(lower, base)
+
+    @property
+    def root(self) -> Path:
+        """Where the root is mounted (inside the namespace of `run` only)."""
+        return self.base / "merged"
+
+    def run(
+        self, command: Sequence[str], timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a host command with the root mounted at `self.root`."""
+        env = {
+            **os.environ,
+            "LOWER": str(self.lower),
+            "UPPER": str(self.base / "upper"),
+            "WORK": str(self.base / "work"),
+            "ROOT": str(self.root),
+        }
+        namespace = ["unshare", "--mount", "--propagation", "private", "sh", "-euc", NAMESPACE]
+        return subprocess.run(
+            [*namespace, "sh", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout + 30,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    def shell(self, script: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """Run a host shell script with the root mounted at $ROOT."""
+        return self.run(["sh", "-euc", script], timeout)
+
+    def container(
+        self,
+        command: Sequence[str],
+        binds: Mapping[Path, str] | None = None,
+        timeout: float = 120.0,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `command` inside the root (systemd-nspawn, not booted); `binds` are read-only."""
+        return self.run([*_nspawn(self.root, binds or {}, None, timeout), "--", *command], timeout)
+
+    def boot(
+        self,
+        console: Path,
+        results: Path,
+        binds: Mapping[Path, str] | None = None,
+        init_args: Sequence[str] = (),
+        timeout: float = 120.0,
+    ) -> int:
+        """Boot the root with systemd as PID 1, `results` writable at /results.
+
+        Returns nspawn's exit status: what the container's `systemctl exit N` said.
+        """
+        nspawn = _nspawn(self.root, binds or {}, results, timeout)
+        script = 'exec "$@" > "$CONSOLE" 2>&1'
+        command = [*nspawn, "--boot", "--", *init_args]
+        done = self.run(["env", f"CONSOLE={console}", "sh", "-c", script, "sh", *command], timeout)
+        return done.returncode
+
+
+def _nspawn(
+    root: Path, binds: Mapping[Path, str], results: Path | None, timeout: float
+) -> list[str]:
+    """The systemd-nspawn command line that works on a host without systemd as PID 1."""
+    command = ["timeout", "--kill-after=10", str(int(timeout)), "systemd-nspawn", "--quiet"]
+    command += ["--directory", str(root), "--register=no", "--keep-unit"]
+    command += [f"--bind-ro={source}:{target}" for source, target in binds.items()]
+    if results is not None:
+        command.append(f"--bind={results}:/results")
+    return command
+
+
+def tools_missing() -> str:
+    """Why the package tier cannot run on this machine ("" when it can)."""
+    if os.geteuid() != 0:
+        return "needs root (apt-get, mount namespaces, overlayfs)"
+    if shutil.which("apt-get") is None:
+        return "needs a Debian machine (apt-get)"
+    return ""

@@ -1,0 +1,92 @@
+"""The .deb installed by dpkg in a clean Debian 12 root: a working command, Debian's libraries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.packaging.debian_root import Overlay
+
+pytestmark = [pytest.mark.packages, pytest.mark.nspawn]
+
+# Debian 12's versions of the libraries the .deb depends on (the oldest the code must support).
+DEBIAN_VERSIONS = {
+    "python3-pystemd": "0.11.0",
+    "python3-structlog": "22.3.0",
+    "python3-sdnotify": "0.3.1",
+    "python3-tomli-w": "1.0.0",
+}
+
+
+@pytest.fixture(name="installed")
+def fixture_installed(overlay: Overlay, deb: Path) -> Overlay:
+    """The Debian root with the .deb installed by dpkg (its dependencies were already there)."""
+    done = overlay.container(["dpkg", "-i", f"/packages/{deb.name}"], {deb.parent: "/packages"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    return overlay
+
+
+def test_migrestore_version(installed: Overlay) -> None:
+    """/usr/bin/migrestore runs in the root and prints its version."""
+    done = installed.container(["migrestore", "--version"])
+    assert (done.returncode, done.stdout) == (0, "migrestore 0.1.0\n")
+
+
+def test_simulated_status_with_debian_libraries(installed: Overlay) -> None:
+    """`migrestore --simulate STATE status` runs on Debian's libraries and the vendored pynvml."""
+    script = """
+        migrestore simulate init /tmp/host.json --gpu "NVIDIA A100-SXM4-40GB:2"
+        migrestore --simulate /tmp/host.json status
+        dpkg-query -W -f '${Package} ${Version}\\n' python3-pystemd python3-structlog \\
+            python3-sdnotify python3-tomli-w
+        python3 -c 'import pynvml' 2>/dev/null || echo "no system-wide pynvml"
+    """
+    done = installed.container(["sh", "-euc", script])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SIMULATED HOST (/tmp/host.json)" in done.stdout
+    assert done.stdout.count("NVIDIA A100-SXM4-40GB") >= 2
+    for package, version in DEBIAN_VERSIONS.items():
+        assert f"{package} {version}-" in done.stdout
+    assert "no system-wide pynvml" in done.stdout
+
+
+def test_unit_enabled_and_files_in_place(installed: Overlay) -> None:
+    """The unit is enabled; layout conffile, man page, state directory and drop-in are in place."""
+    script = """
+        systemctl --root="$ROOT" is-enabled migrestore.service
+        readlink "$ROOT/etc/systemd/system/multi-user.target.wants/migrestore.service"
+        cat "$ROOT/var/lib/dpkg/info/migrestore.conffiles"
+        for path in usr/share/man/man8/migrestore.8.gz var/lib/migrestore \\
+                usr/share/migrestore/gate-consumers.conf usr/lib/migrestore/vendor/pynvml.py; do
+            test -e "$ROOT/$path" && echo "present $path"
+        done
+    """
+    done = installed.shell(script)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:3] == [
+        "enabled",
+        "/lib/systemd/system/migrestore.service",
+        "/etc/migrestore/migrestore.toml",
+    ]
+    assert len([line for line in lines if line.startswith("present ")]) == 4
+
+
+def test_unit_verifies_in_installed_root(installed: Overlay) -> None:
+    """systemd-analyze accepts the installed unit (its ExecStart= binary exists in the root)."""
+    done = installed.shell(
+        'systemd-analyze verify --man=no --root="$ROOT" /lib/systemd/system/migrestore.service'
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "migrestore.service" not in done.stderr
+
+
+def test_shipped_layout_restores_nothing(installed: Overlay) -> None:
+    """The shipped /etc/migrestore/migrestore.toml selects no GPU: plan has nothing to do."""
+    script = """
+        migrestore simulate init /tmp/host.json --gpu "NVIDIA H100 80GB HBM3:8" > /dev/null
+        migrestore --simulate /tmp/host.json verify
+    """
+    done = installed.container(["sh", "-euc", script])
+    assert done.returncode == 0, done.stdout + done.stderr
