@@ -133,9 +133,12 @@ def _gpu_json(gpu: SimGpu) -> dict[str, Any]:
     }
 
 
+def _latency_json(latency: Latency | None) -> dict[str, Any] | None:
+    return None if latency is None else {"scale": latency.scale, "seconds": dict(latency.seconds)}
+
+
 def encode(host: Host) -> bytes:
     """The state file's bytes."""
-    latency = host.latency
     document = {
         "format": FORMAT,
         "simulated": True,
@@ -151,7 +154,7 @@ def encode(host: Host) -> bytes:
             {"function": f.function, "remaining": f.remaining, "error": f.error, "action": f.action}
             for f in host.faults
         ],
-        "latency": None if latency is None else {"scale": latency.scale, **latency.seconds},
+        "latency": _latency_json(host.latency),
         "counters": dict(sorted(host.counters.items())),
     }
     return (json.dumps(document, indent=1) + "\n").encode()
@@ -194,7 +197,7 @@ def _gpu(row: dict[str, Any]) -> SimGpu:
 def _latency(row: dict[str, Any] | None) -> Latency | None:
     if row is None:
         return None
-    seconds = {k: float(v) for k, v in row.items() if k != "scale"}
+    seconds = {str(k): float(v) for k, v in row["seconds"].items()}
     return Latency(MappingProxyType(seconds), float(row["scale"]))
 
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migrestore import holders, simrules
+from migrestore import caps, holders, simrules
 from migrestore.errors import ConfigError
 from migrestore.model import MigMode, Placement
 from migrestore.profiles import catalogue, find_model
@@ -32,6 +32,7 @@ from migrestore.simulator import (
     detach,
     init_host,
     inject_fault,
+    load_driver,
     models,
     reboot,
     reset_counters,
@@ -191,10 +192,13 @@ def test_state_file_says_simulated(tmp_path: Path) -> None:
     assert json.loads(state.read_text())["simulated"] is True
 
 
-def test_missing_state_file_is_a_config_error(tmp_path: Path) -> None:
-    """A simulator over no host fails with a ConfigError naming the file."""
-    with pytest.raises(ConfigError, match=r"nothing\.json"):
+def test_missing_or_foreign_state_file_is_a_config_error(tmp_path: Path) -> None:
+    """A simulator over no host, or over a file that is no host, fails naming the file."""
+    with pytest.raises(ConfigError, match=r"nothing\.json: no simulated host"):
         Simulator(tmp_path / "nothing.json")
+    (tmp_path / "other.json").write_text('{"format": "something else"}')
+    with pytest.raises(ConfigError, match=r"other\.json: not a simulated host state file"):
+        Simulator(tmp_path / "other.json")
 
 
 def test_unknown_model_names_the_known_ones(tmp_path: Path) -> None:
@@ -405,6 +409,12 @@ def test_driver_arrives_late(tmp_path: Path) -> None:
     nvml.nvmlInit()
     assert nvml.nvmlDeviceGetCount() == 1
     assert (tmp_path / "root/proc/driver/nvidia-caps/mig-minors").is_file()
+    nvml.nvmlShutdown()
+    unload_driver(state)
+    with pytest.raises(pynvml.NVMLError_DriverNotLoaded):
+        nvml.nvmlInit()
+    load_driver(state)
+    nvml.nvmlInit()
 
 
 # ---- GPU instances ----
@@ -792,21 +802,22 @@ def test_counters_merge_at_shutdown_and_exit(tmp_path: Path) -> None:
 def test_capability_files_follow_instances(tmp_path: Path) -> None:
     """Per-instance access files appear on create and vanish on destroy."""
     state = new_host(tmp_path, (H200, 2), sysroot=True)
-    caps = tmp_path / "root/proc/driver/nvidia/capabilities"
-    assert (caps / "mig/config").read_text() == (
+    proc_caps = tmp_path / "root/proc/driver/nvidia/capabilities"
+    assert (proc_caps / "mig/config").read_text() == (
         "DeviceFileMinor: 1\nDeviceFileMode: 256\nDeviceFileModify: 1\n"
     )
+    assert caps.caps_major(tmp_path / "root") == 241
     nvml = opened(state)
     dev = mig_on(nvml, 1)
     gi = nvml.nvmlDeviceGetGpuInstanceById(dev, create(nvml, dev, H200, 9, 4))
     ci = nvml.nvmlGpuInstanceCreateComputeInstance(gi, 2)
-    access = caps / "gpu1/mig/gi2/ci0/access"
+    access = proc_caps / "gpu1/mig/gi2/ci0/access"
     assert access.read_text() == "DeviceFileMinor: 157\nDeviceFileMode: 292\nDeviceFileModify: 1\n"
-    assert (caps / "gpu1/mig/gi2/access").read_text().startswith("DeviceFileMinor: 156\n")
+    assert (proc_caps / "gpu1/mig/gi2/access").read_text().startswith("DeviceFileMinor: 156\n")
     nvml.nvmlComputeInstanceDestroy(ci)
     assert not access.parent.exists()
     nvml.nvmlGpuInstanceDestroy(gi)
-    assert not (caps / "gpu1/mig/gi2").exists()
+    assert not (proc_caps / "gpu1/mig/gi2").exists()
 
 
 def test_clients_hold_device_files(tmp_path: Path) -> None:
