@@ -214,18 +214,16 @@ class Simulator:
 
     def _device(self, handle: Any) -> tuple[SimGpu, MigDevice | None]:
         """A parent or a MIG device handle."""
-        key = self._handles.key(handle, "gpu", "mig")
-        gpu = self._gpu_by_uuid(key.uuid)
-        if key.kind == "gpu":
-            return gpu, None
-        gi = simrules.existing_gi(gpu, key.gi)
-        return gpu, (gi, simrules.existing_ci(gi, key.ci))
+        if self._handles.key(handle, "gpu", "mig").kind == "gpu":
+            return self._gpu(handle), None
+        return self._mig(handle)
 
     def _mig(self, handle: Any) -> tuple[SimGpu, MigDevice]:
-        self._handles.key(handle, "mig")
-        gpu, mig = self._device(handle)
-        assert mig is not None
-        return gpu, mig
+        """A MIG device handle: its GPU, GPU instance and compute instance."""
+        key = self._handles.key(handle, "mig")
+        gpu = self._gpu_by_uuid(key.uuid)
+        gi = simrules.existing_gi(gpu, key.gi)
+        return gpu, (gi, simrules.existing_ci(gi, key.ci))
 
     def _gi(self, handle: Any) -> tuple[SimGpu, SimGpuInstance]:
         key = self._handles.key(handle, "gi")
