@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from migrestore.errors import UnitError
 from migrestore.model import DEFAULT_REFRESH_UNITS
@@ -19,6 +20,12 @@ from .systemd.usermanager import UserManager, wait_until
 CDI = "nvidia-cdi-refresh.service"
 PLUGIN = "nvidia-device-plugin.service"
 GFD = "gpu-feature-discovery.service"
+
+
+@pytest.fixture(autouse=True)
+def default_logging() -> None:
+    """structlog as shipped: an earlier test's `cli.main` may have bound it to a closed stderr."""
+    structlog.reset_defaults()
 
 
 class FakeUnits:
