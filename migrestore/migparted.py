@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 _TOP_KEYS = ("version", "mig-configs")
 _ENTRY_KEYS = ("devices", "device-filter", "mig-enabled", "mig-devices")
 _PCI_ID = re.compile(r"0x([0-9a-f]{8})(?::0x([0-9a-f]{8}))?", re.IGNORECASE)
-_PROFILE = re.compile(r"(?:(?P<c>\d+)c\.)?(?P<gi>(?P<g>\d+)g\.\d+gb(?P<attrs>[+-][\w.+-]*)?)")
+_PROFILE = re.compile(r"(?:(?P<c>\d+)c\.)?(?P<gi>\d+g\.\d+gb(?:[+-][\w.+-]*)?)")
 
 
 @dataclass(frozen=True, slots=True)
