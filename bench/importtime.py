@@ -1,8 +1,10 @@
-"""Import cost of a verb: `python -X importtime` on the real command, grouped by owner.
+"""Import cost of a verb: `python -X importtime` on the real command, charged to its cause.
 
-Every module's *self* time is summed per owner: `migrestore.<module>` for our own modules, the
-top-level package for the rest (`structlog`, `pynvml`, `json`, ...). The total is the sum of all
-self times, i.e. what the process spends importing.
+Each module's *self* time is charged to the import that caused it: the first module outside
+migrestore on its chain of importers (grouped by top-level package), so `structlog` carries the
+asyncio and ssl it pulls in, and `tomli_w` its decimal; a migrestore module imported by
+migrestore modules only is charged to itself. The total is the sum of all self times, i.e. what
+the process spends importing.
 """
 
 from __future__ import annotations
@@ -15,31 +17,46 @@ from dataclasses import dataclass
 
 from bench.measure import REPO, clean_env, launcher, python
 
-LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)\s*$")
+LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|( *)(\S+)\s*$")
+OURS = ("migrestore", "bench")
 
 
 @dataclass(frozen=True, slots=True)
 class ImportCost:
-    """Total import time and the biggest owners, in seconds."""
+    """Total import time and the biggest causes, in seconds."""
 
     label: str
     total: float
     top: tuple[tuple[str, float], ...]
 
 
-def owner(module: str) -> str:
-    """`migrestore.config` stays itself; `structlog._config` -> `structlog`."""
-    parts = module.split(".")
-    return ".".join(parts[:2]) if parts[0] in ("migrestore", "bench") else parts[0]
+def _ours(module: str) -> bool:
+    return module.split(".", maxsplit=1)[0] in OURS
+
+
+def cause(chain: Sequence[str]) -> str:
+    """Who is charged for the last module of `chain` (its importers, outermost first)."""
+    for module in chain:
+        if not _ours(module):
+            return module.split(".")[0]
+    return ".".join(chain[-1].split(".")[:2])
 
 
 def parse(text: str) -> Counter[str]:
-    """Self time in microseconds per owner, from `-X importtime` output."""
+    """Self time in microseconds per cause, from `-X importtime` output.
+
+    A module's line follows the lines of the modules it imported (one level deeper), so read
+    backwards the lines come parent first and a stack of (depth, module) gives each one's chain.
+    """
+    rows = [LINE.match(line) for line in text.splitlines()]
     costs: Counter[str] = Counter()
-    for line in text.splitlines():
-        found = LINE.match(line)
-        if found:
-            costs[owner(found.group(4))] += int(found.group(1))
+    stack: list[tuple[int, str]] = []
+    for found in reversed([r for r in rows if r]):
+        depth, module = (len(found.group(3)) - 1) // 2, found.group(4)
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        stack.append((depth, module))
+        costs[cause([m for _, m in stack])] += int(found.group(1))
     return costs
 
 
