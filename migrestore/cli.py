@@ -208,9 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-        from migrestore import logs
+        from migrestore import events
 
-        logs.configure(args.log_format, args.debug)
+        events.setup(args.log_format, args.debug)
         return _handler(args)(_context(args), args)
     except MigrestoreError as exc:
         return _fail(exc, exc.exit_code, debug)

@@ -12,9 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-import structlog
-
 from migrestore.errors import GpuError, MigrestoreError
+from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
 from migrestore.model import Placement
 from migrestore.plan import (
@@ -27,8 +26,6 @@ from migrestore.plan import (
     SetMigMode,
     Step,
 )
-
-log = structlog.get_logger("migrestore")
 
 RESET_TIMEOUT = 120.0
 

@@ -6,17 +6,15 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from migrestore import holders
 from migrestore.errors import ConfigError, GpuError, UnitError
+from migrestore.events import log
 from migrestore.interfaces import Notifier, Units
 from migrestore.nvml import NvmlGpus, load_pynvml
 
 if TYPE_CHECKING:
     from migrestore.cli import Context
 
-log = structlog.get_logger("migrestore")
 
 RESET_SECONDS = 120
 

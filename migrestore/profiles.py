@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from migrestore.model import Architecture, CiProfile, GiProfile, Placement, ProfileTable
@@ -89,7 +89,7 @@ def _model(row: dict[str, Any]) -> ModelInfo:
 @functools.cache
 def catalogue() -> tuple[ModelInfo, ...]:
     """Every GPU model migrestore ships a profile table for."""
-    text = resources.files("migrestore.data").joinpath("models.json").read_text()
+    text = (Path(__file__).parent / "data" / "models.json").read_text()
     return tuple(_model(row) for row in json.loads(text)["models"])
 
 

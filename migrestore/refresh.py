@@ -11,12 +11,9 @@ anyway. Restart is stop-then-start over `interfaces.Units`; the start is queued,
 
 from __future__ import annotations
 
-import structlog
-
 from migrestore.errors import UnitError
+from migrestore.events import log
 from migrestore.interfaces import Units
-
-log = structlog.get_logger("migrestore")
 
 # Oneshot units that do their work when started: run again whenever they exist, not only while
 # active (a oneshot without RemainAfterExit is inactive once it has run).

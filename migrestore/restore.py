@@ -12,10 +12,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import structlog
-
 from migrestore import caps, config, execute, host, report, runs
 from migrestore.errors import ExitCode
+from migrestore.events import log
 from migrestore.interfaces import Notifier
 from migrestore.model import DesiredNode, NodeState
 from migrestore.nvml import NvmlGpus
@@ -25,7 +24,6 @@ from migrestore.verbs import emit, load_layout
 if TYPE_CHECKING:
     from migrestore.cli import Context
 
-log = structlog.get_logger("migrestore")
 
 LOCK_WAIT = 30.0
 

@@ -16,11 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from migrestore.errors import UnitError
-
-log = structlog.get_logger()
+from migrestore.events import log
 
 SYSTEMD = b"org.freedesktop.systemd1"
 MANAGER_PATH = b"/org/freedesktop/systemd1"

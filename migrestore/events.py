@@ -1,0 +1,37 @@
+"""The logger every module uses, imported lazily: structlog (and asyncio, which it pulls in) is
+loaded only when something is actually logged, so a quiet `verify` does not pay for it.
+
+`cli.main` calls `setup()` once with the run's settings; the first log call configures structlog
+through `logs.configure` and from then on goes straight to structlog's bound logger.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+
+class _LazyLogger:
+    """`log.info("event", key=value)` and friends, configured and resolved on first use."""
+
+    def __init__(self) -> None:
+        self._fmt: Literal["text", "json"] = "text"
+        self._debug = False
+        self._bound: Any = None
+
+    def setup(self, fmt: Literal["text", "json"], debug: bool) -> None:
+        """Remember how to configure logging; nothing is imported yet."""
+        self._fmt, self._debug, self._bound = fmt, debug, None
+
+    def __getattr__(self, method: str) -> Any:
+        if self._bound is None:
+            import structlog
+
+            from migrestore import logs
+
+            logs.configure(self._fmt, self._debug)
+            self._bound = structlog.get_logger("migrestore")
+        return getattr(self._bound, method)
+
+
+log = _LazyLogger()
+setup = log.setup
