@@ -40,10 +40,11 @@ def _line(n: int, row: Row) -> str:
     reads, reads_least = row.reads
     words = {v.word for v in verdicts(row)}
     cpu = statistics.median(row.cpus)
+    fastest = min(row.walls)
     result = "MISS" if "MISS" in words else "PASS"
     name = f"{row.scenario} {row.verb}"
     return (
-        f"{n:>2} {name:<34} {len(row.walls):>4} {row.wall:8.3f} {row.floor:8.3f} "
+        f"{n:>2} {name:<34} {len(row.walls):>4} {row.wall:8.3f} {fastest:8.3f} {row.floor:8.3f} "
         f"{row.ratio:6.2f} {_limit(row)} {done:>4}/{least:<4} {reads:>5}/{reads_least:<4} "
         f"{row.slept - row.floor:7.3f} {row.wall - row.slept:7.3f} {cpu:6.3f} "
         f"{row.rss_mib:6.1f}  {result}"
@@ -51,7 +52,7 @@ def _line(n: int, row: Row) -> str:
 
 
 HEADER = (
-    " # scenario / verb                    reps   wall s  floor s  ratio limit s  mut/min "
+    " # scenario / verb                    reps   wall s    min s  floor s  ratio limit s  mut/min "
     "  reads/min  +slept  +other  cpu s    RSS  result"
 )
 
@@ -87,7 +88,7 @@ def text(report: Report) -> str:
         f"python {platform.python_version()}, {os.cpu_count()} CPU(s), load average "
         f"{report.load[0]:.2f} before, {report.load[1]:.2f} after; "
         f"interpreter start alone (python -c pass): {report.python_start:.3f} s",
-        "wall: median of reps; floor: unavoidable driver calls (bench/README.md); "
+        "wall: median of reps (min: fastest); floor: unavoidable driver calls (bench/README.md); "
         "+slept: latency of calls beyond the minimum; +other: wall - all latency "
         "(start-up, imports, CPU); cpu: user+sys of the process",
         "",
