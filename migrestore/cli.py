@@ -122,6 +122,7 @@ def _verbs(parser: argparse.ArgumentParser) -> None:
     migparted.add_argument(
         "--config-name", metavar="LABEL", help="which entry of mig-configs to convert"
     )
+    migparted.add_argument("--model", help="GPU model for entries without a device-filter")
     _simulate_verbs(verbs.add_parser("simulate", help="manage a simulated host"))
 
 

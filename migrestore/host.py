@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from migrestore import holders
-from migrestore.errors import ConfigError, GpuError, UnitError
+from migrestore.errors import ConfigError, GpuError
 from migrestore.events import log
 from migrestore.interfaces import Notifier, Units
 from migrestore.nvml import NvmlGpus, load_pynvml
@@ -61,36 +62,33 @@ def gpus(ctx: Context) -> NvmlGpus:
     return NvmlGpus(load_pynvml(), nvidia_smi_reset)
 
 
-class _TolerantUnits:
-    """For simulated runs on a machine without a usable systemd: no driver-client units at all."""
-
-    def __init__(self, inner: Units) -> None:
-        self._inner = inner
-        self._usable = True
+class NoUnits:
+    """A simulated run on a real host must not stop or start the host's real GPU clients."""
 
     def active(self, names: tuple[str, ...]) -> tuple[str, ...]:
-        try:
-            return self._inner.active(names)
-        except UnitError as exc:
-            log.warning("systemd_unavailable_simulated_run", error=str(exc))
-            self._usable = False
-            return ()
+        """Nothing is running, as far as a simulation is concerned."""
+        if names:
+            log.info("simulated_run_leaves_units_alone", units=",".join(names))
+        return ()
 
     def stop(self, names: tuple[str, ...]) -> None:
-        if self._usable:
-            self._inner.stop(names)
+        """Never called: nothing is active."""
 
     def start(self, names: tuple[str, ...]) -> None:
-        if self._usable:
-            self._inner.start(names)
+        """Never called: nothing was stopped."""
 
 
 def units(ctx: Context) -> Units:
-    """systemd units through D-Bus (lazily connected)."""
-    from migrestore.systemd import SystemdUnits
+    """systemd units through D-Bus (lazily connected).
 
-    real = SystemdUnits()
-    return _TolerantUnits(real) if ctx.simulated else real
+    A simulated run touches units only on a private user manager (MIGRESTORE_SYSTEMD_USER=1, as the
+    tests and demos set up); otherwise it would stop the real host's DCGM for a pretend reset.
+    """
+    from migrestore.systemd import SystemdUnits, user_bus_requested
+
+    if ctx.simulated and not user_bus_requested(os.environ):
+        return NoUnits()
+    return SystemdUnits()
 
 
 def notifier(boot: bool) -> Notifier:

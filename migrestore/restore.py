@@ -12,10 +12,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from migrestore import caps, config, execute, host, report, runs
-from migrestore.errors import ExitCode
+from migrestore import caps, config, execute, host, refresh, report, runs
+from migrestore.errors import ExitCode, UnitError
 from migrestore.events import log
-from migrestore.interfaces import Notifier
+from migrestore.interfaces import Notifier, Units
 from migrestore.model import DesiredNode, NodeState
 from migrestore.nvml import NvmlGpus
 from migrestore.plan import NodePlan, plan_node
@@ -89,13 +89,34 @@ def _apply_locked(
     after = gpus.read_state()
     final = plan_node(desired, after)
     _device_nodes(ctx, after)
+    notes = _refresh(args, desired, units, execution)
     code = _exit_code(execution, final)
+    if notes and code == ExitCode.OK:
+        code = ExitCode.FAILURE
     record = _record(ctx, args, desired, after, execution, code)
     changed = runs.changed_devices(runs.last(ctx.state_dir), record)
-    runs.save(_with_notes(record, changed), ctx.state_dir)
+    runs.save(_with_notes(replace(record, notes=notes), changed), ctx.state_dir)
     _report(ctx, args, execution, final, after, changed)
     _summary(notifier, node, execution, final, code, time.monotonic() - started)
     return code
+
+
+def _refresh(
+    args: argparse.Namespace, desired: DesiredNode, units: Units, execution: execute.Execution
+) -> tuple[str, ...]:
+    """After a live relayout, restart the units that cache the MIG device list (never at boot:
+    they start after us). Returns a note if that failed."""
+    if args.boot or not any(o.steps_done for o in execution.outcomes):
+        return ()
+    names = tuple(u for u in desired.restore.refresh_units if u not in execution.stopped_units)
+    try:
+        restarted = refresh.refresh_consumers(units, names)
+    except UnitError as exc:
+        log.error("refresh_failed", error=str(exc))
+        return (f"refreshing MIG device consumers failed: {exc}",)
+    if restarted:
+        log.info("consumers_refreshed", units=",".join(restarted))
+    return ()
 
 
 def _device_nodes(ctx: Context, after: NodeState) -> None:
