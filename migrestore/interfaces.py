@@ -10,8 +10,8 @@ from migrestore.model import MigMode, ModeChange, NodeState, Placement
 class Gpus(Protocol):
     """The GPUs, through NVML (real or simulated). Implemented by `nvml.NvmlGpus`."""
 
-    def read_state(self) -> NodeState:
-        """Every GPU with its MIG mode, profile table, instances and processes."""
+    def read_state(self, *, details: bool = True) -> NodeState:
+        """Every GPU with its MIG mode, profile table, instances (and UUIDs, processes)."""
         ...
 
     def mig_mode(self, uuid: str) -> MigMode:

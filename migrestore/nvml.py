@@ -11,6 +11,7 @@ import ctypes
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from migrestore import profiles
@@ -132,15 +133,19 @@ class NvmlGpus:
 
     # ---- reading ----
 
-    def read_state(self) -> NodeState:
-        """Every GPU: identity, MIG mode, profile table, GPU and compute instances, processes."""
+    def read_state(self, *, details: bool = True) -> NodeState:
+        """Every GPU: identity, MIG mode, profile table, GPU and compute instances.
+
+        With `details` (the default) also MIG device UUIDs and the processes on each instance;
+        `verify` compares layouts only and skips those reads.
+        """
         with self._nvml_errors("read the GPUs"):
             count = self._nvml.nvmlDeviceGetCount()
-            gpus = tuple(self._read_gpu(i) for i in range(count))
+            gpus = tuple(self._read_gpu(i, details) for i in range(count))
             driver = _text(self._nvml.nvmlSystemGetDriverVersion())
         return NodeState(gpus=gpus, driver_version=driver, simulated=self._simulated)
 
-    def _read_gpu(self, index: int) -> GpuState:
+    def _read_gpu(self, index: int, details: bool) -> GpuState:
         nvml = self._nvml
         dev = nvml.nvmlDeviceGetHandleByIndex(index)
         uuid = _text(nvml.nvmlDeviceGetUUID(dev))
@@ -161,7 +166,7 @@ class NvmlGpus:
             memory_mb=nvml.nvmlDeviceGetMemoryInfo(dev).total // (1024 * 1024),
             mig=mig,
             profiles=table,
-            instances=self._read_instances(dev, table) if mig.current else (),
+            instances=self._read_instances(dev, table, details) if mig.current else (),
             pci_device_id=pci.pciDeviceId,
         )
 
@@ -217,14 +222,23 @@ class NvmlGpus:
         )
         return tuple(Placement(p.start, p.size) for p in array[: count.value])
 
-    def _read_instances(self, dev: Any, table: ProfileTable) -> tuple[GpuInstance, ...]:
-        processes = self._processes(dev)
-        uuids = self._mig_uuids(dev)
+    def _read_instances(
+        self, dev: Any, table: ProfileTable, details: bool
+    ) -> tuple[GpuInstance, ...]:
+        processes = self._processes(dev) if details else {}
         instances: list[GpuInstance] = []
         for profile in table.gi:
             for gi in self._gpu_instances(dev, profile):
-                instances.append(self._gpu_instance(gi, table, processes, uuids))
+                instances.append(self._gpu_instance(gi, table, processes, {}))
+        if details:
+            uuids = self._mig_uuids(dev, sum(len(gi.compute) for gi in instances))
+            instances = [self._with_uuids(gi, uuids) for gi in instances]
         return tuple(sorted(instances, key=lambda g: g.placement))
+
+    @staticmethod
+    def _with_uuids(gi: GpuInstance, uuids: dict[tuple[int, int], str]) -> GpuInstance:
+        compute = tuple(replace(ci, uuid=uuids.get((gi.id, ci.id), "")) for ci in gi.compute)
+        return replace(gi, compute=compute)
 
     def _gpu_instances(self, dev: Any, profile: GiProfile) -> list[Any]:
         nvml = self._nvml
@@ -281,11 +295,16 @@ class NvmlGpus:
             processes=processes.get((gi_id, info.id), ()),
         )
 
-    def _mig_uuids(self, dev: Any) -> dict[tuple[int, int], str]:
-        """MIG device UUID per (GI id, CI id), from the MIG device handles."""
+    def _mig_uuids(self, dev: Any, expected: int) -> dict[tuple[int, int], str]:
+        """MIG device UUID per (GI id, CI id), from the MIG device handles (one per CI).
+
+        Slots may be sparse, so scan until every compute instance has been seen.
+        """
         nvml = self._nvml
         found: dict[tuple[int, int], str] = {}
-        for slot in range(nvml.nvmlDeviceGetMaxMigDeviceCount(dev)):
+        for slot in range(nvml.nvmlDeviceGetMaxMigDeviceCount(dev) if expected else 0):
+            if len(found) >= expected:
+                break
             try:
                 mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(dev, slot)
             except nvml.NVMLError as exc:

@@ -28,10 +28,10 @@ def load_layout(ctx: Context) -> DesiredNode:
     return config.load(ctx.config)
 
 
-def read(ctx: Context) -> NodeState:
-    """The host's GPUs, read once."""
+def read(ctx: Context, *, details: bool = True) -> NodeState:
+    """The host's GPUs, read once (without MIG device UUIDs and processes if not `details`)."""
     with host.gpus(ctx) as gpus:
-        return gpus.read_state()
+        return gpus.read_state(details=details)
 
 
 def status(ctx: Context, args: argparse.Namespace) -> int:
@@ -53,9 +53,9 @@ def _unmanaged(ctx: Context, state: NodeState) -> tuple[str, ...]:
         return ()
 
 
-def _plan(ctx: Context) -> NodePlan:
+def _plan(ctx: Context, *, details: bool = True) -> NodePlan:
     desired = load_layout(ctx)
-    return plan_node(desired, read(ctx))
+    return plan_node(desired, read(ctx, details=details))
 
 
 def plan(ctx: Context, args: argparse.Namespace) -> int:
@@ -70,7 +70,7 @@ def plan(ctx: Context, args: argparse.Namespace) -> int:
 
 def verify(ctx: Context, args: argparse.Namespace) -> int:
     """0 in sync, 3 drift, 4 a reset or reboot pending."""
-    node = _plan(ctx)
+    node = _plan(ctx, details=False)
     if args.json:
         print(report.dumps({"simulated": ctx.simulated, **report.plan_json(node)}))
     else:
