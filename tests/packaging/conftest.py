@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from tests.packaging.debian_root import Overlay, cached_root, tools_missing
-from tests.packaging.package_builds import Build, finish_build, install_tools, start_build
+from tests.packaging.package_builds import (
+    Build,
+    deb_depends,
+    finish_build,
+    install_tools,
+    start_build,
+)
 
 
 @pytest.fixture(scope="session", name="tools")
@@ -45,9 +51,9 @@ def fixture_rpm(builds: dict[str, Build]) -> Path:
 
 
 @pytest.fixture(scope="session", name="debian_root")
-def fixture_debian_root(tools: None) -> Path:
-    """The cached minimal Debian 12 root (read-only: tests use an overlay)."""
-    return cached_root()
+def fixture_debian_root(deb: Path) -> Path:
+    """The cached minimal Debian 12 root with the .deb's dependencies (read-only: use overlays)."""
+    return cached_root(deb_depends(deb))
 
 
 @pytest.fixture(name="overlay")

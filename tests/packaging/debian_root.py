@@ -1,10 +1,11 @@
 """A cached minimal Debian 12 root, an overlay of it per test, and systemd-nspawn runs inside.
 
-The root (mmdebstrap --variant=minbase with systemd, dbus, python3 and the four Python libraries
-the .deb depends on) is built once per package list into CACHE and extracted next to its tarball;
-tests never write to it. Each test gets an overlayfs upper layer in its own directory, mounted only
-inside a private mount namespace together with a tmpfs on /run/systemd (nspawn needs that on a
-host whose PID 1 is not systemd), so nothing stays mounted after a command, even a failed one.
+The root (mmdebstrap --variant=minbase with systemd, dbus and python3, plus whatever the .deb
+depends on, all from the Debian archive) is built once per package list into CACHE and extracted
+next to its tarball; tests never write to it. Each test gets an overlayfs upper layer in its own
+directory, mounted only inside a private mount namespace together with a tmpfs on /run/systemd
+(nspawn needs that on a host whose PID 1 is not systemd), so nothing stays mounted after a
+command, even a failed one.
 """
 
 from __future__ import annotations
@@ -26,16 +27,7 @@ MIRRORS = (
     "deb http://deb.debian.org/debian bookworm-updates main",
     "deb http://deb.debian.org/debian-security bookworm-security main",
 )
-PACKAGES = (
-    "systemd",
-    "systemd-sysv",
-    "dbus",
-    "python3",
-    "python3-pystemd",
-    "python3-structlog",
-    "python3-sdnotify",
-    "python3-tomli-w",
-)
+BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3")
 CACHE = Path(os.environ.get("MIGRESTORE_TEST_CACHE", "/var/cache/migrestore-tests"))
 BUILD_TIMEOUT = 600.0
 
@@ -48,22 +40,23 @@ exec "$@"
 """
 
 
-def cache_key() -> str:
+def cache_key(packages: Sequence[str]) -> str:
     """Names the cached root after everything that goes into it."""
-    recipe = "\n".join((SUITE, "minbase", *MIRRORS, *sorted(PACKAGES)))
+    recipe = "\n".join((SUITE, "minbase", *MIRRORS, *sorted(packages)))
     return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
 
-def cached_root() -> Path:
-    """The extracted root for this package list, built (about 30 s) the first time."""
-    base = CACHE / f"debian-{SUITE}-{cache_key()}"
+def cached_root(extra_packages: Sequence[str]) -> Path:
+    """The extracted root with BASE_PACKAGES and these, built (about 30 s) the first time."""
+    packages = sorted({*BASE_PACKAGES, *extra_packages})
+    base = CACHE / f"debian-{SUITE}-{cache_key(packages)}"
     root = base / "root"
     if root.is_dir():
         return root
     base.mkdir(parents=True, exist_ok=True)
     with _locked(base / "lock"):
         if not root.is_dir():
-            _build(base, root)
+            _build(base, root, packages)
     return root
 
 
@@ -75,12 +68,12 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
-def _build(base: Path, root: Path) -> None:
+def _build(base: Path, root: Path, packages: Sequence[str]) -> None:
     """mmdebstrap the tarball (kept) and extract it, atomically, to `root`."""
     tarball = base / "root.tar.zst"
     if not tarball.exists():
         partial = base / "root.partial.tar.zst"
-        command = ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES)]
+        command = ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(packages)]
         _run([*command, SUITE, str(partial), *MIRRORS], BUILD_TIMEOUT)
         partial.rename(tarball)
     staging = Path(tempfile.mkdtemp(prefix="root.", dir=base))

@@ -67,6 +67,13 @@ def deb_paths(deb: Path) -> set[str]:
     return {"/" + name.removeprefix("./").rstrip("/") for name in names.split() if name != "./"}
 
 
+def deb_depends(deb: Path) -> list[str]:
+    """The Debian packages the .deb depends on (names only; python3:any as python3)."""
+    field = output(["dpkg-deb", "--field", str(deb), "Depends"])
+    names = (item.split("|")[0].split()[0] for item in field.split(","))
+    return sorted({name.removesuffix(":any") for name in names})
+
+
 def rpm_paths(rpm: Path) -> set[str]:
     """Every path in the .rpm's payload."""
     return set(output(["rpm", "-qlp", str(rpm)]).split())

@@ -1,0 +1,139 @@
+"""The .rpm installed with `rpm --root` on an overlay root: scriptlets, upgrade, erase, payload.
+
+No RHEL root can be built here, so the Debian root stands in: rpm runs the scriptlets chrooted
+in it with its /bin/sh and systemctl, which is what the scriptlets need.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.packaging.debian_root import Overlay
+from tests.packaging.package_builds import Build, deb_paths, rpm_paths
+
+pytestmark = [pytest.mark.packages, pytest.mark.nspawn]
+
+# Where the two distributions put the same thing: (.deb prefix, .rpm prefix).
+SAME_PLACE = (
+    ("/lib/systemd/system/", "/usr/lib/systemd/system/"),
+    ("/usr/lib/python3/dist-packages/", "/usr/lib/python3.11/site-packages/"),
+)
+# Files only one format has, each for a reason (packaging/README.md has the same list).
+DEB_ONLY = {
+    "/usr/share/doc/migrestore/changelog.Debian.gz",  # Debian policy
+    "/usr/share/doc/migrestore/copyright",  # Debian's license file (both licenses)
+    "/usr/share/lintian/overrides/migrestore",  # lintian overrides, each with its reason
+    "/usr/share/python3/runtime.d/migrestore.rtupdate",  # dh_python3: recompile on upgrades
+    "/usr/lib/python3.11/site-packages/migrestore-0.1.0.dist-info/RECORD",  # pip's; rpm owns
+}
+RPM_ONLY = {
+    "/usr/lib/systemd/system-preset/50-migrestore.preset",  # rpm enables through presets
+    "/usr/share/licenses/migrestore/LICENSE.nvidia-ml-py",  # %license (deb: in copyright)
+    "/usr/lib/python3.11/site-packages/migrestore-0.1.0.dist-info/INSTALLER",  # "rpm"
+}
+
+
+def _rpm(overlay: Overlay, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the host's rpm on the overlay root (scriptlets run chrooted in it)."""
+    return overlay.run(["rpm", "--root", str(overlay.root), *args])
+
+
+@pytest.fixture(name="rpm_root")
+def fixture_rpm_root(overlay: Overlay, rpm: Path) -> Overlay:
+    """The root with an rpm database and migrestore installed by rpm."""
+    done = overlay.shell(f'rpm --root "$ROOT" --initdb && rpm --root "$ROOT" -i --nodeps "{rpm}"')
+    assert done.returncode == 0, done.stderr
+    return overlay
+
+
+def test_install_enables_the_unit_by_preset(rpm_root: Overlay) -> None:
+    """%post ran `systemctl preset`, and the shipped preset file enables the unit."""
+    done = rpm_root.shell(
+        'systemctl --root="$ROOT" is-enabled migrestore.service\n'
+        'ls "$ROOT/etc/systemd/system/multi-user.target.wants"'
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "enabled"
+    assert "migrestore.service" in done.stdout.split()
+
+
+def test_installed_payload_runs(rpm_root: Overlay) -> None:
+    """The rpm's launcher, package and vendored pynvml run (on Debian's libraries, not RHEL's)."""
+    script = """
+        export PYTHONPATH=/usr/lib/python3.11/site-packages
+        migrestore --version
+        migrestore simulate init /tmp/host.json --gpu "NVIDIA H200:1" > /dev/null
+        migrestore --simulate /tmp/host.json status
+    """
+    done = rpm_root.container(["sh", "-euc", script])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("migrestore 0.1.0\nSIMULATED HOST (/tmp/host.json)")
+
+
+def test_upgrade_keeps_the_edited_layout_and_enablement(
+    rpm_root: Overlay, builds: dict[str, Build]
+) -> None:
+    """rpm -U to a newer release keeps an edited %config(noreplace) file and the unit enabled."""
+    edit = rpm_root.shell('echo "# edited" >> "$ROOT/etc/migrestore/migrestore.toml"')
+    assert edit.returncode == 0, edit.stderr
+    upgrade = _rpm(rpm_root, "-U", "--nodeps", str(builds["rpm-2"].path))
+    assert upgrade.returncode == 0, upgrade.stderr
+    done = rpm_root.shell(
+        'rpm --root "$ROOT" -q migrestore\n'
+        'tail -n 1 "$ROOT/etc/migrestore/migrestore.toml"\n'
+        'ls "$ROOT/etc/migrestore"\n'
+        'systemctl --root="$ROOT" is-enabled migrestore.service'
+    )
+    lines = done.stdout.splitlines()
+    assert lines == ["migrestore-0.1.0-2.noarch", "# edited", "migrestore.toml", "enabled"]
+
+
+def test_erase_disables_the_unit_and_keeps_state(rpm_root: Overlay) -> None:
+    """rpm -e disables the unit (%preun), keeps run records and saves the edited layout file."""
+    setup = rpm_root.shell(
+        'echo "# edited" >> "$ROOT/etc/migrestore/migrestore.toml"\n'
+        'echo "{}" > "$ROOT/var/lib/migrestore/last-run.json"'
+    )
+    assert setup.returncode == 0, setup.stderr
+    erase = _rpm(rpm_root, "-e", "migrestore")
+    assert erase.returncode == 0, erase.stderr
+    done = rpm_root.shell(
+        'ls "$ROOT/etc/systemd/system/multi-user.target.wants" "$ROOT/var/lib/migrestore" '
+        '"$ROOT/etc/migrestore"'
+    )
+    listed = done.stdout.split()
+    assert "migrestore.service" not in listed
+    assert {"last-run.json", "migrestore.toml.rpmsave"} <= set(listed)
+
+
+def _canonical(path: str, index: int) -> str:
+    """A payload path (of SAME_PLACE's side `index`) with its prefix replaced by the .rpm's."""
+    for pair in SAME_PLACE:
+        if path.startswith(pair[index]):
+            return pair[1] + path.removeprefix(pair[index])
+    return path
+
+
+def _files(paths: set[str], index: int) -> set[str]:
+    """The payload's files and empty directories (no byte-code), in the .rpm's layout."""
+    kept = {p for p in paths if "__pycache__" not in p}
+    leaves = {p for p in kept if not any(other.startswith(p + "/") for other in kept)}
+    return {_canonical(p, index) for p in leaves}
+
+
+def test_rpm_payload_matches_the_deb(builds: dict[str, Build]) -> None:
+    """Both packages install the same files, modulo the documented distribution differences."""
+    deb = _files(deb_paths(builds["deb"].path), 0)
+    rpm = _files(rpm_paths(builds["rpm"].path), 1)
+    assert deb - rpm == DEB_ONLY
+    assert rpm - deb == RPM_ONLY
+    assert "/usr/lib/migrestore/vendor/pynvml.py" in deb & rpm
+
+
+def test_both_packages_own_the_state_directory(builds: dict[str, Build]) -> None:
+    """/var/lib/migrestore (empty when installed) belongs to both packages."""
+    assert "/var/lib/migrestore" in deb_paths(builds["deb"].path)
+    assert "/var/lib/migrestore" in rpm_paths(builds["rpm"].path)
