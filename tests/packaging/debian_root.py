@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ MIRRORS = (
 BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3")
 CACHE = Path(os.environ.get("MIGRESTORE_TEST_CACHE", "/var/cache/migrestore-tests"))
 BUILD_TIMEOUT = 600.0
+PRUNE_AFTER = 86400.0
 
 # Runs in a private mount namespace: mount the overlay at $ROOT, hide the host's /run/systemd.
 NAMESPACE = """
@@ -52,12 +54,21 @@ def cached_root(extra_packages: Sequence[str]) -> Path:
     base = CACHE / f"debian-{SUITE}-{cache_key(packages)}"
     root = base / "root"
     if root.is_dir():
+        os.utime(base)
         return root
     base.mkdir(parents=True, exist_ok=True)
     with _locked(base / "lock"):
         if not root.is_dir():
             _build(base, root, packages)
+    _prune(base)
     return root
+
+
+def _prune(keep: Path) -> None:
+    """Delete roots of other package lists that no run has used for a day."""
+    for other in keep.parent.glob(f"debian-{SUITE}-*"):
+        if other != keep and time.time() - other.stat().st_mtime > PRUNE_AFTER:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 @contextlib.contextmanager
