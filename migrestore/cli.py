@@ -150,6 +150,17 @@ def _simulate_verbs(parser: argparse.ArgumentParser) -> None:
     fault.add_argument("--nth", type=int, default=1)
     fault.add_argument("--error", required=True)
     fault.add_argument("--action", choices=("raise", "kill-before", "kill-after"), default="raise")
+    driver = sub.add_parser("driver", help="unload or load the simulated NVIDIA driver")
+    driver.add_argument("state")
+    what = driver.add_mutually_exclusive_group(required=True)
+    what.add_argument("--unload", action="store_true", help="NVML answers DriverNotLoaded")
+    what.add_argument("--load", action="store_true")
+    driver.add_argument(
+        "--reload-after",
+        type=float,
+        metavar="SECONDS",
+        help="with --unload: the driver comes back by itself after this long",
+    )
     latency = sub.add_parser("latency", help="switch the latency model on or off")
     latency.add_argument("state")
     latency.add_argument("--model", choices=("h200", "off"), default="h200")

@@ -58,6 +58,10 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         simulator.detach(state, args.gpu, args.client)
     elif action == "fault":
         simulator.inject_fault(state, args.function, args.nth, args.error, action=args.action)
+    elif action == "driver" and args.unload:
+        simulator.unload_driver(state, reload_after=args.reload_after)
+    elif action == "driver":
+        simulator.load_driver(state)
     elif action == "latency":
         model = None if args.model == "off" else simulator.DEFAULT_LATENCY
         simulator.set_latency(state, model, scale=args.scale)
