@@ -150,3 +150,13 @@ def test_man_page_documents_exit_codes_and_kill_switch() -> None:
     assert re.findall(r"^\.B (\d)$", exit_status, re.MULTILINE) == [str(int(c)) for c in ExitCode]
     assert "migrestore=off" in page
     assert "/etc/migrestore/migrestore.toml" in page
+
+
+def test_package_versions_follow_pyproject() -> None:
+    """debian/changelog, the spec and the man page carry pyproject.toml's version."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    changelog = (ROOT / "packaging" / "debian" / "changelog").read_text().splitlines()[0]
+    spec = (ROOT / "packaging" / "rpm" / "migrestore.spec").read_text()
+    assert changelog.startswith(f"migrestore ({version}-")
+    assert re.search(rf"^Version:\s+{re.escape(version)}$", spec, re.MULTILINE)
+    assert f'"migrestore {version}"' in MAN_PAGE.read_text().splitlines()[2]
