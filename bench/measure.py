@@ -65,12 +65,18 @@ def clean_env() -> dict[str, str]:
     return {**env, "PYTHONPYCACHEPREFIX": str(BYTECODE_CACHE)}
 
 
-def run(argv: Sequence[str]) -> Sample:
-    """Spawn `argv`, wait for it, and measure it."""
+def run(argv: Sequence[str], nice: int = 0) -> Sample:
+    """Spawn `argv` (under `nice -n NICE` if not 0), wait for it, and measure it."""
+    if nice:
+        argv = ["nice", "-n", str(nice), *argv]  # nice execs the command: same pid, same rusage
     with tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         child = subprocess.Popen(
-            list(argv), stdout=subprocess.DEVNULL, stderr=err, env=clean_env(), cwd=REPO
+            list(argv),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=clean_env(),
+            cwd=REPO,
         )
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
@@ -81,9 +87,9 @@ def run(argv: Sequence[str]) -> Sample:
     return Sample(wall, cpu, child.returncode, usage.ru_maxrss, tail)
 
 
-def migrestore(state: Path, layout: Path, verb: Sequence[str]) -> Sample:
+def migrestore(state: Path, layout: Path, verb: Sequence[str], nice: int = 0) -> Sample:
     """One migrestore run against a simulated host."""
-    return run([*launcher(), "--simulate", str(state), "--config", str(layout), *verb])
+    return run([*launcher(), "--simulate", str(state), "--config", str(layout), *verb], nice)
 
 
 def median_wall(samples: Sequence[Sample]) -> float:

@@ -71,7 +71,7 @@ def _with_reset(calls: dict[str, int]) -> tuple[dict[str, int], tuple[str, ...]]
 
 
 def measure_run(
-    s: Scenario, run: Run, state: Path, snapshot: bytes, repetitions: int, scale: float
+    s: Scenario, run: Run, state: Path, snapshot: bytes, args: argparse.Namespace, repetitions: int
 ) -> Row:
     """Repeat one run from the saved state; count its calls; compare with the floor."""
     models = _models(s)
@@ -81,7 +81,7 @@ def measure_run(
     samples = []
     for _ in range(repetitions):
         _restore(state, snapshot)
-        samples.append(measure.migrestore(state, s.layout, run.argv))
+        samples.append(measure.migrestore(state, s.layout, run.argv, args.nice))
     calls, notes = _with_reset(simulator.counters(state))
     return Row(
         scenario=s.name,
@@ -96,7 +96,7 @@ def measure_run(
         calls=calls,
         minimum=dict(minimum),
         latency=dict(simulator.DEFAULT_LATENCY),
-        scale=scale,
+        scale=args.scale,
         stderr=next((x.stderr for x in samples if x.exit_code != run.expect), ""),
         notes=notes,
     )
@@ -114,7 +114,7 @@ def measure_scenario(s: Scenario, work: Path, args: argparse.Namespace) -> list[
     rows = []
     for run in s.runs:
         _progress(f"{s.name}: {run.verb} x{repetitions}")
-        rows.append(measure_run(s, run, state, snapshot, repetitions, args.scale))
+        rows.append(measure_run(s, run, state, snapshot, args, repetitions))
         if args.profile:
             _restore(state, snapshot)
             print(profiling.profile(state, s.layout, run.argv, f"{s.name} {run.verb}"))
@@ -167,6 +167,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", default=[], help="scenarios whose name contains this")
     p.add_argument("--profile", action="store_true", help="also print a cProfile of each run")
     p.add_argument("--no-imports", action="store_true", help="skip the import-time measurement")
+    p.add_argument(
+        "--nice", type=int, default=0, help="nice increment for measured runs (-10: less noise)"
+    )
     return p
 
 

@@ -85,7 +85,7 @@ def test_a_tiny_scenario_is_measured_end_to_end(tmp_path: Path) -> None:
         repetitions=1,
         quick_repetitions=1,
     )
-    args = argparse.Namespace(scale=0.0, repetitions=None, quick=True, profile=False)
+    args = argparse.Namespace(scale=0.0, repetitions=None, quick=True, profile=False, nice=0)
     [row] = run.measure_scenario(tiny, tmp_path, args)
     assert row.correct, row.stderr
     assert row.mutating == (0, 0)
