@@ -8,6 +8,7 @@ GpuError/DriverError with the NVML error named.
 from __future__ import annotations
 
 import ctypes
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,14 +56,22 @@ def error_code(exc: BaseException) -> int:
     return value if isinstance(value, int) else -1
 
 
+VENDOR_DIR = "/usr/lib/migrestore/vendor"
+
+
 def load_pynvml() -> Any:
-    """The real pynvml module, or a DriverError saying it is not installed."""
+    """The real pynvml module (a system-wide one first, else the packages' private copy)."""
     try:
         import pynvml
-    except ImportError as exc:
-        raise DriverError(
-            "the Python NVML bindings (nvidia-ml-py, module pynvml) are not installed"
-        ) from exc
+    except ImportError:
+        if VENDOR_DIR not in sys.path:
+            sys.path.append(VENDOR_DIR)
+        try:
+            import pynvml
+        except ImportError as exc:
+            raise DriverError(
+                "the Python NVML bindings (nvidia-ml-py, module pynvml) are not installed"
+            ) from exc
     return pynvml
 
 
@@ -117,7 +126,9 @@ class NvmlGpus:
                 return
             except DriverError as exc:
                 left = deadline - time.monotonic()
-                if exc.hint != "retry" or left <= 0:
+                if exc.hint != "retry":
+                    raise
+                if left <= 0:
                     raise DriverError(f"{exc.message} (waited {timeout:.0f} s)") from exc
                 on_wait(left)
                 time.sleep(min(0.5, left))

@@ -36,8 +36,10 @@ def apply(ctx: Context, args: argparse.Namespace) -> int:
         return verbs.plan(ctx, args)
     notifier = host.notifier(args.boot)
     if args.boot and not ctx.config.exists():
-        return _nothing_to_do(ctx, notifier)
+        return _nothing_to_do(notifier, f"no layout file at {ctx.config}: nothing to restore")
     desired = load_layout(ctx)
+    if not desired.gpus:
+        return _nothing_to_do(notifier, f"{ctx.config} has no [[gpu]] entries: nothing to restore")
     gpus = host.gpus(ctx)
     with runs.locked(ctx.run_dir, LOCK_WAIT):
         _open(gpus, args.boot, desired, notifier)
@@ -61,9 +63,10 @@ def _open(gpus: NvmlGpus, boot: bool, desired: DesiredNode, notifier: Notifier) 
     gpus.wait_for_driver(timeout, waiting)
 
 
-def _nothing_to_do(ctx: Context, notifier: Notifier) -> int:
-    message = f"no layout file at {ctx.config}: nothing to restore"
-    log.info("no_layout_file", path=str(ctx.config))
+def _nothing_to_do(notifier: Notifier, message: str) -> int:
+    """A visible no-op success: the driver is not even asked."""
+    log.info("nothing_to_restore", reason=message)
+    print(message)
     notifier.status(message)
     notifier.ready()
     return ExitCode.OK

@@ -297,3 +297,14 @@ def test_killed_after_every_mutating_call_rerun_converges(tmp_path: Path) -> Non
         rerun = host.spawn("apply")
         assert rerun.code == 0, (k, rerun.out, rerun.err)
         assert host.run("verify").code == 0
+
+
+def test_layout_without_gpu_entries_is_a_no_op(tmp_path: Path) -> None:
+    """The shipped example (no [[gpu]] entries) restores nothing and does not even open NVML."""
+    host = make_host(
+        tmp_path, (H100, 1), layout=(Path(__file__).parents[1] / "etc/migrestore.toml").read_text()
+    )
+    result = host.run("apply", "--boot")
+    assert result.code == 0
+    assert "nothing to restore" in result.out
+    assert host.counters() == {}
