@@ -190,10 +190,8 @@ def test_no_layout_file_is_a_visible_no_op(rig: BootRig) -> None:
 def test_driver_arriving_late_is_waited_for(rig: BootRig) -> None:
     """The driver loads 2 s after boot: migrestore waits (StatusText says so), then restores;
     consumers start after it and see the layout."""
-    from migrestore import simhost
-
     rig.layout(layout())
-    simhost.unload_driver(rig.state, reload_after=2.0)
+    rig.simulate("driver", "--unload", "--reload-after", "2")
     rig.enable("migrestore.service", *rig.consumers)
     rig.manager.boot()
     wait_until(lambda: outcome(rig)["StatusText"].startswith("waiting for the NVIDIA driver"), 5)
@@ -208,10 +206,8 @@ def test_driver_arriving_late_is_waited_for(rig: BootRig) -> None:
 
 def test_driver_never_arriving_fails_after_the_timeout(rig: BootRig) -> None:
     """No driver at all: the unit fails after driver-timeout (2 s here), boot goes on."""
-    from migrestore import simhost
-
     rig.layout(layout(driver_timeout=2))
-    simhost.unload_driver(rig.state)
+    rig.simulate("driver", "--unload")
     began = time.monotonic()
     boot(rig)
     assert time.monotonic() - began < 20
