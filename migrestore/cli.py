@@ -103,6 +103,13 @@ def _verbs(parser: argparse.ArgumentParser) -> None:
         help="run as the boot service (wait for the driver, notify systemd)",
     )
     apply.add_argument("--json", action="store_true", help="machine-readable output")
+    apply.add_argument(
+        "--lock-wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for another run to finish (default 30)",
+    )
     export = verbs.add_parser("export", help="print the current state as a layout file")
     how = export.add_mutually_exclusive_group()
     how.add_argument("--by-model", action="store_true", help="select GPUs by model where possible")

@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from migrestore.cli import Context
 
 
-LOCK_WAIT = 30.0
-
 
 def apply(ctx: Context, args: argparse.Namespace) -> int:
     """Restore the layout file's partitioning."""
@@ -41,7 +39,7 @@ def apply(ctx: Context, args: argparse.Namespace) -> int:
     if not desired.gpus:
         return _nothing_to_do(notifier, f"{ctx.config} has no [[gpu]] entries: nothing to restore")
     gpus = host.gpus(ctx)
-    with runs.locked(ctx.run_dir, LOCK_WAIT):
+    with runs.locked(ctx.run_dir, args.lock_wait):
         _open(gpus, args.boot, desired, notifier)
         try:
             return _apply_locked(ctx, args, desired, gpus, notifier)

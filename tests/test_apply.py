@@ -216,7 +216,7 @@ def test_concurrent_apply_waits_on_the_lock(tmp_path: Path) -> None:
     holding.wait(5)
     try:
         started = time.monotonic()
-        blocked = host.spawn("apply")
+        blocked = host.spawn("apply", "--lock-wait", "1.5")
     finally:
         release.set()
         thread.join()
