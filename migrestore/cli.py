@@ -156,7 +156,12 @@ def _simulate_verbs(parser: argparse.ArgumentParser) -> None:
     fault.add_argument("--function", required=True)
     fault.add_argument("--nth", type=int, default=1)
     fault.add_argument("--error", required=True)
-    fault.add_argument("--action", choices=("raise", "kill-before", "kill-after"), default="raise")
+    fault.add_argument(
+        "--action",
+        dest="fault_action",
+        choices=("raise", "kill-before", "kill-after"),
+        default="raise",
+    )
     driver = sub.add_parser("driver", help="unload or load the simulated NVIDIA driver")
     driver.add_argument("state")
     what = driver.add_mutually_exclusive_group(required=True)
@@ -243,9 +248,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(exc: BaseException, code: int, debug: bool, *, bug: bool = False) -> int:
     if debug:
         traceback.print_exc()
+    from migrestore.logs import journal_prefix
+
     hint = getattr(exc, "hint", "")
     kind = f"internal error ({type(exc).__name__}): " if bug else ""
-    print(f"migrestore: error: {kind}{exc}", file=sys.stderr)
+    print(f"{journal_prefix(3)}migrestore: error: {kind}{exc}", file=sys.stderr)
     if hint and hint != "retry":
-        print(f"migrestore: hint: {hint}", file=sys.stderr)
+        print(f"{journal_prefix(5)}migrestore: hint: {hint}", file=sys.stderr)
+    _tell_systemd(f"FAILED: {kind}{exc}")
     return int(code)
+
+
+def _tell_systemd(status: str) -> None:
+    """Under the boot unit, leave the failure in StatusText (no-op without NOTIFY_SOCKET)."""
+    if os.environ.get("NOTIFY_SOCKET"):
+        from migrestore.systemd import SdNotifier
+
+        SdNotifier().status(status)

@@ -28,6 +28,7 @@ from migrestore.plan import (
 )
 
 RESET_TIMEOUT = 120.0
+UNIT_STOP_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,8 @@ def execute(
             runnable.append(p)
     todo = tuple(runnable)
     stop = options.stop_units if needs_units_stopped(todo) else ()
+    if stop:
+        notifier.extend_timeout(UNIT_STOP_TIMEOUT * 2)
     with _units_stopped(units, stop) as stopped:
         _run_all(todo, gpus, notifier, outcomes)
     return Execution(tuple(outcomes[p.gpu.uuid] for p in plans), stopped)

@@ -291,6 +291,10 @@ class GpuSpec:
 
 DEFAULT_STOP_UNITS: tuple[str, ...] = (
     "nvsm.service",
+    "nvsm-core.service",
+    "nvsm-api-gateway.service",
+    "nvsm-mqtt.service",
+    "nvsm-notifier.service",
     "nvidia-dcgm.service",
     "dcgm.service",
     "dcgm-exporter.service",

@@ -57,7 +57,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     elif action == "detach":
         simulator.detach(state, args.gpu, args.client)
     elif action == "fault":
-        simulator.inject_fault(state, args.function, args.nth, args.error, action=args.action)
+        simulator.inject_fault(state, args.function, args.nth, args.error, action=args.fault_action)
     elif action == "driver" and args.unload:
         simulator.unload_driver(state, reload_after=args.reload_after)
     elif action == "driver":

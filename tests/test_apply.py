@@ -308,3 +308,25 @@ def test_layout_without_gpu_entries_is_a_no_op(tmp_path: Path) -> None:
     assert result.code == 0
     assert "nothing to restore" in result.out
     assert host.counters() == {}
+
+
+def test_simulate_fault_from_the_command_line(tmp_path: Path) -> None:
+    """`migrestore simulate fault` arms a fault that the next apply meets."""
+    from migrestore import cli
+
+    host = make_host(tmp_path, (H100, 1), layout=LAYOUT)
+    armed = cli.main(
+        [
+            "simulate",
+            "fault",
+            str(host.state),
+            "--function",
+            "nvmlDeviceSetMigMode",
+            "--error",
+            "NoPermission",
+        ]
+    )
+    assert armed == 0
+    failed = host.run("apply")
+    assert failed.code == 1
+    assert "NVML NoPermission (error 4)" in failed.out
