@@ -204,9 +204,9 @@ def _context(args: argparse.Namespace) -> Context:
 
 def _handler(args: argparse.Namespace) -> Callable[[Context, argparse.Namespace], int]:
     if args.verb == "simulate":
-        from migrestore import simulate_cmd
+        from migrestore.simulator import command
 
-        return simulate_cmd.run
+        return command.run
     if args.verb == "apply":
         from migrestore import restore
 

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from migrestore.cli import Context
 
 
-
 def apply(ctx: Context, args: argparse.Namespace) -> int:
     """Restore the layout file's partitioning."""
     if args.dry_run:

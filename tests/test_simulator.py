@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migrestore import caps, holders, simrules
+from migrestore import caps, holders
 from migrestore.errors import ConfigError
 from migrestore.model import MigMode, Placement
 from migrestore.profiles import catalogue, find_model
@@ -40,6 +40,7 @@ from migrestore.simulator import (
     set_latency,
     unload_driver,
 )
+from migrestore.simulator import rules as simrules
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent

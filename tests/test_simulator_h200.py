@@ -14,8 +14,8 @@ from typing import Any
 import pynvml
 import pytest
 
-from migrestore import simproc
 from migrestore.simulator import DEFAULT_LATENCY, Simulator, init_host
+from migrestore.simulator import procfs as simproc
 
 READINGS = Path(__file__).parent / "fixtures" / "simulator" / "h200-driver-580"
 REAL = json.loads((READINGS / "nvml-readonly.json").read_text())

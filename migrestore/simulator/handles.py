@@ -16,7 +16,7 @@ from typing import Any, Final
 import pynvml
 
 from migrestore.model import CiProfile, GiProfile, Placement
-from migrestore.simrules import NvmlFailure, Ret, SimClient, SimGpu
+from migrestore.simulator.rules import NvmlFailure, Ret, SimClient, SimGpu
 
 MIB: Final = 1024 * 1024
 RESERVED_BYTES: Final = 644939776  # "used" on the real H200 with nothing running, MIG disabled

@@ -17,8 +17,8 @@ from typing import Final
 
 from migrestore.errors import ConfigError, MigrestoreError
 from migrestore.profiles import catalogue, find_model
-from migrestore.simrules import SimClient, SimGpu, after_reboot, after_reset
-from migrestore.simstate import (
+from migrestore.simulator.rules import SimClient, SimGpu, after_reboot, after_reset
+from migrestore.simulator.state import (
     Driver,
     Fault,
     FaultAction,

@@ -19,11 +19,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
-from migrestore import simproc
 from migrestore.errors import ConfigError
 from migrestore.model import MigMode, Placement
 from migrestore.profiles import find_model
-from migrestore.simrules import (
+from migrestore.simulator import procfs as simproc
+from migrestore.simulator.rules import (
     NvmlFailure,
     Ret,
     SimClient,

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from migrestore.simrules import SimGpu
+from migrestore.simulator.rules import SimGpu
 
 MIG_MINORS_GPUS = 32  # the table always covers gpu0..gpu31
 MIG_MINORS_GIS = 15  # gi0..gi14: the 15 swizzIds

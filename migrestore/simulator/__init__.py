@@ -30,10 +30,11 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 import pynvml
 
-from migrestore import simrules, simstate
 from migrestore.errors import MigrestoreError
 from migrestore.model import Architecture, Placement
-from migrestore.simctypes import (
+from migrestore.simulator import rules as simrules
+from migrestore.simulator import state as simstate
+from migrestore.simulator.handles import (
     MIB,
     PROCESS_BYTES,
     RESERVED_BYTES,
@@ -50,7 +51,7 @@ from migrestore.simctypes import (
     put_placement,
     text,
 )
-from migrestore.simhost import (
+from migrestore.simulator.host import (
     DEFAULT_LATENCY,
     NVML_FUNCTIONS,
     ModelSummary,
@@ -70,7 +71,7 @@ from migrestore.simhost import (
     set_latency,
     unload_driver,
 )
-from migrestore.simrules import (
+from migrestore.simulator.rules import (
     NvmlFailure,
     Ret,
     SimComputeInstance,
@@ -78,7 +79,7 @@ from migrestore.simrules import (
     SimGpuInstance,
     mig_uuid,
 )
-from migrestore.simstate import FaultAction
+from migrestore.simulator.state import FaultAction
 
 __all__ = [
     "DEFAULT_LATENCY",
