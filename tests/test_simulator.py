@@ -73,6 +73,16 @@ def mig_on(nvml: Simulator, index: int = 0) -> Any:
     return dev
 
 
+def mig_on_after_reset(nvml: Simulator, state: Path) -> Any:
+    """GPU 0 with MIG enabled on any architecture: set the mode, reset with NVML shut down."""
+    dev = nvml.nvmlDeviceGetHandleByIndex(0)
+    nvml.nvmlDeviceSetMigMode(dev, 1)
+    nvml.nvmlShutdown()
+    reset_gpus(state, ["00000000:07:00.0"])
+    nvml.nvmlInit()
+    return dev
+
+
 def where(nvml: Simulator, start: int, size: int) -> Any:
     """A placement as the adapter passes it: a pointer to the pynvml struct."""
     placement = nvml.c_nvmlGpuInstancePlacement_t()
@@ -321,11 +331,7 @@ def test_disabling_mig_with_instances_is_in_use(tmp_path: Path, model: str) -> N
     """MIG cannot be turned off while GPU instances exist, on any architecture."""
     state = new_host(tmp_path, (model, 1))
     nvml = opened(state)
-    dev = nvml.nvmlDeviceGetHandleByIndex(0)
-    nvml.nvmlDeviceSetMigMode(dev, 1)
-    nvml.nvmlShutdown()
-    reset_gpus(state, ["00000000:07:00.0"])
-    nvml.nvmlInit()
+    dev = mig_on_after_reset(nvml, state)
     create(nvml, dev, model, 0)
     with pytest.raises(pynvml.NVMLError_InUse):
         nvml.nvmlDeviceSetMigMode(dev, 0)
@@ -460,11 +466,7 @@ def test_one_media_extension_per_gpu(tmp_path: Path) -> None:
     """A30: a 1g+me and a 2g+me cannot coexist (one media extension per GPU)."""
     state = new_host(tmp_path, (A30, 1))
     nvml = opened(state)
-    dev = nvml.nvmlDeviceGetHandleByIndex(0)
-    nvml.nvmlDeviceSetMigMode(dev, 1)
-    nvml.nvmlShutdown()
-    reset_gpus(state, ["00000000:07:00.0"])
-    nvml.nvmlInit()
+    dev = mig_on_after_reset(nvml, state)
     create(nvml, dev, A30, 21, 0)
     with pytest.raises(pynvml.NVMLError_InsufficientResources):
         create(nvml, dev, A30, 6, 2)
