@@ -12,7 +12,8 @@ migrestore's plan. bench/README.md states the definition; in short:
   one info per compute instance;
 - apply, additionally: one SetMigMode per GPU whose mode is wrong (Ampere: re-read its mode); one
   reset per batch of pending Ampere GPUs (bus id read before, NVML shut down and initialised
-  around it, handle by UUID and mode after); one process list per GPU that loses instances; one
+  around it, then a handle by UUID for every changed GPU, and the mode of each GPU reset); one
+  process list per GPU that loses instances; one
   destroy per surplus compute or GPU instance, one create per missing one; and the read-back
   the design requires of every changed GPU (mode and instances).
 """
@@ -180,7 +181,7 @@ def _gpu_apply(gpu: Gpu, target: GpuLayout) -> Counter[str]:
         calls["nvmlDeviceGetComputeRunningProcesses"] += 1  # busy instances are not destroyed
     if calls[SET_MODE] and gpu.model.mode_needs_reset:
         calls["nvmlDeviceGetMigMode"] += 1  # pending or current? pynvml does not raise
-        calls += Counter({"nvmlDeviceGetPciInfo": 1, "nvmlDeviceGetHandleByUUID": 1})
+        calls["nvmlDeviceGetPciInfo"] += 1  # the bus id nvidia-smi -r takes
         calls["nvmlDeviceGetMigMode"] += 1  # after the reset
     calls["nvmlDeviceGetMigMode"] += 1  # the read-back
     return calls + _instances(gpu.model, target.instances if target.mig else ())
@@ -191,15 +192,19 @@ def apply(
 ) -> Counter[str]:
     """The minimum calls of `apply` taking `gpus` to `targets`."""
     calls = reads(gpus, tuple(t is not None for t in targets), driver)
-    resets = 0
+    resets = changed = 0
     for gpu, target in zip(gpus, targets, strict=True):
         if target is None:
             continue
         one = _gpu_apply(gpu, target)
         resets += int(bool(one[SET_MODE]) and gpu.model.mode_needs_reset)
+        changed += int(bool(one))
         calls += one
     if resets:
+        # NVML is shut down around the reset: every GPU still to be worked on or read back
+        # needs its handle again (by UUID)
         calls += Counter({RESET: 1, "nvmlShutdown": 1, "nvmlInit": 1})
+        calls["nvmlDeviceGetHandleByUUID"] += changed
     return calls
 
 
