@@ -32,6 +32,10 @@ DEB_ONLY = {
 RPM_ONLY = {
     "/usr/lib/systemd/system-preset/50-migrestore.preset",  # rpm enables through presets
     "/usr/share/licenses/migrestore/LICENSE.nvidia-ml-py",  # %license (deb: in copyright)
+    "/usr/share/licenses/migrestore/LICENSE",  # %license (deb: in copyright)
+    # pip copies the project's LICENSE into the wheel; pybuild drops it from the .deb (Debian
+    # policy: licenses live in copyright).
+    "/usr/lib/python3.11/site-packages/migrestore-0.1.0.dist-info/LICENSE",
     "/usr/lib/python3.11/site-packages/migrestore-0.1.0.dist-info/INSTALLER",  # "rpm"
 }
 
