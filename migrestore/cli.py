@@ -9,6 +9,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from migrestore import __version__
 from migrestore.errors import ConfigError, ExitCode, MigrestoreError
@@ -42,45 +43,67 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are ConfigErrors (one line, exit 2) like every other mistake."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(f"{self.prog}: {message} (see --help)")
+        raise ConfigError(f"{message} (see {self.prog} --help)")
 
 
-def _globals(parser: argparse.ArgumentParser) -> None:
-    env = os.environ.get
-    parser.add_argument("--version", action="version", version=f"migrestore {__version__}")
-    parser.add_argument(
+def _globals(parser: argparse.ArgumentParser, *, after_verb: bool = False) -> None:
+    """Options every verb takes, before or after the verb. After it they default to nothing, so
+    that a value given before the verb stands."""
+
+    def default(variable: str | None, fallback: object = None) -> Any:
+        if after_verb:
+            return argparse.SUPPRESS
+        return os.environ.get(variable, fallback) if variable else fallback
+
+    if not after_verb:
+        parser.add_argument("--version", action="version", version=f"migrestore {__version__}")
+    add = parser.add_argument
+    add(
         "--config",
-        default=env("MIGRESTORE_CONFIG", DEFAULT_CONFIG),
+        default=default("MIGRESTORE_CONFIG", DEFAULT_CONFIG),
         help=f"layout file (default {DEFAULT_CONFIG})",
     )
-    parser.add_argument(
+    add(
         "--simulate",
         metavar="STATE",
-        default=env("MIGRESTORE_SIMULATE"),
+        default=default("MIGRESTORE_SIMULATE"),
         help="use the simulated host in STATE instead of the driver",
     )
-    parser.add_argument(
+    add(
         "--state-dir",
-        default=env("MIGRESTORE_STATE_DIR"),
+        default=default("MIGRESTORE_STATE_DIR"),
         help=f"run records (default {DEFAULT_STATE_DIR})",
     )
-    parser.add_argument(
+    add(
         "--run-dir",
-        default=env("MIGRESTORE_RUN_DIR"),
+        default=default("MIGRESTORE_RUN_DIR"),
         help=f"lock file directory (default {DEFAULT_RUN_DIR})",
     )
-    parser.add_argument(
+    add(
         "--sysroot",
-        default=env("MIGRESTORE_SYSROOT"),
+        default=default("MIGRESTORE_SYSROOT"),
         help="read /proc and write /dev below this directory (tests)",
     )
-    parser.add_argument(
+    add(
         "--allow-insecure-config",
         action="store_true",
+        default=default(None, False),
         help="accept a layout file not owned by root or writable by others",
     )
-    parser.add_argument("--log-format", choices=("text", "json"), default="text")
-    parser.add_argument("--debug", action="store_true", help="debug logs and tracebacks")
+    add("--log-format", choices=("text", "json"), default=default("MIGRESTORE_LOG_FORMAT", "text"))
+    add(
+        "--debug",
+        action="store_true",
+        default=default(None, False),
+        help="debug logs and tracebacks",
+    )
+
+
+def _verb(verbs: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A verb's parser; it also takes the global options."""
+    parser: argparse.ArgumentParser = verbs.add_parser(name, **kwargs)
+    _globals(parser, after_verb=True)
+    return parser
 
 
 def _verbs(parser: argparse.ArgumentParser) -> None:
@@ -90,9 +113,9 @@ def _verbs(parser: argparse.ArgumentParser) -> None:
         ("plan", "show the steps apply would take"),
         ("verify", "exit 0 if the host matches the layout, 3 on drift, 4 if a reset is pending"),
     ):
-        verb = verbs.add_parser(name, help=text, description=text)
+        verb = _verb(verbs, name, help=text, description=text)
         verb.add_argument("--json", action="store_true", help="machine-readable output")
-    apply = verbs.add_parser("apply", help="restore the layout", description="restore the layout")
+    apply = _verb(verbs, "apply", help="restore the layout", description="restore the layout")
     apply.add_argument(
         "--force", action="store_true", help="destroy instances even if processes run on them"
     )
@@ -110,20 +133,20 @@ def _verbs(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long to wait for another run to finish (default 30)",
     )
-    export = verbs.add_parser("export", help="print the current state as a layout file")
+    export = _verb(verbs, "export", help="print the current state as a layout file")
     how = export.add_mutually_exclusive_group()
     how.add_argument("--by-model", action="store_true", help="select GPUs by model where possible")
     how.add_argument("--by-index", action="store_true", help="select GPUs by index")
-    check = verbs.add_parser("check", help="validate the layout file offline")
+    check = _verb(verbs, "check", help="validate the layout file offline")
     check.add_argument(
         "--model", help="GPU model to check entries against (default: each entry's model)"
     )
-    doctor = verbs.add_parser(
-        "doctor", help="check whether this host can do MIG, and what is in the way"
+    doctor = _verb(
+        verbs, "doctor", help="check whether this host can do MIG, and what is in the way"
     )
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
-    migparted = verbs.add_parser(
-        "import-mig-parted", help="convert a mig-parted config to a layout file"
+    migparted = _verb(
+        verbs, "import-mig-parted", help="convert a mig-parted config to a layout file"
     )
     migparted.add_argument("file", help="mig-parted YAML config (version: v1)")
     migparted.add_argument(

@@ -330,3 +330,22 @@ def test_simulate_fault_from_the_command_line(tmp_path: Path) -> None:
     failed = host.run("apply")
     assert failed.code == 1
     assert "NVML NoPermission (error 4)" in failed.out
+
+
+def test_global_options_work_after_the_verb(tmp_path: Path) -> None:
+    """`migrestore verify --simulate S --config F --debug` means the same as with them first."""
+    from migrestore import cli
+
+    host = make_host(tmp_path, (H100, 1), layout=LAYOUT)
+    code = cli.main(
+        ["verify", "--simulate", str(host.state), "--config", str(host.config), "--debug"]
+    )
+    assert code == 3
+
+
+def test_missing_layout_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A layout file that does not exist is one line naming it, exit 2."""
+    from migrestore import cli
+
+    assert cli.main(["--config", str(tmp_path / "none.toml"), "verify"]) == 2
+    assert f"{tmp_path / 'none.toml'}: cannot read" in capsys.readouterr().err
