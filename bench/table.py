@@ -102,7 +102,10 @@ def text(report: Report) -> str:
     for n, row in enumerate(report.rows, 1):
         lines += _excess_lines(n, row)
     if report.imports:
-        lines += ["", "Import time (python -X importtime, self time summed per owner):"]
+        lines += [
+            "",
+            "Import time (python -X importtime; each module charged to the import that caused it):",
+        ]
         for cost in report.imports:
             lines += _import_lines(cost)
     failed = [r for r in report.rows if not r.correct]
