@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -349,3 +350,28 @@ def test_missing_layout_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixt
 
     assert cli.main(["--config", str(tmp_path / "none.toml"), "verify"]) == 2
     assert f"{tmp_path / 'none.toml'}: cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("how", [(), ("--by-model",), ("--by-index",)])
+def test_export_then_verify_is_in_sync(tmp_path: Path, how: tuple[str, ...]) -> None:
+    """`export` writes a layout file that `verify` accepts on the same host."""
+    host = make_host(tmp_path, (H100, 2), layout=LAYOUT)
+    assert host.run("apply").code == 0
+    exported = host.run("export", *how)
+    assert exported.code == 0
+    assert "SIMULATED" in exported.out
+    host.write_layout(exported.out)
+    assert host.run("verify").code == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_apply_makes_device_nodes_below_the_sysroot(tmp_path: Path) -> None:
+    """With --sysroot, apply creates /dev/nvidia-caps nodes for every new GI and CI."""
+    host = Host(tmp_path / "host.json", tmp_path / "layout.toml")
+    simulator.init_host(host.state, [(H100, 1)], sysroot=tmp_path / "root")
+    host.write_layout(LAYOUT)
+    assert host.run("--sysroot", str(tmp_path / "root"), "apply").code == 0
+    nodes = sorted(p.name for p in (tmp_path / "root/dev/nvidia-caps").iterdir())
+    # GI 3 (2g@0), 9 (1g@2), 2 (3g@4) on GPU minor 0, with 1 + 1 + 2 CIs: 3 + 4 nodes.
+    assert len(nodes) == 7
+    assert "nvidia-cap21" in nodes  # gpu0/gi2/access in the real mig-minors table
