@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from migrestore import holders
-from migrestore.errors import ConfigError, GpuError
+from migrestore.errors import ConfigError, GpuError, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Notifier, Units
 from migrestore.nvml import NvmlGpus, load_pynvml
@@ -75,7 +75,8 @@ class NoUnits:
         """Never called: nothing is active."""
 
     def start(self, names: tuple[str, ...]) -> None:
-        """Never called: nothing was stopped."""
+        """Refused: a simulation starts none of the host's units (nothing was stopped either)."""
+        raise UnitError(f"a simulated run does not start {', '.join(names)}")
 
 
 def units(ctx: Context) -> Units:
