@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 from migrestore.model import MigMode, ModeChange, NodeState, Placement
+
+Detail = Literal["layout", "processes", "full"]
+"""How much of each GPU to read: the layout only; plus processes; plus UUIDs, minors, memory."""
 
 
 class Gpus(Protocol):
     """The GPUs, through NVML (real or simulated). Implemented by `nvml.NvmlGpus`."""
 
-    def read_state(self, *, details: bool = True) -> NodeState:
+    def read_state(self, *, details: Detail = "full") -> NodeState:
         """Every GPU with its MIG mode, profile table, instances (and UUIDs, processes)."""
+        ...
+
+    def reread(self, before: NodeState, changed: set[str]) -> NodeState:
+        """The state after changes to the `changed` GPUs; the others as in `before`."""
         ...
 
     def mig_mode(self, uuid: str) -> MigMode:

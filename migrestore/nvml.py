@@ -17,6 +17,7 @@ from typing import Any
 
 from migrestore import profiles
 from migrestore.errors import DriverError, GpuError
+from migrestore.interfaces import Detail
 from migrestore.model import (
     Architecture,
     CiProfile,
@@ -35,6 +36,8 @@ from migrestore.model import (
 # NVML_GPU_INSTANCE_PROFILE_COUNT has grown with every driver; enumerate until INVALID_ARGUMENT.
 MAX_PROFILE_INDEX = 32
 MAX_CI_PROFILE_INDEX = 16
+# More than any GPU's placement grid has: one call instead of count-then-fill.
+MAX_PLACEMENTS = 32
 NOT_SUPPORTED = 3
 INVALID_ARGUMENT = 2
 NOT_FOUND = 6
@@ -86,7 +89,11 @@ class NvmlGpus:
         self._nvml = nvml
         self._reset_runner = reset_runner
         self._simulated = simulated
+        # NVML handles of this session (invalid after nvmlShutdown, a reset or a destroy).
         self._handles: dict[str, Any] = {}
+        self._by_index: dict[int, Any] = {}
+        self._gi_handles: dict[tuple[str, int], Any] = {}
+        self._ci_handles: dict[tuple[str, int, int], Any] = {}
         self._tables: dict[str, ProfileTable] = {}
         self._open = False
 
@@ -111,7 +118,8 @@ class NvmlGpus:
         """nvmlShutdown (errors at shutdown are not interesting)."""
         if self._open:
             self._open = False
-            self._handles.clear()
+            for cache in (self._handles, self._by_index, self._gi_handles, self._ci_handles):
+                cache.clear()
             try:
                 self._nvml.nvmlShutdown()
             except Exception:  # nothing useful to do at shutdown
@@ -144,11 +152,12 @@ class NvmlGpus:
 
     # ---- reading ----
 
-    def read_state(self, *, details: bool = True) -> NodeState:
+    def read_state(self, *, details: Detail = "full") -> NodeState:
         """Every GPU: identity, MIG mode, profile table, GPU and compute instances.
 
-        With `details` (the default) also MIG device UUIDs and the processes on each instance;
-        `verify` compares layouts only and skips those reads.
+        `details` says what else to read: "full" (status, apply) adds the processes on each
+        instance, MIG device UUIDs, device minor and memory; "processes" (plan) only the
+        processes; "layout" (verify, export) nothing more.
         """
         with self._nvml_errors("read the GPUs"):
             count = self._nvml.nvmlDeviceGetCount()
@@ -156,32 +165,47 @@ class NvmlGpus:
             driver = _text(self._nvml.nvmlSystemGetDriverVersion())
         return NodeState(gpus=gpus, driver_version=driver, simulated=self._simulated)
 
-    def _read_gpu(self, index: int, details: bool) -> GpuState:
+    def reread(self, before: NodeState, changed: set[str]) -> NodeState:
+        """The state after changes to the `changed` GPUs (UUIDs); the others as read before."""
+        with self._nvml_errors("read the GPUs"):
+            gpus = tuple(
+                self._read_gpu(g.index, "full") if g.uuid in changed else g for g in before.gpus
+            )
+        return replace(before, gpus=gpus)
+
+    def _handle_by_index(self, index: int) -> Any:
+        if index not in self._by_index:
+            self._by_index[index] = self._nvml.nvmlDeviceGetHandleByIndex(index)
+        return self._by_index[index]
+
+    def _read_gpu(self, index: int, details: Detail) -> GpuState:
         nvml = self._nvml
-        dev = nvml.nvmlDeviceGetHandleByIndex(index)
+        dev = self._handle_by_index(index)
         uuid = _text(nvml.nvmlDeviceGetUUID(dev))
         self._handles[uuid] = dev
         name = _text(nvml.nvmlDeviceGetName(dev))
         pci = nvml.nvmlDeviceGetPciInfo(dev)
         current, pending = nvml.nvmlDeviceGetMigMode(dev)
         mig = MigMode(bool(current), bool(pending))
-        arch = Architecture.from_nvml(nvml.nvmlDeviceGetArchitecture(dev))
-        table = self._table(dev, name, arch)
+        known = profiles.find_model(name)
+        code = known.nvml_architecture if known else nvml.nvmlDeviceGetArchitecture(dev)
+        table = self._table(dev, name)
+        full = details == "full"
         return GpuState(
             index=index,
             uuid=uuid,
             pci=_text(pci.busId),
             name=name,
-            minor=nvml.nvmlDeviceGetMinorNumber(dev),
-            architecture=arch,
-            memory_mb=nvml.nvmlDeviceGetMemoryInfo(dev).total // (1024 * 1024),
+            minor=nvml.nvmlDeviceGetMinorNumber(dev) if full else -1,
+            architecture=Architecture.from_nvml(code),
+            memory_mb=nvml.nvmlDeviceGetMemoryInfo(dev).total // (1024 * 1024) if full else 0,
             mig=mig,
             profiles=table,
-            instances=self._read_instances(dev, table, details) if mig.current else (),
+            instances=self._read_instances(dev, uuid, table, details) if mig.current else (),
             pci_device_id=pci.pciDeviceId,
         )
 
-    def _table(self, dev: Any, name: str, arch: Architecture) -> ProfileTable:
+    def _table(self, dev: Any, name: str) -> ProfileTable:
         """The GPU's profile table; GPUs of one model on one driver share it, so read it once."""
         if name not in self._tables:
             gis = self._read_gi_profiles(dev)
@@ -223,25 +247,22 @@ class NvmlGpus:
 
     def _gi_placements(self, dev: Any, profile_id: int) -> tuple[Placement, ...]:
         nvml = self._nvml
-        count = ctypes.c_uint(0)
-        nvml.nvmlDeviceGetGpuInstancePossiblePlacements(
-            dev, profile_id, None, ctypes.pointer(count)
-        )
-        array = (nvml.c_nvmlGpuInstancePlacement_t * count.value)()
+        count = ctypes.c_uint(MAX_PLACEMENTS)
+        array = (nvml.c_nvmlGpuInstancePlacement_t * MAX_PLACEMENTS)()
         nvml.nvmlDeviceGetGpuInstancePossiblePlacements(
             dev, profile_id, array, ctypes.pointer(count)
         )
         return tuple(Placement(p.start, p.size) for p in array[: count.value])
 
     def _read_instances(
-        self, dev: Any, table: ProfileTable, details: bool
+        self, dev: Any, uuid: str, table: ProfileTable, details: Detail
     ) -> tuple[GpuInstance, ...]:
-        processes = self._processes(dev) if details else {}
+        processes = self._processes(dev) if details != "layout" else {}
         instances: list[GpuInstance] = []
         for profile in table.gi:
             for gi in self._gpu_instances(dev, profile):
-                instances.append(self._gpu_instance(gi, table, processes, {}))
-        if details:
+                instances.append(self._gpu_instance(uuid, gi, table, processes))
+        if details == "full":
             uuids = self._mig_uuids(dev, sum(len(gi.compute) for gi in instances))
             instances = [self._with_uuids(gi, uuids) for gi in instances]
         return tuple(sorted(instances, key=lambda g: g.placement))
@@ -260,14 +281,15 @@ class NvmlGpus:
 
     def _gpu_instance(
         self,
+        uuid: str,
         gi: Any,
         table: ProfileTable,
         processes: dict[tuple[int, int], tuple[Process, ...]],
-        uuids: dict[tuple[int, int], str],
     ) -> GpuInstance:
         info = self._nvml.nvmlGpuInstanceGetInfo(gi)
+        self._gi_handles[(uuid, info.id)] = gi
         compute = [
-            self._compute_instance(info.id, ci, processes, uuids)
+            self._compute_instance(uuid, info.id, ci, processes)
             for profile in table.ci_for(info.profileId)
             for ci in self._compute_instances(gi, profile)
         ]
@@ -292,17 +314,17 @@ class NvmlGpus:
 
     def _compute_instance(
         self,
+        uuid: str,
         gi_id: int,
         ci: Any,
         processes: dict[tuple[int, int], tuple[Process, ...]],
-        uuids: dict[tuple[int, int], str],
     ) -> ComputeInstance:
         info = self._nvml.nvmlComputeInstanceGetInfo(ci)
+        self._ci_handles[(uuid, gi_id, info.id)] = ci
         return ComputeInstance(
             id=info.id,
             profile_id=info.profileId,
             placement=Placement(info.placement.start, info.placement.size),
-            uuid=uuids.get((gi_id, info.id), ""),
             processes=processes.get((gi_id, info.id), ()),
         )
 
@@ -348,6 +370,14 @@ class NvmlGpus:
             self._handles[uuid] = self._nvml.nvmlDeviceGetHandleByUUID(uuid)
         return self._handles[uuid]
 
+    def _gpu_instance_handle(self, uuid: str, gi_id: int) -> Any:
+        key = (uuid, gi_id)
+        if key not in self._gi_handles:
+            self._gi_handles[key] = self._nvml.nvmlDeviceGetGpuInstanceById(
+                self._device(uuid), gi_id
+            )
+        return self._gi_handles[key]
+
     @contextmanager
     def _nvml_errors(self, action: str) -> Iterator[None]:
         try:
@@ -385,16 +415,19 @@ class NvmlGpus:
         """Destroy one compute instance."""
         nvml = self._nvml
         with self._nvml_errors(f"destroy compute instance {ci_id} of GPU instance {gi_id}"):
-            gi = nvml.nvmlDeviceGetGpuInstanceById(self._device(uuid), gi_id)
-            ci = nvml.nvmlGpuInstanceGetComputeInstanceById(gi, ci_id)
+            ci = self._ci_handles.pop((uuid, gi_id, ci_id), None)
+            if ci is None:
+                ci = nvml.nvmlGpuInstanceGetComputeInstanceById(
+                    self._gpu_instance_handle(uuid, gi_id), ci_id
+                )
             nvml.nvmlComputeInstanceDestroy(ci)
 
     def destroy_gpu_instance(self, uuid: str, gi_id: int) -> None:
         """Destroy one GPU instance."""
         nvml = self._nvml
         with self._nvml_errors(f"destroy GPU instance {gi_id}"):
-            gi = nvml.nvmlDeviceGetGpuInstanceById(self._device(uuid), gi_id)
-            nvml.nvmlGpuInstanceDestroy(gi)
+            nvml.nvmlGpuInstanceDestroy(self._gpu_instance_handle(uuid, gi_id))
+            del self._gi_handles[(uuid, gi_id)]
 
     def create_gpu_instance(self, uuid: str, profile_id: int, placement: Placement) -> int:
         """Create a GPU instance at an exact placement; returns its id."""
@@ -406,6 +439,7 @@ class NvmlGpus:
                 self._device(uuid), profile_id, ctypes.pointer(where)
             )
             gi_id: int = nvml.nvmlGpuInstanceGetInfo(gi).id
+        self._gi_handles[(uuid, gi_id)] = gi
         return gi_id
 
     def create_compute_instance(
@@ -417,7 +451,7 @@ class NvmlGpus:
         where.start, where.size = placement.start, placement.size
         action = f"create compute instance profile {profile_id} in GPU instance {gi_id}"
         with self._nvml_errors(action):
-            gi = nvml.nvmlDeviceGetGpuInstanceById(self._device(uuid), gi_id)
+            gi = self._gpu_instance_handle(uuid, gi_id)
             ci = nvml.nvmlGpuInstanceCreateComputeInstanceWithPlacement(
                 gi, profile_id, ctypes.pointer(where)
             )

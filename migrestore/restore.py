@@ -86,7 +86,8 @@ def _apply_locked(
     units = host.units(ctx)
     execution = execute.execute(node.gpus, gpus, units, notifier, options)
     notifier.status("verifying")
-    after = gpus.read_state()
+    touched = {p.gpu.uuid for p in node.gpus if p.steps}
+    after = gpus.reread(before, touched) if touched else before
     final = plan_node(desired, after)
     _device_nodes(ctx, after)
     notes = _refresh(args, desired, units, execution)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from migrestore import config, host, report, runs
 from migrestore.errors import ConfigError, ExitCode
+from migrestore.interfaces import Detail
 from migrestore.model import DesiredNode, NodeState
 from migrestore.plan import NodePlan, plan_node
 
@@ -29,8 +30,8 @@ def load_layout(ctx: Context) -> DesiredNode:
     return desired
 
 
-def read(ctx: Context, *, details: bool = True) -> NodeState:
-    """The host's GPUs, read once (without MIG device UUIDs and processes if not `details`)."""
+def read(ctx: Context, *, details: Detail = "full") -> NodeState:
+    """The host's GPUs, read once, in as much detail as the verb needs."""
     with host.gpus(ctx) as gpus:
         return gpus.read_state(details=details)
 
@@ -54,7 +55,7 @@ def _unmanaged(ctx: Context, state: NodeState) -> tuple[str, ...]:
         return ()
 
 
-def _plan(ctx: Context, *, details: bool = True) -> NodePlan:
+def _plan(ctx: Context, *, details: Detail = "processes") -> NodePlan:
     desired = load_layout(ctx)
     return plan_node(desired, read(ctx, details=details))
 
@@ -71,7 +72,7 @@ def plan(ctx: Context, args: argparse.Namespace) -> int:
 
 def verify(ctx: Context, args: argparse.Namespace) -> int:
     """0 in sync, 3 drift, 4 a reset or reboot pending."""
-    node = _plan(ctx, details=False)
+    node = _plan(ctx, details="layout")
     if args.json:
         print(report.dumps({"simulated": ctx.simulated, **report.plan_json(node)}))
     else:
@@ -89,7 +90,7 @@ def verdict(node: NodePlan) -> ExitCode:
 def export(ctx: Context, args: argparse.Namespace) -> int:
     """The current state as a layout file that `apply` reproduces and `verify` accepts."""
     select_by = "model" if args.by_model else "index" if args.by_index else "uuid"
-    print(config.dump(read(ctx), select_by=select_by), end="")
+    print(config.dump(read(ctx, details="layout"), select_by=select_by), end="")
     return ExitCode.OK
 
 
