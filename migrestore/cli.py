@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _fail(exc: BaseException, code: int, debug: bool, *, bug: bool = False) -> int:
     if debug:
+        import traceback
+
         traceback.print_exc()
     from migrestore.logs import journal_prefix
 

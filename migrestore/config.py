@@ -9,20 +9,16 @@ it exactly (`migrestore export`); `digest` and `check_ownership` serve the CLI.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
-import socket
 import stat
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
-
-import tomli_w
 
 from migrestore import profiles
 from migrestore.errors import ConfigError
@@ -93,6 +89,8 @@ def parse(text: str, source: str = "<string>") -> DesiredNode:
 
 def digest(path: Path) -> str:
     """The SHA-256 of the file's bytes, in hex (recorded with every run)."""
+    import hashlib
+
     return hashlib.sha256(_read_bytes(path)).hexdigest()
 
 
@@ -385,6 +383,9 @@ def dump(
     """
     if select_by not in SELECT_BY:
         raise ConfigError(f"export: cannot select GPUs by {select_by!r}; use uuid, index or model")
+    import socket
+    from datetime import UTC
+
     lines = _header(state, host or socket.gethostname(), when or datetime.now(UTC))
     lines.append(f"version = {FORMAT_VERSION}")
     blocks = _model_blocks(state) if select_by == "model" else _gpu_blocks(state.gpus, select_by)
@@ -505,4 +506,6 @@ def _inline_table(items: dict[str, str | int]) -> str:
 
 def _value(value: str | int | bool) -> str:
     """A TOML scalar, escaped by tomli_w."""
+    import tomli_w
+
     return tomli_w.dumps({"v": value}).removeprefix("v = ").rstrip("\n")

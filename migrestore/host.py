@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from migrestore import holders
 from migrestore.errors import ConfigError, GpuError, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Notifier, Units
@@ -22,6 +20,8 @@ RESET_SECONDS = 120
 
 def nvidia_smi_reset(pci_ids: tuple[str, ...]) -> None:
     """Reset GPUs the way NVIDIA documents (there is no public NVML reset call)."""
+    import subprocess
+
     command = ["nvidia-smi", "--gpu-reset", "-i", ",".join(pci_ids)]
     try:
         done = subprocess.run(
@@ -36,6 +36,8 @@ def nvidia_smi_reset(pci_ids: tuple[str, ...]) -> None:
     if done.returncode != 0:
         lines = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
         reason = "; ".join(lines[-3:]) or f"exit status {done.returncode}"
+        from migrestore import holders
+
         held = holders.describe(holders.holders())
         raise GpuError(
             f"GPU reset refused: {reason}; holding /dev/nvidia*: {held}", nvml_error="InUse"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from migrestore.execute import Execution
 from migrestore.model import GpuInstance, GpuState, NodeState
 from migrestore.plan import NodePlan, ci_name, gi_name
-from migrestore.runs import RunRecord
+
+if TYPE_CHECKING:
+    from migrestore.execute import Execution
+    from migrestore.runs import RunRecord
 
 
 def simulated_banner(state_path: str) -> str:
