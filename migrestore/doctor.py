@@ -348,6 +348,11 @@ def _nvidia_drm(survey: Survey) -> Check:
 
 
 def _persistence(survey: Survey) -> Check:
+    persistent = [g for g in survey.gpus if g.persistence]
+    if persistent:
+        which = ", ".join(f"GPU {g.index}" for g in persistent)
+        hint = "nvidia-smi -pm 0 on them (or stop nvidia-persistenced) before the mode change"
+        return _blocker(survey, "reset.persistence", f"persistence mode is on: {which}", hint)
     if survey.active_units is None and not survey.files:
         return _skipped("reset.persistence")
     running = bool(survey.active_units and PERSISTENCED in survey.active_units)
@@ -356,7 +361,7 @@ def _persistence(survey: Survey) -> Check:
         names = (holders.process_name(proc / str(pid)) for pid in holders.process_ids(proc))
         running = running or "nvidia-persistenced" in names
     if not running:
-        text = "nvidia-persistenced is not running (persistence mode itself is not read)"
+        text = "persistence mode off and nvidia-persistenced not running"
         return Check("reset.persistence", Status.PASS, text)
     hint = "stop nvidia-persistenced for the mode change, or add it to [restore] stop-units"
     return _blocker(survey, "reset.persistence", "nvidia-persistenced keeps the GPUs open", hint)

@@ -201,6 +201,7 @@ class GpuState:
     profiles: ProfileTable
     instances: tuple[GpuInstance, ...] = ()
     pci_device_id: int = 0
+    persistence: bool | None = None  # persistence mode; None when not read
 
     @property
     def label(self) -> str:

@@ -203,7 +203,15 @@ class NvmlGpus:
             profiles=table,
             instances=self._read_instances(dev, uuid, table, details) if mig.current else (),
             pci_device_id=pci.pciDeviceId,
+            persistence=self._persistence(dev) if full else None,
         )
+
+    def _persistence(self, dev: Any) -> bool | None:
+        """Persistence mode (it counts as a client that blocks an Ampere reset)."""
+        try:
+            return bool(self._nvml.nvmlDeviceGetPersistenceMode(dev))
+        except self._nvml.NVMLError:
+            return None
 
     def _table(self, dev: Any, name: str) -> ProfileTable:
         """The GPU's profile table; GPUs of one model on one driver share it, so read it once."""
