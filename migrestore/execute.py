@@ -125,11 +125,39 @@ def _run_all(
 ) -> None:
     total = len(plans)
     progress = {p.gpu.uuid: _progress(notifier, n, total, p) for n, p in enumerate(plans, 1)}
-    _set_modes(plans, gpus, progress, outcomes)
-    _reset_pending(plans, gpus, notifier, outcomes)
+    # Disabling MIG: the instances go first (a GPU with instances refuses the mode change).
+    _instance_phase(plans, gpus, progress, outcomes, before_mode=True)
+    ready = tuple(p for p in plans if outcomes[p.gpu.uuid].ok)
+    _set_modes(ready, gpus, progress, outcomes)
+    _reset_pending(ready, gpus, notifier, outcomes)
+    _instance_phase(plans, gpus, progress, outcomes, before_mode=False)
+
+
+def _split(plan: GpuPlan) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
+    """Instance steps before the mode steps (teardown for a disable) and after them (creates)."""
+    is_mode = [isinstance(s, SetMigMode | ResetGpu) for s in plan.steps]
+    if not any(is_mode):
+        return (), plan.steps
+    first = is_mode.index(True)
+    after = tuple(
+        s for s, mode in zip(plan.steps[first:], is_mode[first:], strict=True) if not mode
+    )
+    return plan.steps[:first], after
+
+
+def _instance_phase(
+    plans: tuple[GpuPlan, ...],
+    gpus: Gpus,
+    progress: dict[str, Callable[[str], None]],
+    outcomes: dict[str, GpuOutcome],
+    *,
+    before_mode: bool,
+) -> None:
     for p in plans:
-        if outcomes[p.gpu.uuid].ok:
-            outcomes[p.gpu.uuid] = _instances(p, gpus, progress[p.gpu.uuid], outcomes[p.gpu.uuid])
+        steps = _split(p)[0 if before_mode else 1]
+        if steps and outcomes[p.gpu.uuid].ok:
+            outcome = outcomes[p.gpu.uuid]
+            outcomes[p.gpu.uuid] = _instances(p, steps, gpus, progress[p.gpu.uuid], outcome)
 
 
 def _progress(notifier: Notifier, n: int, total: int, plan: GpuPlan) -> Callable[[str], None]:
@@ -169,7 +197,8 @@ def _set_modes(
                 pending=change.mode.pending,
                 activation=change.activation or "Success",
             )
-            outcomes[p.gpu.uuid] = replace(outcomes[p.gpu.uuid], steps_done=1)
+            done = outcomes[p.gpu.uuid].steps_done + 1
+            outcomes[p.gpu.uuid] = replace(outcomes[p.gpu.uuid], steps_done=done)
 
 
 def _reset_pending(
@@ -196,6 +225,9 @@ def _reset_pending(
         if error is not None:
             failed = _failed(outcomes[p.gpu.uuid], ResetGpu(), error)
             outcomes[p.gpu.uuid] = replace(failed, reset_pending=True)
+        else:
+            done = outcomes[p.gpu.uuid].steps_done + 1
+            outcomes[p.gpu.uuid] = replace(outcomes[p.gpu.uuid], steps_done=done)
 
 
 def _reset_isolated(gpus: Gpus, due: list[GpuPlan]) -> dict[str, MigrestoreError]:
@@ -218,14 +250,16 @@ def _try_reset(gpus: Gpus, group: list[GpuPlan]) -> MigrestoreError | None:
 
 
 def _instances(
-    plan: GpuPlan, gpus: Gpus, progress: Callable[[str], None], outcome: GpuOutcome
+    plan: GpuPlan,
+    steps: tuple[Step, ...],
+    gpus: Gpus,
+    progress: Callable[[str], None],
+    outcome: GpuOutcome,
 ) -> GpuOutcome:
     """Destroy and create this GPU's instances, stopping at the first failure."""
     gi_ids: dict[Placement, int] = {gi.placement: gi.id for gi in plan.gpu.instances}
     done = outcome.steps_done
-    for step in plan.steps:
-        if isinstance(step, SetMigMode | ResetGpu):
-            continue
+    for step in steps:
         progress(step.describe())
         try:
             _one(step, plan.gpu.uuid, gpus, gi_ids)

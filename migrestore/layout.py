@@ -9,6 +9,7 @@ possible. Every problem is a ConfigError naming the file, the key path and the G
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from migrestore import profiles
@@ -25,6 +26,11 @@ from migrestore.model import (
     TargetInstance,
     TargetLayout,
 )
+
+
+class ProfileOfAnotherModel(ConfigError):
+    """A profile this GPU lacks but another model has: for a GPU named by uuid, pci or index that
+    means the GPU was replaced by another model (reported per GPU), not a typo (a config error)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +70,10 @@ def _expand(spec: GpuSpec, gpu: GpuState, source: str) -> list[_Wanted]:
         if profile is None:
             known = profiles.gi_names(gpu.profiles)
             problem = f'unknown profile "{inst.profile}" for {gpu.name}; known: {known}'
-            raise _fail(source, f"{inst.where}.profile", gpu, problem)
+            message = f"{source}: {inst.where}.profile: {problem} on {gpu.label}"
+            if any(profiles.resolve_gi(m.table, inst.profile) for m in profiles.catalogue()):
+                raise ProfileOfAnotherModel(message)
+            raise ConfigError(message)
         for n in range(inst.count):
             where = inst.where if inst.count == 1 else f"{inst.where} (#{n + 1})"
             wanted.append(_Wanted(inst, profile, inst.placement, where))
@@ -113,7 +122,7 @@ def _place(wanted: list[_Wanted], gpu: GpuState, source: str) -> list[Placement]
         chosen[i] = placement
     free = [i for i, w in enumerate(wanted) if w.start is None]
     free.sort(key=lambda i: (-wanted[i].profile.placements[0].size, i))
-    if not _search(free, wanted, gpu, chosen):
+    if not _search(free, lambda i: _candidates(wanted[i], gpu), chosen):
         names = " + ".join(w.profile.short_name for w in wanted)
         raise _fail(source, wanted[free[0]].where if free else "gpu", gpu, f"{names} do not fit")
     return [chosen[i] for i in range(len(wanted))]
@@ -126,16 +135,18 @@ def _candidates(w: _Wanted, gpu: GpuState) -> list[Placement]:
 
 
 def _search(
-    order: list[int], wanted: list[_Wanted], gpu: GpuState, chosen: dict[int, Placement]
+    order: list[int],
+    candidates: Callable[[int], list[Placement]],
+    chosen: dict[int, Placement],
 ) -> bool:
     """Depth-first placement search (at most 7 instances x 8 starts); fills `chosen` in place."""
     if not order:
         return True
     first, rest = order[0], order[1:]
-    for placement in _candidates(wanted[first], gpu):
+    for placement in candidates(first):
         if profiles.fits(placement, tuple(chosen.values())):
             chosen[first] = placement
-            if _search(rest, wanted, gpu, chosen):
+            if _search(rest, candidates, chosen):
                 return True
             del chosen[first]
     return False
@@ -144,20 +155,34 @@ def _search(
 def _resolve_compute(
     w: _Wanted, gi_placement: Placement, gpu: GpuState, source: str
 ) -> tuple[TargetCompute, ...]:
+    """The compute instances of one GPU instance, placed like GPU instances: fixed ones as
+    written, the others by search, largest first (so `["1c...", "2c..."]` fits as it can)."""
     if w.spec.compute is None:
         default = gpu.profiles.default_ci(w.profile.id)
         if default is None:
             return ()
         return (TargetCompute(default, default.placements[0]),)
-    taken: list[TargetCompute] = []
-    for c in w.spec.compute:
-        taken.append(_one_compute(c, w, taken, gpu, source))
-    return tuple(sorted(taken, key=lambda t: t.placement))
+    wanted = [(c, _compute_profile(c, w, gpu, source)) for c in w.spec.compute]
+    chosen: dict[int, Placement] = {}
+    for i, (c, profile) in enumerate(wanted):
+        if sum(1 for _, p in wanted[: i + 1] if p == profile) > profile.instances:
+            raise _fail(
+                source, c.where, gpu, f"more than {profile.instances} x {profile.short_name}"
+            )
+        if c.placement is not None:
+            chosen[i] = _fixed_compute(c, profile, tuple(chosen.values()), gpu, source)
+    free = [i for i, (c, _) in enumerate(wanted) if c.placement is None]
+    free.sort(key=lambda i: (-wanted[i][1].slices, i))
+    if not _search(free, lambda i: list(wanted[i][1].placements), chosen):
+        names = " + ".join(p.short_name for _, p in wanted)
+        raise _fail(
+            source, wanted[free[0]][0].where, gpu, f"{names} do not fit in {w.profile.short_name}"
+        )
+    targets = (TargetCompute(p, chosen[i]) for i, (_, p) in enumerate(wanted))
+    return tuple(sorted(targets, key=lambda t: t.placement))
 
 
-def _one_compute(
-    c: ComputeSpec, w: _Wanted, taken: list[TargetCompute], gpu: GpuState, source: str
-) -> TargetCompute:
+def _compute_profile(c: ComputeSpec, w: _Wanted, gpu: GpuState, source: str) -> CiProfile:
     profile = profiles.resolve_ci(gpu.profiles, w.profile, c.profile)
     if profile is None:
         known = profiles.ci_names(gpu.profiles, w.profile)
@@ -167,26 +192,20 @@ def _one_compute(
         raise _fail(
             source, f"{c.where}.profile" if c.placement is not None else c.where, gpu, problem
         )
-    if sum(1 for t in taken if t.profile == profile) >= profile.instances:
-        problem = f"more than {profile.instances} x {profile.short_name}"
-        raise _fail(source, c.where, gpu, problem)
-    used = tuple(t.placement for t in taken)
-    placement = _compute_placement(c, profile, used)
+    return profile
+
+
+def _fixed_compute(
+    c: ComputeSpec, profile: CiProfile, used: tuple[Placement, ...], gpu: GpuState, source: str
+) -> Placement:
+    placement = next((p for p in profile.placements if p.start == c.placement), None)
     if placement is None:
-        problem = _compute_problem(c, profile, used)
-        raise _fail(source, c.where, gpu, problem)
-    return TargetCompute(profile, placement)
-
-
-def _compute_placement(
-    c: ComputeSpec, profile: CiProfile, used: tuple[Placement, ...]
-) -> Placement | None:
-    options = [p for p in profile.placements if c.placement is None or p.start == c.placement]
-    return next((p for p in options if profiles.fits(p, used)), None)
-
-
-def _compute_problem(c: ComputeSpec, profile: CiProfile, used: tuple[Placement, ...]) -> str:
-    if c.placement is not None and all(p.start != c.placement for p in profile.placements):
         allowed = ", ".join(str(p.start) for p in profile.placements)
-        return f"placement {c.placement} not allowed for {profile.short_name}; allowed: {allowed}"
-    return f"{profile.short_name} does not fit beside the other compute instances"
+        problem = (
+            f"placement {c.placement} not allowed for {profile.short_name}; allowed: {allowed}"
+        )
+        raise _fail(source, f"{c.where}.placement", gpu, problem)
+    if not profiles.fits(placement, used):
+        problem = f"{profile.short_name} at {placement} overlaps another compute instance"
+        raise _fail(source, f"{c.where}.placement", gpu, problem)
+    return placement

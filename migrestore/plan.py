@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from migrestore import layout
-from migrestore.errors import ConfigError
 from migrestore.model import (
-    Architecture,
     CiProfile,
     ComputeInstance,
     DesiredNode,
@@ -158,16 +156,18 @@ def _reset_pending(wanted: bool, gpu: GpuState) -> bool:
 def _mode_steps(wanted: bool, gpu: GpuState) -> tuple[Step, ...]:
     if gpu.mig.current == wanted and gpu.mig.pending == wanted:
         return ()
-    needs_reset = gpu.architecture is Architecture.AMPERE and gpu.mig.current != wanted
+    needs_reset = gpu.architecture.mode_change_needs_reset and gpu.mig.current != wanted
     if gpu.mig.pending == wanted:
         return (ResetGpu(),) if needs_reset else ()
     return (SetMigMode(wanted), ResetGpu()) if needs_reset else (SetMigMode(wanted),)
 
 
 def _teardown(gpu: GpuState, instances: tuple[GpuInstance, ...]) -> tuple[Step, ...]:
-    ordered = sorted(instances, key=lambda g: g.placement)
-    steps: list[Step] = [_destroy_ci(gpu, gi, ci) for gi in ordered for ci in gi.compute]
-    steps.extend(_destroy_gi(gpu, gi) for gi in ordered)
+    """Each GPU instance's compute instances, then that GPU instance: a failure stays local."""
+    steps: list[Step] = []
+    for gi in sorted(instances, key=lambda g: g.placement):
+        steps.extend(_destroy_ci(gpu, gi, ci) for ci in gi.compute)
+        steps.append(_destroy_gi(gpu, gi))
     return tuple(steps)
 
 
@@ -284,8 +284,8 @@ def plan_node(desired: DesiredNode, state: NodeState) -> NodePlan:
             continue
         try:
             target = layout.resolve(spec, gpu, desired.source)
-        except ConfigError as exc:
-            if not spec.selector.kind.is_identity or "unknown profile" not in str(exc):
+        except layout.ProfileOfAnotherModel as exc:
+            if not spec.selector.kind.is_identity:
                 raise
             mismatched.append(MismatchedGpu(gpu, str(exc)))
             continue

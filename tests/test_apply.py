@@ -375,3 +375,47 @@ def test_apply_makes_device_nodes_below_the_sysroot(tmp_path: Path) -> None:
     # GI 3 (2g@0), 9 (1g@2), 2 (3g@4) on GPU minor 0, with 1 + 1 + 2 CIs: 3 + 4 nodes.
     assert len(nodes) == 7
     assert "nvidia-cap21" in nodes  # gpu0/gi2/access in the real mig-minors table
+
+
+MIG_OFF = 'version = 1\n[[gpu]]\nselect = "all"\nmig = false\n'
+
+
+@pytest.mark.parametrize("model", [H100, A100])
+def test_mig_off_on_a_gpu_with_instances(tmp_path: Path, model: str) -> None:
+    """`mig = false` on populated GPUs: instances go first, then the mode (and Ampere's reset)."""
+    host = make_host(tmp_path, (model, 2), layout=LAYOUT)
+    assert host.run("apply").code == 0
+    host.write_layout(MIG_OFF)
+    result = host.run("apply")
+    assert result.code == 0, result.out + result.err
+    assert host.run("verify").code == 0
+    status = json.loads(host.run("status", "--json").out)
+    assert [(g["mig"], g["instances"]) for g in status["gpus"]] == [
+        ({"current": False, "pending": False}, [])
+    ] * 2
+
+
+def test_profile_typo_in_an_index_entry_touches_nothing(tmp_path: Path) -> None:
+    """A misspelt profile in an index entry is exit 2 before any GPU is changed."""
+    host = make_host(tmp_path, (H100, 2))
+    host.write_layout(
+        'version = 1\n[[gpu]]\nselect = { index = 0 }\n[[gpu.instance]]\nprofile = "3g.40g"\n'
+        '[[gpu]]\nselect = { index = 1 }\n[[gpu.instance]]\nprofile = "3g.40gb"\n'
+    )
+    result = host.run("apply")
+    assert result.code == 2
+    assert 'unknown profile "3g.40g"' in result.err
+    assert mutations(host.counters()) == 0
+
+
+def test_replaced_gpu_is_reported_and_the_others_restored(tmp_path: Path) -> None:
+    """An index entry naming another model's profile: that GPU is reported, the rest restored."""
+    host = make_host(tmp_path, (A100, 2))
+    host.write_layout(
+        'version = 1\n[[gpu]]\nselect = { index = 0 }\n[[gpu.instance]]\nprofile = "3g.71gb"\n'
+        '[[gpu]]\nselect = { index = 1 }\n[[gpu.instance]]\nprofile = "3g.40gb"\n'
+    )
+    result = host.run("apply")
+    assert result.code == 1
+    assert "GPU 0 (NVIDIA A100-SXM4-80GB" in result.out
+    assert json.loads(host.run("plan", "--json").out)["gpus"][0]["steps"] == []

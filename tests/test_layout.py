@@ -155,3 +155,25 @@ def test_mig_off_target() -> None:
     target = layout.resolve(GpuSpec(ALL, False, (), "gpu[0]"), gpu("NVIDIA A30"), "f")
     assert not target.mig
     assert target.instances == ()
+
+
+def test_compute_list_in_any_order_is_placed_by_search() -> None:
+    """The issue's own example, 1c before 2c, fits: the search places the larger one first."""
+    listed = (ComputeSpec("1c.3g.40gb", where="c0"), ComputeSpec("2c.3g.40gb", where="c1"))
+    got = layout.resolve(
+        spec(inst("3g.40gb", 0, compute=listed)), gpu("NVIDIA H100 80GB HBM3"), "f"
+    )
+    assert [(c.profile.short_name, c.placement.start) for c in got.instances[0].compute] == [
+        ("2c.3g.40gb", 0),
+        ("1c.3g.40gb", 2),
+    ]
+
+
+def test_typo_is_a_config_error_but_another_models_profile_is_a_mismatch() -> None:
+    """A name no model has is a typo; a name another model has means the GPU is another model."""
+    a100 = gpu("NVIDIA A100-SXM4-80GB")
+    with pytest.raises(ConfigError) as typo:
+        layout.resolve(spec(inst("3g.40g")), a100, "f")
+    assert not isinstance(typo.value, layout.ProfileOfAnotherModel)
+    with pytest.raises(layout.ProfileOfAnotherModel):
+        layout.resolve(spec(inst("3g.71gb")), a100, "f")
