@@ -127,7 +127,7 @@ def _verbs(parser: argparse.ArgumentParser) -> None:
     apply.add_argument("--json", action="store_true", help="machine-readable output")
     apply.add_argument(
         "--lock-wait",
-        type=float,
+        type=_seconds,
         default=30.0,
         metavar="SECONDS",
         help="how long to wait for another run to finish (default 30)",
@@ -201,6 +201,17 @@ def _simulate_verbs(parser: argparse.ArgumentParser) -> None:
     latency.add_argument("--scale", type=float, default=1.0)
 
 
+def _seconds(text: str) -> float:
+    """A finite, non-negative number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     parser = _Parser(prog="migrestore", description="Restore NVIDIA MIG partitioning.")
@@ -263,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("migrestore: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`migrestore status | head`): not an error worth a word.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.FAILURE
     except Exception as exc:  # the one boundary: anything else is a bug, reported in one line
         return _fail(exc, ExitCode.FAILURE, debug, bug=True)
 

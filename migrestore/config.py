@@ -456,8 +456,9 @@ def _layout_lines(gpu: GpuState) -> list[str]:
     lines = []
     if gpu.mig.is_pending:
         lines.append(f"# MIG mode {'on' if gpu.mig.pending else 'off'} is pending a GPU reset.")
-    lines.append(f"mig = {_value(gpu.mig.current)}")
-    if not gpu.mig.current:
+    # The pending mode is what the operator asked for last: exporting it keeps that request.
+    lines.append(f"mig = {_value(gpu.mig.pending)}")
+    if not gpu.mig.pending:
         return lines
     for gi in sorted(gpu.instances, key=lambda gi: gi.placement):
         lines += ["", "  [[gpu.instance]]", *_instance_lines(gpu.profiles, gi)]

@@ -97,9 +97,7 @@ class Survey:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     """Print the checklist; 1 if anything failed."""
-    from migrestore.systemd import SystemdUnits
-
-    checks = diagnose(ctx, SystemdUnits())
+    checks = diagnose(ctx, host.units(ctx))
     if args.json:
         print(report.dumps(checklist_json(checks, ctx.simulated)))
     else:

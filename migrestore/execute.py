@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from migrestore.errors import GpuError, MigrestoreError
+from migrestore.errors import GpuError, MigrestoreError, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
 from migrestore.model import Placement
@@ -26,6 +26,7 @@ from migrestore.plan import (
     SetMigMode,
     Step,
 )
+from migrestore.systemd import restart_order
 
 RESET_TIMEOUT = 120.0
 UNIT_STOP_TIMEOUT = 120.0
@@ -98,14 +99,22 @@ def execute(
     stop = options.stop_units if needs_units_stopped(todo) else ()
     if stop:
         notifier.extend_timeout(UNIT_STOP_TIMEOUT * 2)
-    with _units_stopped(units, stop) as stopped:
+    problems: list[str] = []
+    with _units_stopped(units, stop, problems) as stopped:
         _run_all(todo, gpus, notifier, outcomes)
-    return Execution(tuple(outcomes[p.gpu.uuid] for p in plans), stopped)
+    return Execution(tuple(outcomes[p.gpu.uuid] for p in plans), stopped, "; ".join(problems))
 
 
 @contextmanager
-def _units_stopped(units: Units, wanted: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
-    """Stop the active ones of `wanted`; start exactly those again afterwards, in reverse order."""
+def _units_stopped(
+    units: Units, wanted: tuple[str, ...], problems: list[str]
+) -> Iterator[tuple[str, ...]]:
+    """Stop the active ones of `wanted`; start exactly those again afterwards, in reverse order.
+
+    A unit that will not stop aborts the run before any GPU is touched (after starting again what
+    was stopped); a unit that will not start again is reported in `problems`, the GPUs' results
+    are kept.
+    """
     active = units.active(wanted) if wanted else ()
     stopped: list[str] = []
     try:
@@ -116,8 +125,13 @@ def _units_stopped(units: Units, wanted: tuple[str, ...]) -> Iterator[tuple[str,
         yield tuple(stopped)
     finally:
         if stopped:
-            log.info("starting_gpu_clients", units=",".join(reversed(stopped)))
-            units.start(tuple(reversed(stopped)))
+            again = restart_order(tuple(stopped))
+            log.info("starting_gpu_clients", units=",".join(again))
+            try:
+                units.start(again)
+            except UnitError as exc:
+                log.error("gpu_clients_not_restarted", error=str(exc))
+                problems.append(f"could not start GPU clients again: {exc}")
 
 
 def _run_all(

@@ -191,23 +191,24 @@ class NvmlGpus:
         code = known.nvml_architecture if known else nvml.nvmlDeviceGetArchitecture(dev)
         table = self._table(dev, name)
         full = details == "full"
+        arch = Architecture.from_nvml(code)
         return GpuState(
             index=index,
             uuid=uuid,
             pci=_text(pci.busId),
             name=name,
             minor=nvml.nvmlDeviceGetMinorNumber(dev) if full else -1,
-            architecture=Architecture.from_nvml(code),
+            architecture=arch,
             memory_mb=nvml.nvmlDeviceGetMemoryInfo(dev).total // (1024 * 1024) if full else 0,
             mig=mig,
             profiles=table,
             instances=self._read_instances(dev, uuid, table, details) if mig.current else (),
             pci_device_id=pci.pciDeviceId,
-            persistence=self._persistence(dev) if full else None,
+            persistence=self._persistence(dev) if full and arch.mode_change_needs_reset else None,
         )
 
     def _persistence(self, dev: Any) -> bool | None:
-        """Persistence mode (it counts as a client that blocks an Ampere reset)."""
+        """Persistence mode: it counts as a client, so it blocks the reset only Ampere needs."""
         try:
             return bool(self._nvml.nvmlDeviceGetPersistenceMode(dev))
         except self._nvml.NVMLError:

@@ -20,7 +20,9 @@ from migrestore.interfaces import Units
 ONESHOT_REFRESH_UNITS: tuple[str, ...] = ("nvidia-cdi-refresh.service",)
 
 
-def refresh_consumers(units: Units, names: tuple[str, ...]) -> tuple[str, ...]:
+def refresh_consumers(
+    units: Units, names: tuple[str, ...], *, rerun_oneshots: bool = True
+) -> tuple[str, ...]:
     """Restart the running units of `names` and rerun the CDI refresh oneshot; returns the units
     restarted or rerun, in the given order.
 
@@ -37,7 +39,7 @@ def refresh_consumers(units: Units, names: tuple[str, ...]) -> tuple[str, ...]:
         if name in running:
             problem = _restart(units, name)
             (failures if problem else done).append(problem or name)
-        elif name in ONESHOT_REFRESH_UNITS and _run_oneshot(units, name):
+        elif rerun_oneshots and name in ONESHOT_REFRESH_UNITS and _run_oneshot(units, name):
             done.append(name)
     if failures:
         restarted = f" (restarted: {', '.join(done)})" if done else ""

@@ -33,10 +33,12 @@ def apply(ctx: Context, args: argparse.Namespace) -> int:
         return verbs.plan(ctx, args)
     notifier = host.notifier(args.boot)
     if args.boot and not ctx.config.exists():
-        return _nothing_to_do(notifier, f"no layout file at {ctx.config}: nothing to restore")
+        return _nothing_to_do(ctx, notifier, f"no layout file at {ctx.config}: nothing to restore")
     desired = load_layout(ctx)
     if not desired.gpus:
-        return _nothing_to_do(notifier, f"{ctx.config} has no [[gpu]] entries: nothing to restore")
+        return _nothing_to_do(
+            ctx, notifier, f"{ctx.config} has no [[gpu]] entries: nothing to restore"
+        )
     gpus = host.gpus(ctx)
     with runs.locked(ctx.run_dir, args.lock_wait):
         _open(gpus, args.boot, desired, notifier)
@@ -60,10 +62,10 @@ def _open(gpus: NvmlGpus, boot: bool, desired: DesiredNode, notifier: Notifier) 
     gpus.wait_for_driver(timeout, waiting)
 
 
-def _nothing_to_do(notifier: Notifier, message: str) -> int:
+def _nothing_to_do(ctx: Context, notifier: Notifier, message: str) -> int:
     """A visible no-op success: the driver is not even asked."""
     log.info("nothing_to_restore", reason=message)
-    print(message)
+    emit(ctx, message)
     notifier.status(message)
     notifier.ready()
     return ExitCode.OK
@@ -89,8 +91,11 @@ def _apply_locked(
     touched = {p.gpu.uuid for p in node.gpus if p.steps}
     after = gpus.reread(before, touched) if touched else before
     final = plan_node(desired, after)
-    _device_nodes(ctx, after)
-    notes = _refresh(args, desired, units, execution)
+    notes = (
+        *_device_nodes(ctx, after),
+        *_refresh(args, desired, units, execution),
+        *((execution.unit_error,) if execution.unit_error else ()),
+    )
     code = _exit_code(execution, final)
     if notes and code == ExitCode.OK:
         code = ExitCode.FAILURE
@@ -98,20 +103,21 @@ def _apply_locked(
     changed = runs.changed_devices(runs.last(ctx.state_dir), record)
     runs.save(_with_notes(replace(record, notes=notes), changed), ctx.state_dir)
     _report(ctx, args, execution, final, after, changed)
-    _summary(notifier, node, execution, final, code, time.monotonic() - started)
+    _summary(notifier, node, execution, final, code, time.monotonic() - started, notes)
     return code
 
 
 def _refresh(
     args: argparse.Namespace, desired: DesiredNode, units: Units, execution: execute.Execution
 ) -> tuple[str, ...]:
-    """After a live relayout, restart the units that cache the MIG device list (never at boot:
-    they start after us). Returns a note if that failed."""
-    if args.boot or not any(o.steps_done for o in execution.outcomes):
+    """After a live relayout, restart the units that cache the MIG device list. At boot they start
+    after us anyway, so only running ones (`systemctl restart migrestore` on a live host) are
+    restarted then, and the CDI refresh oneshot is not rerun. Returns a note if that failed."""
+    if not any(o.steps_done for o in execution.outcomes):
         return ()
     names = tuple(u for u in desired.restore.refresh_units if u not in execution.stopped_units)
     try:
-        restarted = refresh.refresh_consumers(units, names)
+        restarted = refresh.refresh_consumers(units, names, rerun_oneshots=not args.boot)
     except UnitError as exc:
         log.error("refresh_failed", error=str(exc))
         return (f"refreshing MIG device consumers failed: {exc}",)
@@ -120,13 +126,18 @@ def _refresh(
     return ()
 
 
-def _device_nodes(ctx: Context, after: NodeState) -> None:
+def _device_nodes(ctx: Context, after: NodeState) -> tuple[str, ...]:
     """/dev/nvidia-caps nodes: on a real host, or on a simulated one given a --sysroot."""
     if ctx.simulated and not ctx.sysroot_given:
-        return
-    made = caps.ensure_nodes(after, ctx.sysroot)
+        return ()
+    try:
+        made = caps.ensure_nodes(after, ctx.sysroot)
+    except OSError as exc:
+        log.error("device_nodes_failed", error=str(exc))
+        return (f"could not create /dev/nvidia-caps nodes: {exc}",)
     if made:
         log.info("device_nodes_created", count=len(made))
+    return ()
 
 
 def _exit_code(execution: execute.Execution, final: NodePlan) -> ExitCode:
@@ -167,6 +178,18 @@ def _record(
     )
 
 
+def _problems(
+    node: NodePlan, failed: list[execute.GpuOutcome], final: NodePlan, notes: tuple[str, ...]
+) -> list[str]:
+    """What went wrong, most important first, for the one-line status."""
+    lines = [f"{len(failed)} of {len(node.gpus)} GPU(s) not restored"] if failed else []
+    lines += [f"{o.label}: {o.error}" for o in failed]
+    lines += [f"missing: no GPU matches {s.where} ({s.selector})" for s in final.missing]
+    lines += [f"{m.gpu.label}: not the model its entry names" for m in final.mismatched]
+    lines += [f"{p.gpu.label}: still differs from the layout" for p in final.gpus if p.steps]
+    return lines + list(notes)
+
+
 def _with_notes(record: runs.RunRecord, changed: tuple[str, ...]) -> runs.RunRecord:
     if not changed:
         return record
@@ -200,16 +223,14 @@ def _summary(
     final: NodePlan,
     code: ExitCode,
     seconds: float,
+    notes: tuple[str, ...],
 ) -> None:
     failed = [o for o in execution.outcomes if not o.ok]
     changes = sum(o.steps_done for o in execution.outcomes)
-    text = (
-        f"{len(node.gpus)} GPU(s) in layout, {changes} change(s) in {seconds:.1f} s"
-        if code == ExitCode.OK
-        else f"FAILED: {len(failed)} of {len(node.gpus)} GPU(s) not restored; "
-        + "; ".join(f"{o.label}: {o.error}" for o in failed[:3])
-        + ("; missing GPUs" if final.missing else "")
-    )
+    if code == ExitCode.OK:
+        text = f"{len(node.gpus)} GPU(s) in layout, {changes} change(s) in {seconds:.1f} s"
+    else:
+        text = "FAILED: " + "; ".join(_problems(node, failed, final, notes)[:4])
     level = log.info if code == ExitCode.OK else log.error
     level(
         "apply_finished",

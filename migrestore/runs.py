@@ -108,10 +108,9 @@ def last(state_dir: Path) -> RunRecord | None:
     """The previous run's record, if there is a readable one."""
     path = state_dir / RECORD_NAME
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return _record(data)
+        return _record(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None  # missing, damaged or written by another version: as if there were none
 
 
 def _record(data: dict[str, Any]) -> RunRecord:
@@ -125,9 +124,9 @@ def changed_devices(before: RunRecord | None, after: RunRecord) -> tuple[str, ..
     """GPUs whose MIG device UUIDs differ from the previous run's (the schedulers will notice)."""
     if before is None:
         return ()
-    old = before.mig_devices()
+    old = {g.uuid: g.mig_devices for g in before.gpus if g.result == "ok"}
     return tuple(
-        uuid
-        for uuid, devices in after.mig_devices().items()
-        if uuid in old and set(old[uuid]) != set(devices)
+        g.uuid
+        for g in after.gpus
+        if g.result == "ok" and g.uuid in old and set(old[g.uuid]) != set(g.mig_devices)
     )

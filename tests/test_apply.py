@@ -419,3 +419,32 @@ def test_replaced_gpu_is_reported_and_the_others_restored(tmp_path: Path) -> Non
     assert result.code == 1
     assert "GPU 0 (NVIDIA A100-SXM4-80GB" in result.out
     assert json.loads(host.run("plan", "--json").out)["gpus"][0]["steps"] == []
+
+
+def test_damaged_run_record_does_not_break_apply_or_status(tmp_path: Path) -> None:
+    """A last-run file from another version or damaged is ignored, then replaced."""
+    host = make_host(tmp_path, (H100, 1), layout=LAYOUT)
+    records = Path(f"{host.state}.lib")
+    records.mkdir()
+    (records / "last-run.json").write_text("[]")
+    assert host.run("status").code == 0
+    assert host.run("apply").code == 0
+    assert "last run: " in host.run("status").out
+
+
+def test_export_of_a_pending_ampere_host_verifies_as_pending(tmp_path: Path) -> None:
+    """Export keeps the asked-for mode: verify against it says 'reset pending' (4), not drift."""
+    host = make_host(tmp_path, (A100, 1), layout=LAYOUT)
+    simulator.attach(host.state, 0, "dcgm")
+    assert host.run("apply").code == 4
+    host.write_layout(host.run("export").out)
+    assert host.run("verify").code == 4
+
+
+@pytest.mark.parametrize("value", ["-5", "nan", "soon"])
+def test_bad_lock_wait_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    """--lock-wait takes a finite number of seconds, 0 or more."""
+    host = make_host(tmp_path, (H100, 1), layout=LAYOUT)
+    result = host.run("apply", "--lock-wait", value)
+    assert result.code == 2
+    assert "--lock-wait" in result.err

@@ -259,10 +259,11 @@ class TestHeaderAndEdges:
         assert f"# at {datetime.now(UTC).year}-" in text
 
     def test_pending_mode_is_commented(self) -> None:
-        """A MIG mode change waiting for a reset is noted; the current mode is exported."""
+        """A MIG mode change waiting for a reset is noted, and the pending (asked-for) mode is
+        exported, so `verify` against the export reports the pending reset, not drift."""
         pending = replace(gpu(0, A30), mig=MigMode(current=False, pending=True))
         text = config.dump(NodeState((pending,)), host="h", when=WHEN)
-        assert "# MIG mode on is pending a GPU reset.\nmig = false\n" in text
+        assert "# MIG mode on is pending a GPU reset.\nmig = true\n" in text
 
     def test_profile_missing_from_the_table_is_exported_by_id(self) -> None:
         """A GPU instance whose profile the GPU's table lacks is written by numeric id."""

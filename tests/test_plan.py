@@ -135,3 +135,17 @@ def test_busy_instances_are_flagged() -> None:
     g = gpu(H100, ON, GpuInstance(3, 14, Placement(0, 2), (ci,)))
     plan = plan_gpu(target(g, ("1g.10gb", 0)), g)
     assert [s.processes for s in plan.busy] == [(Process(42, "python"),)]
+
+
+def test_teardown_is_local_to_each_gpu_instance() -> None:
+    """Each GPU instance loses its compute instances and then itself, before the next one."""
+    first = GpuInstance(3, 14, Placement(0, 2), (ComputeInstance(0, 1, Placement(0, 2)),))
+    second = GpuInstance(5, 14, Placement(4, 2), (ComputeInstance(0, 1, Placement(0, 2)),))
+    g = gpu(H100, ON, first, second)
+    plan = plan_gpu(target(g, mig=False), g)
+    assert [(type(s).__name__, getattr(s, "gi_id", None)) for s in plan.steps[:4]] == [
+        ("DestroyComputeInstance", 3),
+        ("DestroyGpuInstance", 3),
+        ("DestroyComputeInstance", 5),
+        ("DestroyGpuInstance", 5),
+    ]

@@ -1,8 +1,9 @@
 """A stand-in for the `pynvml` module over a simulated host.
 
-The simulator's modules: simulator.py (this: the pynvml call surface), simctypes.py (handles
-and the structs it fills), simrules.py (the MIG rules), simstate.py (the shared JSON state file),
-simhost.py (what `migrestore simulate` does to a host; the latency model), simproc.py (/proc).
+The package: `__init__` (this: the pynvml call surface), `handles` (handles and the structs it
+fills), `rules` (the MIG rules, pure), `state` (the shared JSON state file), `host` (what
+`migrestore simulate` does to a host; the latency model), `procfs` (the fake /proc) and
+`command` (the `migrestore simulate` verb).
 
 `Simulator(state_path)` has pynvml's function names and argument conventions, returns what
 pynvml returns (its ctypes structs, handles and friendly objects) and raises its exceptions
