@@ -159,19 +159,22 @@ class NvmlGpus:
         instance, MIG device UUIDs, device minor and memory; "processes" (plan) only the
         processes; "layout" (verify, export) nothing more.
         """
-        with self._nvml_errors("read the GPUs"):
+        with self._nvml_errors("count the GPUs"):
             count = self._nvml.nvmlDeviceGetCount()
-            gpus = tuple(self._read_gpu(i, details) for i in range(count))
             driver = _text(self._nvml.nvmlSystemGetDriverVersion())
-        return NodeState(gpus=gpus, driver_version=driver, simulated=self._simulated)
+        gpus = []
+        for index in range(count):
+            with self._nvml_errors(f"read GPU {index}"):
+                gpus.append(self._read_gpu(index, details))
+        return NodeState(gpus=tuple(gpus), driver_version=driver, simulated=self._simulated)
 
     def reread(self, before: NodeState, changed: set[str]) -> NodeState:
         """The state after changes to the `changed` GPUs (UUIDs); the others as read before."""
-        with self._nvml_errors("read the GPUs"):
-            gpus = tuple(
-                self._read_gpu(g.index, "full") if g.uuid in changed else g for g in before.gpus
-            )
-        return replace(before, gpus=gpus)
+        gpus = []
+        for gpu in before.gpus:
+            with self._nvml_errors(f"read {gpu.label} again"):
+                gpus.append(self._read_gpu(gpu.index, "full") if gpu.uuid in changed else gpu)
+        return replace(before, gpus=tuple(gpus))
 
     def _handle_by_index(self, index: int) -> Any:
         if index not in self._by_index:

@@ -20,7 +20,7 @@ def modelled_gpu(model: ModelInfo, index: int = 0) -> GpuState:
     return GpuState(
         index=index,
         uuid=f"GPU-modelled-{index}",
-        pci=f"00000000:{index:02X}:00.0",
+        pci="modelled",
         name=model.name,
         minor=index,
         architecture=model.architecture,
@@ -31,9 +31,9 @@ def modelled_gpu(model: ModelInfo, index: int = 0) -> GpuState:
 
 
 def _model_for(spec: GpuSpec, wanted: str | None, source: str) -> ModelInfo:
-    name = wanted
-    if spec.selector.kind is SelectorKind.MODEL:
-        name = str(spec.selector.value) if wanted is None else wanted
+    # --model stands in for the GPUs that uuid, pci, index and "all" entries select; a model
+    # entry is checked against its own model.
+    name = str(spec.selector.value) if spec.selector.kind is SelectorKind.MODEL else wanted
     if name is None:
         how = spec.selector.kind.value
         raise ConfigError(

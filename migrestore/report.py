@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
-from migrestore.model import GpuInstance, GpuState, NodeState
-from migrestore.plan import NodePlan, ci_name, gi_name
+from migrestore.model import GpuInstance, GpuState, NodeState, Placement
+from migrestore.plan import (
+    CreateComputeInstance,
+    CreateGpuInstance,
+    DestroyComputeInstance,
+    DestroyGpuInstance,
+    NodePlan,
+    SetMigMode,
+    Step,
+    ci_name,
+    gi_name,
+)
 
 if TYPE_CHECKING:
     from migrestore.execute import Execution
@@ -132,6 +143,32 @@ def _last_run_text(record: RunRecord | None) -> str:
 # ---- plans ----
 
 
+def _placement_json(placement: Placement) -> dict[str, int]:
+    return {"start": placement.start, "size": placement.size}
+
+
+def step_json(step: Step) -> dict[str, Any]:
+    """One step for machines: what, on which instance, which profile, where."""
+    action = re.sub(r"(?<!^)(?=[A-Z])", "-", type(step).__name__).lower()
+    fields: dict[str, Any] = {"action": action, "description": step.describe()}
+    match step:
+        case SetMigMode(enabled=enabled):
+            fields["enabled"] = enabled
+        case DestroyComputeInstance(gi_id=gi, ci_id=ci, name=name, placement=where):
+            fields.update(gpu_instance=gi, compute_instance=ci, profile=name)
+            fields["placement"] = _placement_json(where)
+        case DestroyGpuInstance(gi_id=gi, name=name, placement=where):
+            fields.update(gpu_instance=gi, profile=name, placement=_placement_json(where))
+        case CreateGpuInstance(profile=profile, placement=where):
+            fields.update(profile=profile.short_name, profile_id=profile.id)
+            fields["placement"] = _placement_json(where)
+        case CreateComputeInstance(gi_placement=gi_where, profile=profile, placement=where):
+            fields.update(profile=profile.short_name, profile_id=profile.id)
+            fields.update(gpu_instance_placement=_placement_json(gi_where))
+            fields["placement"] = _placement_json(where)
+    return fields
+
+
 def plan_json(plan: NodePlan) -> dict[str, Any]:
     """`plan --json` and the differences of `verify --json`."""
     return {
@@ -143,6 +180,7 @@ def plan_json(plan: NodePlan) -> dict[str, Any]:
                 "uuid": p.gpu.uuid,
                 "name": p.gpu.name,
                 "steps": [s.describe() for s in p.steps],
+                "actions": [step_json(s) for s in p.steps],
                 "busy": [
                     {"gi": s.gi_id, "ci": s.ci_id, "processes": [str(x) for x in s.processes]}
                     for s in p.busy

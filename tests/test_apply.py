@@ -448,3 +448,34 @@ def test_bad_lock_wait_is_a_usage_error(tmp_path: Path, value: str) -> None:
     result = host.run("apply", "--lock-wait", value)
     assert result.code == 2
     assert "--lock-wait" in result.err
+
+
+def test_plan_json_has_structured_actions(tmp_path: Path) -> None:
+    """`plan --json` gives machines each step's action, profile and placement, not only prose."""
+    host = make_host(tmp_path, (H100, 1), layout=LAYOUT)
+    actions = json.loads(host.run("plan", "--json").out)["gpus"][0]["actions"]
+    assert actions[0] == {
+        "action": "set-mig-mode",
+        "description": "enable MIG mode",
+        "enabled": True,
+    }
+    creates = [a for a in actions if a["action"] == "create-gpu-instance"]
+    assert [(a["profile"], a["placement"]["start"]) for a in creates] == [
+        ("2g.20gb", 0),
+        ("1g.10gb", 2),
+        ("3g.40gb", 4),
+    ]
+
+
+def test_check_mixed_file_with_model_for_the_identity_entries(tmp_path: Path) -> None:
+    """`check --model` stands in for index entries; model entries keep their own model."""
+    from migrestore import cli
+
+    layout = tmp_path / "mixed.toml"
+    layout.write_text(
+        'version = 1\n[[gpu]]\nselect = { model = "NVIDIA A30" }\n'
+        '[[gpu.instance]]\nprofile = "2g.12gb"\n'
+        '[[gpu]]\nselect = { index = 3 }\n[[gpu.instance]]\nprofile = "3g.40gb"\n'
+    )
+    assert cli.main(["--config", str(layout), "check", "--model", H100]) == 0
+    assert cli.main(["--config", str(layout), "check"]) == 2
