@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 from migrestore.model import MigMode, ModeChange, NodeState, Placement
@@ -12,6 +13,18 @@ Detail = Literal["layout", "processes", "full"]
 
 class Gpus(Protocol):
     """The GPUs, through NVML (real or simulated). Implemented by `nvml.NvmlGpus`."""
+
+    def open(self) -> None:
+        """Start a session with the driver."""
+        ...
+
+    def close(self) -> None:
+        """End the session."""
+        ...
+
+    def wait_for_driver(self, timeout: float, on_wait: Callable[[float], None]) -> None:
+        """Open the session, waiting at most `timeout` seconds for the driver to load."""
+        ...
 
     def read_state(self, *, details: Detail = "full") -> NodeState:
         """Every GPU with its MIG mode, profile table, instances (and UUIDs, processes)."""

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 from migrestore import caps, config, execute, host, refresh, report, runs
 from migrestore.errors import ExitCode, UnitError
 from migrestore.events import log
-from migrestore.interfaces import Notifier, Units
+from migrestore.interfaces import Gpus, Notifier, Units
 from migrestore.model import DesiredNode, NodeState
-from migrestore.nvml import NvmlGpus
 from migrestore.plan import NodePlan, plan_node
 from migrestore.verbs import emit, load_layout
 
@@ -48,7 +47,7 @@ def apply(ctx: Context, args: argparse.Namespace) -> int:
             gpus.close()
 
 
-def _open(gpus: NvmlGpus, boot: bool, desired: DesiredNode, notifier: Notifier) -> None:
+def _open(gpus: Gpus, boot: bool, desired: DesiredNode, notifier: Notifier) -> None:
     """Open NVML; at boot wait (bounded, with the start timeout extended) for the driver."""
     if not boot:
         gpus.open()
@@ -72,7 +71,7 @@ def _nothing_to_do(ctx: Context, notifier: Notifier, message: str) -> int:
 
 
 def _apply_locked(
-    ctx: Context, args: argparse.Namespace, desired: DesiredNode, gpus: NvmlGpus, notifier: Notifier
+    ctx: Context, args: argparse.Namespace, desired: DesiredNode, gpus: Gpus, notifier: Notifier
 ) -> int:
     started = time.monotonic()
     notifier.status("reading GPUs")
