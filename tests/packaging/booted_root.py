@@ -103,7 +103,7 @@ snapshot() {{
         systemctl show "$unit.service" > "$dir/$unit.show"
         systemctl is-enabled "$unit.service" > "$dir/$unit.enabled" 2>&1 || true
     done
-    systemctl show -p After kubelet.service > "$dir/kubelet.after"
+    systemctl show --value -p After kubelet.service > "$dir/kubelet.after"
     journalctl -b -u migrestore.service --no-pager -o short-monotonic > "$dir/migrestore.journal"
     systemd-analyze critical-chain kubelet.service > "$dir/critical-chain" 2>&1 || true
     ls -A /etc/systemd/system/multi-user.target.wants > "$dir/wants" 2>&1 || true
