@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from migrestore.errors import GpuError, MigrestoreError, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
-from migrestore.model import Placement
+from migrestore.model import DEFAULT_STOP_UNITS, Placement
 from migrestore.plan import (
     CreateComputeInstance,
     CreateGpuInstance,
@@ -29,6 +29,15 @@ from migrestore.plan import (
 from migrestore.systemd import restart_order
 
 RESET_TIMEOUT = 120.0
+# Units known to hold GPUs open: named when a reset is refused and they still run.
+KNOWN_GPU_CLIENTS = (
+    *DEFAULT_STOP_UNITS,
+    "nvidia-persistenced.service",
+    "kubelet.service",
+    "k3s.service",
+    "k3s-agent.service",
+    "display-manager.service",
+)
 UNIT_STOP_TIMEOUT = 120.0
 
 
@@ -101,7 +110,7 @@ def execute(
         notifier.extend_timeout(UNIT_STOP_TIMEOUT * 2)
     problems: list[str] = []
     with _units_stopped(units, stop, problems) as stopped:
-        _run_all(todo, gpus, notifier, outcomes)
+        _run_all(todo, gpus, units, notifier, outcomes)
     return Execution(tuple(outcomes[p.gpu.uuid] for p in plans), stopped, "; ".join(problems))
 
 
@@ -135,7 +144,11 @@ def _units_stopped(
 
 
 def _run_all(
-    plans: tuple[GpuPlan, ...], gpus: Gpus, notifier: Notifier, outcomes: dict[str, GpuOutcome]
+    plans: tuple[GpuPlan, ...],
+    gpus: Gpus,
+    units: Units,
+    notifier: Notifier,
+    outcomes: dict[str, GpuOutcome],
 ) -> None:
     total = len(plans)
     progress = {p.gpu.uuid: _progress(notifier, n, total, p) for n, p in enumerate(plans, 1)}
@@ -144,6 +157,7 @@ def _run_all(
     ready = tuple(p for p in plans if outcomes[p.gpu.uuid].ok)
     _set_modes(ready, gpus, progress, outcomes)
     _reset_pending(ready, gpus, notifier, outcomes)
+    _name_holding_units(units, outcomes)
     _instance_phase(plans, gpus, progress, outcomes, before_mode=False)
 
 
@@ -213,6 +227,21 @@ def _set_modes(
             )
             done = outcomes[p.gpu.uuid].steps_done + 1
             outcomes[p.gpu.uuid] = replace(outcomes[p.gpu.uuid], steps_done=done)
+
+
+def _name_holding_units(units: Units, outcomes: dict[str, GpuOutcome]) -> None:
+    """A refused reset also names the GPU-client units still running (not in stop-units)."""
+    refused = [uuid for uuid, o in outcomes.items() if o.reset_pending]
+    if not refused:
+        return
+    try:
+        running = units.active(KNOWN_GPU_CLIENTS)
+    except UnitError:
+        return
+    if running:
+        hint = f"; GPU-client units still running: {', '.join(running)} (add them to stop-units)"
+        for uuid in refused:
+            outcomes[uuid] = replace(outcomes[uuid], error=outcomes[uuid].error + hint)
 
 
 def _reset_pending(

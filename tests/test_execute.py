@@ -88,3 +88,19 @@ def test_a_unit_that_will_not_stop_aborts_before_any_gpu_is_touched(tmp_path: Pa
         run(tmp_path, units)
     assert units.calls[-1] == ("start", ("nvsm.service",))
     assert simulator.counters(tmp_path / "host.json").get("nvmlDeviceSetMigMode", 0) == 0
+
+
+def test_refused_reset_names_client_units_still_running(tmp_path: Path) -> None:
+    """When a reset is refused, running GPU-client units outside stop-units are named."""
+    state = tmp_path / "host.json"
+    simulator.init_host(state, [("NVIDIA A100-SXM4-80GB", 1)])
+    simulator.attach(state, 0, "nvidia-persistenced")
+    gpus = NvmlGpus(simulator.Simulator(state), lambda pci: simulator.reset_gpus(state, list(pci)))
+    units = FakeUnits(active=("nvidia-persistenced.service",))
+    with gpus:
+        node = plan_node(config.parse(LAYOUT, "t.toml"), gpus.read_state())
+        result = execute.execute(node.gpus, gpus, units, NullNotifier(), execute.Options())
+    (outcome,) = result.outcomes
+    assert outcome.reset_pending
+    assert "nvidia-persistenced" in outcome.error
+    assert "GPU-client units still running: nvidia-persistenced.service" in outcome.error
