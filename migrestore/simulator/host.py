@@ -17,6 +17,7 @@ from typing import Final
 
 from migrestore.errors import ConfigError, MigrestoreError
 from migrestore.profiles import catalogue, find_model
+from migrestore.selection import normalise_pci
 from migrestore.simulator.rules import SimClient, SimGpu, after_reboot, after_reset
 from migrestore.simulator.state import (
     Driver,
@@ -134,15 +135,7 @@ def models_text() -> list[str]:
 
 def canonical_bus_id(text: str) -> str | None:
     """`0000:07:00.0`, `00000000:07:00.0` or `07:00.0` as NVML writes it, else None."""
-    parts = text.strip().split(":")
-    if len(parts) == 2:
-        parts.insert(0, "0")
-    device, _, function = parts[-1].partition(".") if len(parts) == 3 else ("", "", "")
-    try:
-        domain, bus, dev, fn = (int(v, 16) for v in (parts[0], parts[1], device, function))
-    except ValueError:
-        return None
-    return f"{domain:08X}:{bus:02X}:{dev:02X}.{fn:X}"
+    return normalise_pci(text)
 
 
 def _identities(
