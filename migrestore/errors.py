@@ -47,19 +47,9 @@ class GpuError(MigrestoreError):
         self.nvml_error = nvml_error
 
 
-class InUseError(GpuError):
-    """An instance that has processes would be destroyed (use --force)."""
-
-
 class LockError(MigrestoreError):
     """Another migrestore run holds the lock."""
 
 
 class UnitError(MigrestoreError):
     """systemd could not stop or start a unit, or D-Bus is unavailable."""
-
-
-class PendingError(MigrestoreError):
-    """A MIG mode change waits for a reset or reboot that could not be done."""
-
-    exit_code = ExitCode.PENDING
