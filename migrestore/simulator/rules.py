@@ -163,21 +163,13 @@ def _max_disjoint(placements: Iterable[Placement]) -> int:
     return count
 
 
-def _all_media(profile: GiProfile) -> bool:
-    return profile.short_name.endswith("+me.all")
-
-
-def _no_media(profile: GiProfile) -> bool:
-    return profile.short_name.endswith("-me")
-
-
 def _media_conflict(profile: GiProfile, existing: list[GiProfile]) -> bool:
     """At most one `+me` GI per GPU; a `+me.all` GI coexists only with `-me` GIs (nvml.h)."""
     if profile.is_media_extension and any(p.is_media_extension for p in existing):
         return True
-    if _all_media(profile) and not all(_no_media(p) for p in existing):
+    if profile.takes_all_media and not all(p.has_no_media for p in existing):
         return True
-    return any(_all_media(p) for p in existing) and not _no_media(profile)
+    return any(p.takes_all_media for p in existing) and not profile.has_no_media
 
 
 def _gi_limit_reached(gpu: SimGpu, profile: GiProfile) -> bool:
