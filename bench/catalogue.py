@@ -20,7 +20,7 @@ def short_name(name: str) -> str:
     return name.strip().casefold().removeprefix("mig ").strip()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GiKind:
     """One GPU-instance profile of a model: id, short name and its compute-instance profiles."""
 
@@ -31,7 +31,7 @@ class GiKind:
     default_ci: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ModelData:
     """One GPU model: names, architecture and GPU-instance profiles."""
 

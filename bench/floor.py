@@ -89,12 +89,14 @@ def _instances(model: ModelData, instances: Iterable[Instance]) -> Counter[str]:
 
 def reads(gpus: tuple[Gpu, ...], read: tuple[bool, ...], driver: str) -> Counter[str]:
     """Identify every GPU; table and instances of those in `read` (per GPU)."""
+    if len(read) != len(gpus):
+        raise ValueError(f"{len(read)} read flags for {len(gpus)} GPUs")
     calls = Counter({"nvmlInit": 1, "nvmlDeviceGetCount": 1, "nvmlShutdown": 1})
     per_gpu = ("nvmlDeviceGetHandleByIndex", "nvmlDeviceGetUUID", "nvmlDeviceGetName")
     for name in (*per_gpu, "nvmlDeviceGetMigMode"):
         calls[name] += len(gpus)
     tables: set[str] = set()
-    for gpu, wanted in zip(gpus, read, strict=True):
+    for gpu, wanted in zip(gpus, read):
         if not wanted:
             continue
         if gpu.model.name not in tables:
@@ -108,7 +110,7 @@ def reads(gpus: tuple[Gpu, ...], read: tuple[bool, ...], driver: str) -> Counter
 # ---- apply ----
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Diff:
     destroy: tuple[Instance, ...]
     create: tuple[Instance, ...]
@@ -191,9 +193,11 @@ def apply(
     gpus: tuple[Gpu, ...], targets: tuple[GpuLayout | None, ...], driver: str
 ) -> Counter[str]:
     """The minimum calls of `apply` taking `gpus` to `targets`."""
+    if len(targets) != len(gpus):
+        raise ValueError(f"{len(targets)} targets for {len(gpus)} GPUs")
     calls = reads(gpus, tuple(t is not None for t in targets), driver)
     resets = changed = 0
-    for gpu, target in zip(gpus, targets, strict=True):
+    for gpu, target in zip(gpus, targets):
         if target is None:
             continue
         one = _gpu_apply(gpu, target)

@@ -9,18 +9,18 @@ Only the subset of the layout format the scenarios use is understood: `select` b
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from bench.catalogue import GiKind, ModelData, short_name
+from migrestore import toml
 
-Compute = tuple[str, int | None]  # a compute-instance profile short name and its start (or None)
+Compute = tuple[str, Optional[int]]  # a compute-instance profile short name and its start (or None)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Instance:
     """A GPU instance: profile short name, start (None: wherever it fits) and compute instances."""
 
@@ -29,7 +29,7 @@ class Instance:
     compute: tuple[Compute, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GpuLayout:
     """What one GPU looks like (or must look like)."""
 
@@ -37,7 +37,7 @@ class GpuLayout:
     instances: tuple[Instance, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Gpu:
     """One GPU of a simulated host: its model and current state."""
 
@@ -90,7 +90,7 @@ def _rank(select: object, index: int, model: ModelData) -> int:
 
 def read(path: Path, models: Sequence[ModelData]) -> tuple[GpuLayout | None, ...]:
     """Per GPU (by index) the layout the file asks for, None for a GPU no entry selects."""
-    entries = tomllib.loads(path.read_text()).get("gpu", [])
+    entries = toml.loads(path.read_text()).get("gpu", [])
     wanted: list[GpuLayout | None] = []
     for index, model in enumerate(models):
         ranked = [(_rank(e["select"], index, model), e) for e in entries]
@@ -114,9 +114,10 @@ def fresh(models: Sequence[ModelData]) -> tuple[Gpu, ...]:
 
 def applied(gpus: tuple[Gpu, ...], layouts: tuple[GpuLayout | None, ...]) -> tuple[Gpu, ...]:
     """After a successful `apply`: every selected GPU is exactly as its entry says."""
+    if len(layouts) != len(gpus):
+        raise ValueError(f"{len(layouts)} layouts for {len(gpus)} GPUs")
     return tuple(
-        g if wanted is None else replace(g, state=wanted)
-        for g, wanted in zip(gpus, layouts, strict=True)
+        g if wanted is None else replace(g, state=wanted) for g, wanted in zip(gpus, layouts)
     )
 
 

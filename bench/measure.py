@@ -28,7 +28,7 @@ DROPPED_ENV = (
 BYTECODE_CACHE = Path(tempfile.gettempdir()) / "migrestore-bench-pycache"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Sample:
     """One process: seconds from spawn to reap, CPU seconds, exit status, peak RSS in KiB."""
 

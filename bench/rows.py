@@ -16,7 +16,7 @@ VERIFY_GPUS = 8
 RSS_MIB = 60.0  # every verb: peak RSS <= 60 MiB
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Row:
     """Everything measured and computed for one verb of one scenario."""
 
@@ -86,7 +86,7 @@ class Row:
         return sorted(extra, key=lambda e: (-e[2], -e[1]))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Verdict:
     """One target for one row."""
 

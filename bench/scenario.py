@@ -12,10 +12,11 @@ expect = 0                                   # exit status a correct migrestore 
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from migrestore import toml
 
 BENCH = Path(__file__).resolve().parent
 SCENARIOS = BENCH / "scenarios"
@@ -23,7 +24,7 @@ LAYOUTS = BENCH / "layouts"
 DEFAULT_DRIVER = "580.159.04"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Run:
     """One measured migrestore command."""
 
@@ -41,7 +42,7 @@ class Run:
         return self.argv[0]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Scenario:
     """A simulated host, its preparation and the runs measured on it."""
 
@@ -72,7 +73,7 @@ def _run(row: dict[str, Any]) -> Run:
 
 def load(path: Path) -> Scenario:
     """Read one scenario file."""
-    data = tomllib.loads(path.read_text())
+    data = toml.loads(path.read_text())
     repetitions = int(data.get("repetitions", 3))
     return Scenario(
         name=path.stem,

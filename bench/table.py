@@ -15,7 +15,7 @@ from bench.rows import Row, verdicts
 EXCESS_SHOWN = 6
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Report:
     """All rows, the import costs and the interpreter's own start-up."""
 

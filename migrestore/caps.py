@@ -19,7 +19,7 @@ MIG_MINORS = "proc/driver/nvidia-caps/mig-minors"
 CAPS_DIR = "dev/nvidia-caps"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Capability:
     """One capability file's device node: which minor, with which mode."""
 

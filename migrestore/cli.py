@@ -19,7 +19,7 @@ DEFAULT_RUN_DIR = "/run/migrestore"
 DEFAULT_SYSROOT = "/"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Context:
     """Global options, resolved once (flags beat MIGRESTORE_* environment variables)."""
 

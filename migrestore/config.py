@@ -13,14 +13,13 @@ import json
 import math
 import re
 import stat
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from migrestore import profiles
+from migrestore import profiles, toml
 from migrestore.errors import ConfigError
 from migrestore.model import (
     ComputeInstance,
@@ -130,8 +129,8 @@ def _read_bytes(path: Path) -> bytes:
 
 def _decode_toml(text: str, source: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
+        return toml.loads(text)
+    except toml.TOMLDecodeError as error:
         found = _TOML_POSITION.fullmatch(str(error))
         if found is None:
             raise ConfigError(f"{source}: not valid TOML: {error}") from None
@@ -139,7 +138,7 @@ def _decode_toml(text: str, source: str) -> dict[str, Any]:
         raise ConfigError(f"{source}: {found['where']}: not valid TOML: {problem}") from None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Key:
     """Where a value sits (file and key path); raises the one-line error about it."""
 
@@ -163,7 +162,7 @@ def _describe(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, dict):
         return "a table"
@@ -259,7 +258,7 @@ def _units(
 def _seconds(value: object, key: _Key) -> float:
     key = key.child("driver-timeout")
     problem = f"must be a number of seconds > 0, got {_describe(value)}"
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         key.fail(problem)
     if not math.isfinite(value) or value <= 0:
         key.fail(problem)
@@ -353,7 +352,7 @@ def _compute_list(value: object, key: _Key) -> tuple[ComputeSpec, ...]:
 
 def _compute(value: object, key: _Key) -> ComputeSpec:
     if not isinstance(value, dict):
-        if isinstance(value, str | int) and not isinstance(value, bool):
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
             return ComputeSpec(_profile(value, key), where=key.path)
         key.fail(
             f'must be {_PROFILE} or {{ profile = "...", placement = N }}, got {_describe(value)}'
@@ -384,9 +383,9 @@ def dump(
     if select_by not in SELECT_BY:
         raise ConfigError(f"export: cannot select GPUs by {select_by!r}; use uuid, index or model")
     import socket
-    from datetime import UTC
+    from datetime import timezone
 
-    lines = _header(state, host or socket.gethostname(), when or datetime.now(UTC))
+    lines = _header(state, host or socket.gethostname(), when or datetime.now(timezone.utc))
     lines.append(f"version = {FORMAT_VERSION}")
     blocks = _model_blocks(state) if select_by == "model" else _gpu_blocks(state.gpus, select_by)
     for block in blocks:

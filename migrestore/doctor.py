@@ -9,7 +9,6 @@ skipped rather than run against the machine doctor happens to run on.
 from __future__ import annotations
 
 import argparse
-import enum
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from migrestore.model import (
     DesiredNode,
     GpuState,
     NodeState,
+    StrEnum,
 )
 from migrestore.plan import plan_node
 
@@ -49,7 +49,7 @@ MIG_ARCHITECTURES = (Architecture.AMPERE, Architecture.HOPPER, Architecture.BLAC
 KILL_SWITCH = "migrestore=off"
 
 
-class Status(enum.StrEnum):
+class Status(StrEnum):
     """How one check came out."""
 
     PASS = "pass"
@@ -58,7 +58,7 @@ class Status(enum.StrEnum):
     SKIP = "skip"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Check:
     """One line of the checklist."""
 
@@ -68,7 +68,7 @@ class Check:
     hint: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Survey:
     """What doctor read once and the checks share."""
 
@@ -199,7 +199,7 @@ def _mode_check(gpu: GpuState) -> Check:
     return Check(where, Status.PASS, f"MIG mode {now}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DriverMinimum:
     """NVIDIA's minimum driver for MIG on one GPU family."""
 

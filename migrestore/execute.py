@@ -41,7 +41,7 @@ KNOWN_GPU_CLIENTS = (
 UNIT_STOP_TIMEOUT = 120.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GpuOutcome:
     """How one GPU fared: which step failed, with which NVML error, and whether a reset is due."""
 
@@ -59,7 +59,7 @@ class GpuOutcome:
         return not self.error
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Execution:
     """The outcome per GPU and the units that were stopped and started again."""
 
@@ -68,7 +68,7 @@ class Execution:
     unit_error: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Options:
     """What the operator allowed."""
 
@@ -163,13 +163,11 @@ def _run_all(
 
 def _split(plan: GpuPlan) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
     """Instance steps before the mode steps (teardown for a disable) and after them (creates)."""
-    is_mode = [isinstance(s, SetMigMode | ResetGpu) for s in plan.steps]
+    is_mode = [isinstance(s, (SetMigMode, ResetGpu)) for s in plan.steps]
     if not any(is_mode):
         return (), plan.steps
     first = is_mode.index(True)
-    after = tuple(
-        s for s, mode in zip(plan.steps[first:], is_mode[first:], strict=True) if not mode
-    )
+    after = tuple(s for s, mode in zip(plan.steps[first:], is_mode[first:]) if not mode)
     return plan.steps[:first], after
 
 
@@ -314,15 +312,15 @@ def _instances(
 
 
 def _one(step: Step, uuid: str, gpus: Gpus, gi_ids: dict[Placement, int]) -> None:
-    match step:
-        case DestroyComputeInstance(gi_id=gi_id, ci_id=ci_id):
-            gpus.destroy_compute_instance(uuid, gi_id, ci_id)
-        case DestroyGpuInstance(gi_id=gi_id, placement=placement):
-            gpus.destroy_gpu_instance(uuid, gi_id)
-            gi_ids.pop(placement, None)
-        case CreateGpuInstance(profile=profile, placement=placement):
-            gi_ids[placement] = gpus.create_gpu_instance(uuid, profile.id, placement)
-        case CreateComputeInstance(gi_placement=gi_placement, profile=profile, placement=placement):
-            gpus.create_compute_instance(uuid, gi_ids[gi_placement], profile.id, placement)
-        case SetMigMode() | ResetGpu():
-            raise AssertionError("mode steps are not instance steps")
+    if isinstance(step, DestroyComputeInstance):
+        gpus.destroy_compute_instance(uuid, step.gi_id, step.ci_id)
+    elif isinstance(step, DestroyGpuInstance):
+        gpus.destroy_gpu_instance(uuid, step.gi_id)
+        gi_ids.pop(step.placement, None)
+    elif isinstance(step, CreateGpuInstance):
+        gi_ids[step.placement] = gpus.create_gpu_instance(uuid, step.profile.id, step.placement)
+    elif isinstance(step, CreateComputeInstance):
+        gi_id = gi_ids[step.gi_placement]
+        gpus.create_compute_instance(uuid, gi_id, step.profile.id, step.placement)
+    else:
+        raise AssertionError("mode steps are not instance steps")

@@ -33,7 +33,7 @@ class ProfileOfAnotherModel(ConfigError):
     means the GPU was replaced by another model (reported per GPU), not a typo (a config error)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Wanted:
     """One GPU instance to place: its spec, resolved profile and fixed start (if any)."""
 
@@ -54,7 +54,7 @@ def resolve(spec: GpuSpec, gpu: GpuState, source: str) -> TargetLayout:
     placements = _place(wanted, gpu, source)
     instances = [
         TargetInstance(w.profile, p, _resolve_compute(w, p, gpu, source))
-        for w, p in zip(wanted, placements, strict=True)
+        for w, p in zip(wanted, placements)
     ]
     return TargetLayout(mig=True, instances=tuple(sorted(instances, key=lambda t: t.placement)))
 

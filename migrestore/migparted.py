@@ -45,7 +45,7 @@ _PCI_ID = re.compile(r"0x([0-9a-f]{8})(?::0x([0-9a-f]{8}))?", re.IGNORECASE)
 _PROFILE = re.compile(r"(?:(?P<c>\d+)c\.)?(?P<gi>\d+g\.\d+gb(?:[+-][\w.+-]*)?)")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PciFilter:
     """One `device-filter` id: `0x20B010DE`, optionally with a subsystem `:0x16C110DE`."""
 
@@ -54,7 +54,7 @@ class PciFilter:
     subsystem: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Entry:
     """One entry of a mig-parted label (`MigConfigSpec`)."""
 
@@ -65,7 +65,7 @@ class Entry:
     counts: tuple[tuple[str, int], ...]  # profile name as written, count > 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Block:
     """One `[[gpu]]` entry of the output: where it came from, what it selects, its exact layout."""
 

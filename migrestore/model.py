@@ -6,7 +6,17 @@ import enum
 from dataclasses import dataclass, field
 
 
-class Architecture(enum.StrEnum):
+class StrEnum(str, enum.Enum):
+    """A string enum whose str() and format() give its value, as `enum.StrEnum` (3.11+) does."""
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, format_spec: str) -> str:
+        return str.__format__(self, format_spec)
+
+
+class Architecture(StrEnum):
     """GPU architecture families that matter for MIG."""
 
     AMPERE = "ampere"
@@ -30,7 +40,7 @@ class Architecture(enum.StrEnum):
         return {7: cls.AMPERE, 9: cls.HOPPER, 10: cls.BLACKWELL}.get(code, cls.OTHER)
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, order=True)
 class Placement:
     """A start and a size: memory slices for GPU instances, compute slices for compute instances."""
 
@@ -50,7 +60,7 @@ class Placement:
         return f"{self.start}:{self.size}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GiProfile:
     """One GPU-instance profile of one GPU, as NVML reports it."""
 
@@ -89,7 +99,7 @@ class GiProfile:
         return self.short_name.endswith("-me")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CiProfile:
     """One compute-instance profile inside one GPU-instance profile."""
 
@@ -108,7 +118,7 @@ class CiProfile:
         return self.name.removeprefix("MIG ")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ProfileTable:
     """A GPU's GPU-instance profiles and, per GPU-instance profile id, its CI profiles."""
 
@@ -128,7 +138,7 @@ class ProfileTable:
         return next((c for c in self.ci_for(gi_profile_id) if c.default), None)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Process:
     """A process using a GPU or one of its MIG devices."""
 
@@ -139,7 +149,7 @@ class Process:
         return f"{self.name} (pid {self.pid})"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ComputeInstance:
     """A compute instance that exists on a GPU instance."""
 
@@ -150,7 +160,7 @@ class ComputeInstance:
     processes: tuple[Process, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GpuInstance:
     """A GPU instance that exists on a GPU."""
 
@@ -165,7 +175,7 @@ class GpuInstance:
         return tuple(p for ci in self.compute for p in ci.processes)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class MigMode:
     """MIG mode now and after the next activation (reset on Ampere)."""
 
@@ -178,7 +188,7 @@ class MigMode:
         return self.current != self.pending
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ModeChange:
     """What a MIG mode change left behind: the mode now, and the activation status NVML returned."""
 
@@ -186,7 +196,7 @@ class ModeChange:
     activation: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GpuState:
     """Everything migrestore knows about one physical GPU."""
 
@@ -209,7 +219,7 @@ class GpuState:
         return f"GPU {self.index} ({self.name}, {self.pci})"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class NodeState:
     """All GPUs of a host, as read through NVML (or the simulator)."""
 
@@ -225,7 +235,7 @@ class NodeState:
 # ---- the layout file, after parsing (names are resolved per GPU by the planner) ----
 
 
-class SelectorKind(enum.StrEnum):
+class SelectorKind(StrEnum):
     """How a `[[gpu]]` entry picks GPUs, in order of precedence (identity beats model beats all)."""
 
     UUID = "uuid"
@@ -247,7 +257,7 @@ class SelectorKind(enum.StrEnum):
         return self.rank == 2
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Selector:
     """`select = "all"` or `select = { uuid = ... }` and friends."""
 
@@ -260,7 +270,7 @@ class Selector:
         return f"{self.kind.value}={self.value}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ComputeSpec:
     """One wanted compute instance: a profile as written, and an optional start slice."""
 
@@ -269,7 +279,7 @@ class ComputeSpec:
     where: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class InstanceSpec:
     """One `[[gpu.instance]]` entry. `compute=None` means one full-size compute instance."""
 
@@ -280,7 +290,7 @@ class InstanceSpec:
     where: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GpuSpec:
     """One `[[gpu]]` entry."""
 
@@ -310,7 +320,7 @@ DEFAULT_REFRESH_UNITS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RestoreOptions:
     """The `[restore]` table: how apply treats the rest of the host."""
 
@@ -319,7 +329,7 @@ class RestoreOptions:
     driver_timeout: float = 120.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DesiredNode:
     """The whole layout file."""
 
@@ -331,7 +341,7 @@ class DesiredNode:
 # ---- a layout resolved against one GPU ----
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class TargetCompute:
     """A compute instance to exist: profile and placement inside its GPU instance."""
 
@@ -339,7 +349,7 @@ class TargetCompute:
     placement: Placement
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class TargetInstance:
     """A GPU instance to exist, with its exact placement and compute instances."""
 
@@ -348,7 +358,7 @@ class TargetInstance:
     compute: tuple[TargetCompute, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class TargetLayout:
     """What one GPU must look like."""
 

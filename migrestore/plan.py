@@ -9,6 +9,7 @@ GPU instance; creates go GPU instance first, then its compute instances, in plac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Union
 
 from migrestore import layout
 from migrestore.model import (
@@ -29,7 +30,7 @@ from migrestore.model import (
 from migrestore.selection import match as selection_of
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SetMigMode:
     """Turn MIG mode on or off."""
 
@@ -40,7 +41,7 @@ class SetMigMode:
         return f"{'enable' if self.enabled else 'disable'} MIG mode"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ResetGpu:
     """Reset the GPU so a pending MIG mode takes effect (Ampere)."""
 
@@ -49,7 +50,7 @@ class ResetGpu:
         return "reset the GPU to apply the pending MIG mode"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DestroyComputeInstance:
     """Destroy one compute instance."""
 
@@ -65,7 +66,7 @@ class DestroyComputeInstance:
         return f"destroy compute instance {self.name} at {self.placement.start} ({ids})"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DestroyGpuInstance:
     """Destroy one GPU instance (its compute instances are destroyed by earlier steps)."""
 
@@ -78,7 +79,7 @@ class DestroyGpuInstance:
         return f"destroy GPU instance {self.name} at {self.placement.start} (GI {self.gi_id})"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CreateGpuInstance:
     """Create a GPU instance at an exact placement."""
 
@@ -90,7 +91,7 @@ class CreateGpuInstance:
         return f"create {self.profile.short_name} at {self.placement.start}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CreateComputeInstance:
     """Create a compute instance inside the GPU instance at `gi_placement`."""
 
@@ -106,17 +107,17 @@ class CreateComputeInstance:
         return f"create compute instance {ci} in {where}"
 
 
-Step = (
-    SetMigMode
-    | ResetGpu
-    | DestroyComputeInstance
-    | DestroyGpuInstance
-    | CreateGpuInstance
-    | CreateComputeInstance
-)
+Step = Union[
+    SetMigMode,
+    ResetGpu,
+    DestroyComputeInstance,
+    DestroyGpuInstance,
+    CreateGpuInstance,
+    CreateComputeInstance,
+]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GpuPlan:
     """The steps for one GPU, and whether its mode change still waits for a reset."""
 
@@ -238,7 +239,7 @@ def _adjust_compute(
     return tuple(destroy), tuple(create)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class MismatchedGpu:
     """A GPU named by uuid/pci/index whose model no longer has the profiles its entry names."""
 
@@ -246,7 +247,7 @@ class MismatchedGpu:
     problem: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class NodePlan:
     """The plan for a whole host."""
 

@@ -11,7 +11,7 @@ from typing import Any
 from migrestore.model import Architecture, CiProfile, GiProfile, Placement, ProfileTable
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ModelInfo:
     """One GPU model from the shipped catalogue."""
 

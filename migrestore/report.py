@@ -151,21 +151,21 @@ def step_json(step: Step) -> dict[str, Any]:
     """One step for machines: what, on which instance, which profile, where."""
     action = re.sub(r"(?<!^)(?=[A-Z])", "-", type(step).__name__).lower()
     fields: dict[str, Any] = {"action": action, "description": step.describe()}
-    match step:
-        case SetMigMode(enabled=enabled):
-            fields["enabled"] = enabled
-        case DestroyComputeInstance(gi_id=gi, ci_id=ci, name=name, placement=where):
-            fields.update(gpu_instance=gi, compute_instance=ci, profile=name)
-            fields["placement"] = _placement_json(where)
-        case DestroyGpuInstance(gi_id=gi, name=name, placement=where):
-            fields.update(gpu_instance=gi, profile=name, placement=_placement_json(where))
-        case CreateGpuInstance(profile=profile, placement=where):
-            fields.update(profile=profile.short_name, profile_id=profile.id)
-            fields["placement"] = _placement_json(where)
-        case CreateComputeInstance(gi_placement=gi_where, profile=profile, placement=where):
-            fields.update(profile=profile.short_name, profile_id=profile.id)
-            fields.update(gpu_instance_placement=_placement_json(gi_where))
-            fields["placement"] = _placement_json(where)
+    if isinstance(step, SetMigMode):
+        fields["enabled"] = step.enabled
+    elif isinstance(step, DestroyComputeInstance):
+        fields.update(gpu_instance=step.gi_id, compute_instance=step.ci_id, profile=step.name)
+        fields["placement"] = _placement_json(step.placement)
+    elif isinstance(step, DestroyGpuInstance):
+        fields.update(gpu_instance=step.gi_id, profile=step.name)
+        fields["placement"] = _placement_json(step.placement)
+    elif isinstance(step, CreateGpuInstance):
+        fields.update(profile=step.profile.short_name, profile_id=step.profile.id)
+        fields["placement"] = _placement_json(step.placement)
+    elif isinstance(step, CreateComputeInstance):
+        fields.update(profile=step.profile.short_name, profile_id=step.profile.id)
+        fields.update(gpu_instance_placement=_placement_json(step.gi_placement))
+        fields["placement"] = _placement_json(step.placement)
     return fields
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from migrestore import caps, config, execute, host, refresh, report, runs
@@ -167,7 +167,7 @@ def _record(
         for g in after.gpus
     )
     return runs.RunRecord(
-        time=datetime.now(UTC).isoformat(timespec="seconds"),
+        time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=str(ctx.config),
         config_sha256=config.digest(ctx.config),
         result={ExitCode.OK: "ok", ExitCode.PENDING: "reset-pending"}.get(code, "failed"),

@@ -19,7 +19,7 @@ HISTORY_NAME = "runs.jsonl"
 HISTORY_KEEP = 100
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class GpuRecord:
     """One GPU's result in a run."""
 
@@ -31,7 +31,7 @@ class GpuRecord:
     mig_devices: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RunRecord:
     """What one `apply` did."""
 

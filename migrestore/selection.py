@@ -37,7 +37,7 @@ _PCI_BUS_ID = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Selection:
     """The outcome of matching a layout file's entries against the GPUs present."""
 
@@ -73,19 +73,17 @@ def model_matches(wanted: str, gpu_name: str) -> bool:
 
 def selects(selector: Selector, gpu: GpuState) -> bool:
     """True if `selector` picks `gpu` (regardless of precedence)."""
-    value = selector.value
-    match selector.kind:
-        case SelectorKind.ALL:
-            return True
-        case SelectorKind.INDEX:
-            return value == gpu.index
-        case SelectorKind.UUID:
-            return str(value).casefold() == gpu.uuid.casefold()
-        case SelectorKind.PCI:
-            wanted = normalise_pci(str(value))
-            return wanted is not None and wanted == normalise_pci(gpu.pci)
-        case SelectorKind.MODEL:
-            return model_matches(str(value), gpu.name)
+    kind, value = selector.kind, selector.value
+    if kind is SelectorKind.ALL:
+        return True
+    if kind is SelectorKind.INDEX:
+        return value == gpu.index
+    if kind is SelectorKind.UUID:
+        return str(value).casefold() == gpu.uuid.casefold()
+    if kind is SelectorKind.PCI:
+        wanted = normalise_pci(str(value))
+        return wanted is not None and wanted == normalise_pci(gpu.pci)
+    return model_matches(str(value), gpu.name)
 
 
 def match(desired: DesiredNode, state: NodeState) -> Selection:

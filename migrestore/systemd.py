@@ -28,7 +28,7 @@ DEFAULT_STOP_TIMEOUT = 120.0
 POLL_INTERVAL = 0.05
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class UnitStatus:
     """One unit as the manager reports it (ListUnitsByNames)."""
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
+from typing import Optional
 
 import pytest
 
-from migrestore import config, profiles
+from migrestore import config, profiles, toml
 from migrestore.errors import ConfigError
 from migrestore.model import (
     ComputeInstance,
@@ -23,7 +23,7 @@ from migrestore.model import (
 )
 from migrestore.selection import match
 
-WHEN = datetime(2025, 3, 1, 12, 30, tzinfo=UTC)
+WHEN = datetime(2025, 3, 1, 12, 30, tzinfo=timezone.utc)
 H100 = "NVIDIA H100 80GB HBM3"
 A100_40 = "NVIDIA A100-SXM4-40GB"
 A30 = "NVIDIA A30"
@@ -32,7 +32,7 @@ RTX = "NVIDIA RTX PRO 6000 Blackwell Server Edition"
 
 # A GPU instance as tests write it: (profile, start, compute) where compute is None for the
 # default compute instance, else (profile, start) pairs.
-Wanted = tuple[str, int, Sequence[tuple[str, int]] | None]
+Wanted = tuple[str, int, Optional[Sequence[tuple[str, int]]]]
 # MIG on/off and every GPU instance as (profile id, placement, [(CI profile id, placement)]).
 Layout = tuple[bool, list[tuple[int, Placement, list[tuple[int, Placement]]]]]
 
@@ -204,7 +204,7 @@ def test_golden_output() -> None:
 
 def entries(text: str) -> list[dict[str, object]]:
     """The [[gpu]] tables of an exported file."""
-    gpus = tomllib.loads(text)["gpu"]
+    gpus = toml.loads(text)["gpu"]
     assert isinstance(gpus, list)
     return gpus
 
@@ -256,7 +256,7 @@ class TestHeaderAndEdges:
         """Without host and time, the header names this machine and a current UTC time."""
         text = config.dump(NodeState(()))
         assert text.startswith("# MIG layout of host ")
-        assert f"# at {datetime.now(UTC).year}-" in text
+        assert f"# at {datetime.now(timezone.utc).year}-" in text
 
     def test_pending_mode_is_commented(self) -> None:
         """A MIG mode change waiting for a reset is noted, and the pending (asked-for) mode is

@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import pynvml
 
@@ -103,7 +103,10 @@ __all__ = [
     "unload_driver",
 ]
 
-P = ParamSpec("P")
+if TYPE_CHECKING:  # typing has them from Python 3.10 on
+    from typing_extensions import Concatenate, ParamSpec
+
+    P = ParamSpec("P")
 R = TypeVar("R")
 COMPUTE_CAPABILITY: Final = {
     Architecture.AMPERE: (8, 0),

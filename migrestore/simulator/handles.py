@@ -25,7 +25,7 @@ NOT_AVAILABLE: Final = 0xFFFFFFFF  # NVML_VALUE_NOT_AVAILABLE_uint: no GI/CI (MI
 PCI_SUBSYSTEM_IDS: Final = {"NVIDIA H200": 0x18BF10DE}  # as read; other models: the device id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class HandleKey:
     """What a handle stands for: a GPU, a MIG device, a GPU instance or a compute instance."""
 

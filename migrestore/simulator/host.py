@@ -99,7 +99,7 @@ class ResetRefused(MigrestoreError):
 # ---- the `migrestore simulate` operations ----
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ModelSummary:
     """One GPU model the simulator can stand up."""
 
@@ -152,7 +152,7 @@ def _identities(
     if len(given) != count:
         raise ConfigError(f"{len(given)} identities given for {count} GPUs")
     canonical = [(gpu_uuid, canonical_bus_id(bus)) for gpu_uuid, bus in given]
-    bad = [bus for (_, bus), (_, ok) in zip(given, canonical, strict=True) if ok is None]
+    bad = [bus for (_, bus), (_, ok) in zip(given, canonical) if ok is None]
     if bad:
         raise ConfigError(f"not a PCI bus id: {bad[0]!r}")
     return [(gpu_uuid, bus) for gpu_uuid, bus in canonical if bus is not None]
@@ -189,7 +189,7 @@ def init_host(
         driver=Driver(driver),
         gpus=tuple(
             SimGpu(index, name, gpu_uuid, bus, minor=index)
-            for index, (name, (gpu_uuid, bus)) in enumerate(zip(names, ids, strict=True))
+            for index, (name, (gpu_uuid, bus)) in enumerate(zip(names, ids))
         ),
         sysroot=str(sysroot.resolve()) if sysroot else None,
     )

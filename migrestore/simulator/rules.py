@@ -46,7 +46,7 @@ class NvmlFailure(Exception):
         self.code = code
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SimComputeInstance:
     """A compute instance: id, profile id and placement in compute slices of its GPU instance."""
 
@@ -55,7 +55,7 @@ class SimComputeInstance:
     placement: Placement
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SimGpuInstance:
     """A GPU instance: id (swizzId), profile id, placement in memory slices, compute instances."""
 
@@ -69,7 +69,7 @@ class SimGpuInstance:
         return next((c for c in self.compute if c.id == ci_id), None)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SimClient:
     """A driver client (`gi_id` None) or a process running on a GPU or compute instance."""
 
@@ -87,7 +87,7 @@ class SimClient:
         return f"{self.name} (pid {self.pid})"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SimGpu:
     """One simulated physical GPU."""
 

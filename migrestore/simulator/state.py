@@ -7,7 +7,6 @@ replace the state file atomically. Importing this module does not import pynvml.
 
 from __future__ import annotations
 
-import enum
 import fcntl
 import json
 import os
@@ -20,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from migrestore.errors import ConfigError
-from migrestore.model import MigMode, Placement
+from migrestore.model import MigMode, Placement, StrEnum
 from migrestore.profiles import find_model
 from migrestore.simulator import procfs as simproc
 from migrestore.simulator.rules import (
@@ -38,7 +37,7 @@ FORMAT: Final = "migrestore-simulated-host/1"
 RACY_NS: Final = 50_000_000  # a file younger than this may change within one mtime tick
 
 
-class FaultAction(enum.StrEnum):
+class FaultAction(StrEnum):
     """What an injected fault does to the calling process."""
 
     RAISE = "raise"  # the call fails with the error, without effect
@@ -46,7 +45,7 @@ class FaultAction(enum.StrEnum):
     KILL_AFTER = "kill-after"  # SIGKILL right after the call's effect was persisted
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Driver:
     """The kernel driver: its version, and whether (or from when) it is loaded."""
 
@@ -55,7 +54,7 @@ class Driver:
     reload_at: float | None = None  # epoch seconds at which an unloaded driver appears
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Session:
     """A process between nvmlInit and nvmlShutdown (`count` nested inits)."""
 
@@ -63,7 +62,7 @@ class Session:
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Fault:
     """The `remaining`-th next call of `function` fails with NVML return code `error`."""
 
@@ -73,7 +72,7 @@ class Fault:
     action: FaultAction = FaultAction.RAISE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Latency:
     """Seconds each call sleeps, times `scale`."""
 
@@ -85,7 +84,7 @@ class Latency:
         return self.seconds.get(function, 0.0) * self.scale
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Host:
     """Everything a simulated host is."""
 
@@ -224,7 +223,7 @@ def decode(data: bytes, where: Path) -> Host:
         raise ConfigError(f"{where}: not a simulated host state file ({exc})") from exc
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class _Cached:
     signature: tuple[int, int, int]
     data: bytes
