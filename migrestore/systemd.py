@@ -1,7 +1,10 @@
 """systemd: the driver-client units (D-Bus, pystemd) and readiness/progress (sd_notify, sdnotify).
 
 The only module that imports pystemd or sdnotify, both lazily: `verify` and `status` never pay
-for them. pystemd 0.11 (Debian 12) speaks bytes; names and states are str everywhere else.
+for them. pystemd (0.7 on Debian 11 and Ubuntu 22.04, 0.11 on Debian 12, up to 0.15) speaks
+bytes; names and states are str everywhere else. Only calls without container arguments are
+made: pystemd 0.7 cannot send one on arm64 (its close-container check compares a plain `char`,
+unsigned there, with -1), so unit states come from ListUnits rather than ListUnitsByNames.
 
 `SystemdUnits` talks to the system manager, or to the calling user's manager when constructed
 with `user_mode=True` or when MIGRESTORE_SYSTEMD_USER=1 (tests run a private `systemd --user`).
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +33,7 @@ POLL_INTERVAL = 0.05
 
 @dataclass(frozen=True)
 class UnitStatus:
-    """One unit as the manager reports it (ListUnitsByNames)."""
+    """One unit as the manager reports it (ListUnits)."""
 
     name: str
     load_state: str
@@ -65,8 +68,8 @@ def stop_problem(status: UnitStatus) -> str | None:
     return f"the stop job for {status.name} ended but the unit is {status.active_state}"
 
 
-def parse_statuses(rows: list[tuple[Any, ...]]) -> dict[str, UnitStatus]:
-    """ListUnitsByNames rows (bytes, pystemd 0.11) -> statuses by unit name."""
+def parse_statuses(rows: Sequence[Sequence[Any]]) -> dict[str, UnitStatus]:
+    """ListUnits rows (bytes, pystemd 0.7 to 0.15) -> statuses by unit name."""
     statuses = {}
     for row in rows:
         name, _description, load, active, _sub, _following, _path, _job_id, job_type = (
@@ -76,8 +79,16 @@ def parse_statuses(rows: list[tuple[Any, ...]]) -> dict[str, UnitStatus]:
     return statuses
 
 
+def statuses_of(rows: Sequence[Sequence[Any]], names: tuple[str, ...]) -> dict[str, UnitStatus]:
+    """The status of each of `names`; one the manager has not loaded is inactive, with no job."""
+    loaded = parse_statuses(rows)
+    return {
+        name: loaded.get(name, UnitStatus(name, "not-loaded", "inactive", "")) for name in names
+    }
+
+
 def text(value: Any) -> str:
-    """pystemd 0.11 returns bytes for D-Bus strings and object paths."""
+    """pystemd returns bytes for D-Bus strings and object paths."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -152,9 +163,8 @@ class SystemdUnits:
         self._call(bus, f"{verb} {name}", method, b"ss", [name.encode(), b"replace"])
 
     def _statuses(self, bus: Any, names: tuple[str, ...]) -> dict[str, UnitStatus]:
-        encoded = [name.encode() for name in names]
-        rows = self._call(bus, "list units", b"ListUnitsByNames", b"as", [encoded])
-        return parse_statuses(rows)
+        rows = self._call(bus, "list units", b"ListUnits", b"", [])
+        return statuses_of(rows, names)
 
     def _call(self, bus: Any, what: str, method: bytes, signature: bytes, args: list[Any]) -> Any:
         from pystemd.dbusexc import DBusBaseError

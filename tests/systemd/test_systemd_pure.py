@@ -16,6 +16,7 @@ from migrestore.systemd import (
     UnitStatus,
     parse_statuses,
     restart_order,
+    statuses_of,
     stop_problem,
     user_bus_requested,
 )
@@ -32,7 +33,7 @@ def test_restart_order_reverses_stop_order() -> None:
 
 
 def test_parse_statuses_decodes_pystemd_bytes() -> None:
-    """ListUnitsByNames rows as pystemd 0.11 returns them (bytes) become str statuses."""
+    """ListUnits rows as pystemd returns them (bytes) become str statuses."""
     rows = [
         (b"nvsm.service", b"", b"loaded", b"active", b"running", b"", b"/o/1", 0, b"", b"/"),
         (b"nope.service", b"", b"not-found", b"inactive", b"dead", b"", b"/o/2", 7, b"stop", b"/j"),
@@ -40,6 +41,18 @@ def test_parse_statuses_decodes_pystemd_bytes() -> None:
     assert parse_statuses(rows) == {
         "nvsm.service": UnitStatus("nvsm.service", "loaded", "active", ""),
         "nope.service": UnitStatus("nope.service", "not-found", "inactive", "stop"),
+    }
+
+
+def test_statuses_of_keeps_the_asked_units_and_fills_in_unloaded_ones() -> None:
+    """Only the named units are kept; one the manager has not loaded is inactive with no job."""
+    rows = [
+        [b"nvsm.service", b"", b"loaded", b"active", b"running", b"", b"/o/1", 0, b"", b"/"],
+        [b"ssh.service", b"", b"loaded", b"active", b"running", b"", b"/o/2", 0, b"", b"/"],
+    ]
+    assert statuses_of(rows, ("nvsm.service", "dcgm.service")) == {
+        "nvsm.service": UnitStatus("nvsm.service", "loaded", "active", ""),
+        "dcgm.service": UnitStatus("dcgm.service", "not-loaded", "inactive", ""),
     }
 
 
