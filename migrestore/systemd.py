@@ -1,7 +1,7 @@
-"""systemd: the driver-client units (D-Bus, pystemd) and readiness/progress (sd_notify, sdnotify).
+"""systemd through pystemd: the driver-client units (D-Bus) and readiness/progress (sd_notify).
 
-The only module that imports pystemd or sdnotify, both lazily: `verify` and `status` never pay
-for them. pystemd (0.7 on Debian 11 and Ubuntu 22.04, 0.11 on Debian 12, up to 0.15) speaks
+The only module that imports pystemd, lazily: `verify` and `status` never pay
+for it. pystemd (0.7 on Debian 11 and Ubuntu 22.04, 0.11 on Debian 12, up to 0.15) speaks
 bytes; names and states are str everywhere else. Only calls without container arguments are
 made: pystemd 0.7 cannot send one on arm64 (its close-container check compares a plain `char`,
 unsigned there, with -1), so unit states come from ListUnits rather than ListUnitsByNames.
@@ -198,19 +198,23 @@ class SystemdUnits:
 
 
 class SdNotifier:
-    """interfaces.Notifier over sd_notify; does nothing when NOTIFY_SOCKET is unset."""
+    """interfaces.Notifier over sd_notify(3); does nothing when NOTIFY_SOCKET is unset.
+
+    pystemd.daemon.notify calls libsystemd's sd_notify (pystemd 0.7 and later have it), so
+    readiness needs no library beyond the one the D-Bus side already uses.
+    """
 
     def __init__(self) -> None:
-        self._notifier: Any = None
-        if os.environ.get("NOTIFY_SOCKET"):  # sdnotify reads it from the environment itself
-            import sdnotify
+        self._notify: Any = None
+        if os.environ.get("NOTIFY_SOCKET"):  # sd_notify reads it from the environment itself
+            from pystemd.daemon import notify
 
-            self._notifier = sdnotify.SystemdNotifier()
+            self._notify = notify
 
     @property
     def enabled(self) -> bool:
         """Whether a service manager listens."""
-        return self._notifier is not None
+        return self._notify is not None
 
     def status(self, text: str) -> None:
         """`STATUS=` (one line: newlines become spaces)."""
@@ -225,9 +229,9 @@ class SdNotifier:
         self._send("READY=1")
 
     def _send(self, message: str) -> None:
-        if self._notifier is not None:
+        if self._notify is not None:
             log.debug("sd_notify", message=message)
-            self._notifier.notify(message)
+            self._notify(False, message)  # False: keep NOTIFY_SOCKET for the next message
 
 
 class NullNotifier:

@@ -1,7 +1,9 @@
-"""The .rpm installed with `rpm --root` on an overlay root: scriptlets, upgrade, erase, payload.
+"""The RHEL 9 .rpm installed with `rpm --root` on an overlay root: scriptlets, upgrade, erase.
 
-No RHEL root can be built here, so the Debian root stands in: rpm runs the scriptlets chrooted
-in it with its /bin/sh and systemctl, which is what the scriptlets need.
+No RHEL root can be built here, so a Debian 11 root stands in: its python3 is 3.9 like RHEL 9's,
+its pystemd (0.7) and PyYAML (5.3) are older than RHEL 9 + EPEL's, and rpm runs the scriptlets
+chrooted in it with its /bin/sh and systemctl, which is what the scriptlets need. What this cannot
+show (RHEL's own dependency resolution, SELinux labels) is checked statically (README).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.debian_root import Overlay
+from tests.packaging.debian_root import Overlay, cached_root
 from tests.packaging.package_builds import Build, deb_paths, rpm_paths
 
 pytestmark = [pytest.mark.packages, pytest.mark.nspawn]
@@ -19,7 +21,7 @@ pytestmark = [pytest.mark.packages, pytest.mark.nspawn]
 # Where the two distributions put the same thing: (.deb prefix, .rpm prefix).
 SAME_PLACE = (
     ("/lib/systemd/system/", "/usr/lib/systemd/system/"),
-    ("/usr/lib/python3/dist-packages/", "/usr/lib/python3.11/site-packages/"),
+    ("/usr/lib/python3/dist-packages/", "/usr/lib/python3.9/site-packages/"),
 )
 # Files only one format has, each for a reason (packaging/README.md has the same list).
 DEB_ONLY = {
@@ -27,7 +29,7 @@ DEB_ONLY = {
     "/usr/share/doc/migrestore/copyright",  # Debian's license file (both licenses)
     "/usr/share/lintian/overrides/migrestore",  # lintian overrides, each with its reason
     "/usr/share/python3/runtime.d/migrestore.rtupdate",  # dh_python3: recompile on upgrades
-    "/usr/lib/python3.11/site-packages/migrestore-0.1.0.dist-info/RECORD",  # pip's; rpm owns
+    "/usr/lib/python3.9/site-packages/migrestore-0.1.0.dist-info/RECORD",  # pip's; rpm owns
 }
 RPM_ONLY = {
     "/usr/lib/systemd/system-preset/50-migrestore.preset",  # rpm enables through presets
@@ -35,8 +37,14 @@ RPM_ONLY = {
     "/usr/share/licenses/migrestore/LICENSE",  # %license (deb: in copyright)
     # pip copies the project's LICENSE into the wheel; pybuild drops it from the .deb (Debian
     # policy: licenses live in copyright).
-    "/usr/lib/python3.11/site-packages/migrestore-0.1.0.dist-info/LICENSE",
-    "/usr/lib/python3.11/site-packages/migrestore-0.1.0.dist-info/INSTALLER",  # "rpm"
+    "/usr/lib/python3.9/site-packages/migrestore-0.1.0.dist-info/LICENSE",
+    "/usr/lib/python3.9/site-packages/migrestore-0.1.0.dist-info/INSTALLER",  # "rpm"
+    # %license of the vendored libraries (deb: in copyright)
+    "/usr/share/licenses/migrestore/structlog-LICENSE-APACHE",
+    "/usr/share/licenses/migrestore/structlog-LICENSE-MIT",
+    "/usr/share/licenses/migrestore/structlog-NOTICE",
+    "/usr/share/licenses/migrestore/tomli-LICENSE",
+    "/usr/share/licenses/migrestore/tomli-w-LICENSE",
 }
 
 
@@ -45,9 +53,16 @@ def _rpm(overlay: Overlay, *args: str) -> subprocess.CompletedProcess[str]:
     return overlay.run(["rpm", "--root", str(overlay.root), *args])
 
 
+@pytest.fixture(scope="module", name="rhel9_standin")
+def fixture_rhel9_standin(tools: None) -> Path:
+    """Debian 11's root with Debian's packages of what the .rpm requires (read-only)."""
+    return cached_root(("python3-pystemd", "python3-yaml"), "bullseye")
+
+
 @pytest.fixture(name="rpm_root")
-def fixture_rpm_root(overlay: Overlay, rpm: Path) -> Overlay:
-    """The root with an rpm database and migrestore installed by rpm."""
+def fixture_rpm_root(rhel9_standin: Path, rpm: Path, tmp_path: Path) -> Overlay:
+    """The stand-in root with an rpm database and migrestore installed by rpm."""
+    overlay = Overlay.create(rhel9_standin, tmp_path / "overlay")
     done = overlay.shell(f'rpm --root "$ROOT" --initdb && rpm --root "$ROOT" -i --nodeps "{rpm}"')
     assert done.returncode == 0, done.stderr
     return overlay
@@ -65,9 +80,9 @@ def test_install_enables_the_unit_by_preset(rpm_root: Overlay) -> None:
 
 
 def test_installed_payload_runs(rpm_root: Overlay) -> None:
-    """The rpm's launcher, package and vendored pynvml run (on Debian's libraries, not RHEL's)."""
+    """The rpm's launcher, package and vendored libraries run on Python 3.9 with pystemd 0.7."""
     script = """
-        export PYTHONPATH=/usr/lib/python3.11/site-packages
+        export PYTHONPATH=/usr/lib/python3.9/site-packages
         migrestore --version
         migrestore simulate init /tmp/host.json --gpu "NVIDIA H200:1" > /dev/null
         migrestore --simulate /tmp/host.json status
