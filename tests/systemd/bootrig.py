@@ -133,7 +133,7 @@ class BootRig:
             f"ExecStart={PYTHON} -m migrestore apply --boot\n"
             f"Environment={environment}\n"
             f"ReadWritePaths={self.base}\n"
-            "PrivateTmp=no\n" + extra,
+            "PrivateTmp=no\n" + _checkout_visible() + extra,
         )
         self.manager.write_unit("multi-user.target", STAND_IN_MULTI_USER)
 
@@ -171,3 +171,17 @@ class BootRig:
             verify = int(rest[0].removeprefix("verify=")) if rest else None
             events.append(Event(float(stamp), action, unit, verify))
         return events
+
+
+def _checkout_visible() -> str:
+    """A checkout under /root or /home (a clone in root's home) stays visible to the unit.
+
+    The shipped unit has ProtectHome=yes, which hides those trees and with them this checkout's
+    virtualenv: the unit would fail with status 203 (EXEC) before migrestore runs. Read-only is
+    the nearest setting that still shows them; the packaged unit is tested unchanged in booted
+    roots (tests/packaging).
+    """
+    hidden = (Path("/root"), Path("/home"), Path("/run/user"))
+    if any(top == ROOT or top in ROOT.parents for top in hidden):
+        return "ProtectHome=read-only\n"
+    return ""

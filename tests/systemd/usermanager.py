@@ -101,8 +101,22 @@ class UserManager:
         return result
 
     def enable(self, *units: str) -> None:
-        """`systemctl --user enable` (works before boot: it only writes symlinks)."""
-        self.systemctl("enable", *units)
+        """`systemctl --user enable`, done client-side (it only writes symlinks).
+
+        Client-side because before boot() no manager answers, and on a host whose PID 1 is
+        systemd, systemctl would otherwise ask the caller's real user bus, which root has not.
+        """
+        result = subprocess.run(
+            ["systemctl", "--user", "enable", *units],
+            env={**self.env, "SYSTEMCTL_INSTALL_CLIENT_SIDE": "1"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ManagerError(
+                f"systemctl --user enable exited {result.returncode}: {result.stderr}"
+            )
 
     def reload(self) -> None:
         """`systemctl --user daemon-reload`."""
@@ -129,15 +143,33 @@ class UserManager:
         return microseconds / 1_000_000 - self.started_at
 
     def journal(self, unit: str) -> list[Mapping[str, str]]:
-        """The journal entries of a unit (its stdout/stderr lines), oldest first."""
-        output = self.run(
-            "journalctl", "-D", str(self.journal_dir), "-o", "json", "-u", unit
-        ).stdout
-        return [json.loads(line) for line in output.splitlines()]
+        """The journal entries of a unit (its stdout/stderr lines), oldest first.
+
+        A line belongs to the unit when journald filed it under the unit, or when it carries the
+        unit's SyslogIdentifier= (if it sets one). journald files a line under the unit it finds
+        from the sender's cgroup, and falls back to the unit named by the stream only in the root
+        cgroup: run inside a service of a booted host, every line would be filed under that
+        service, while the identifier travels with each line.
+        """
+        identifier = self.show(unit, "SyslogIdentifier").get("SyslogIdentifier", "")
+        output = self.run("journalctl", "-D", str(self.journal_dir), "-o", "json").stdout
+        entries = [json.loads(line) for line in output.splitlines()]
+        return [e for e in entries if _filed_under(e, unit) or _sent_as(e, identifier)]
 
     def journal_messages(self, unit: str) -> list[tuple[int, str]]:
         """(priority, message) of a unit's journal lines."""
         return [(int(e["PRIORITY"]), str(e["MESSAGE"])) for e in self.journal(unit)]
+
+
+def _filed_under(entry: Mapping[str, str], unit: str) -> bool:
+    """journald (or the manager, about the unit) names `unit` in one of its unit fields."""
+    fields = ("_SYSTEMD_UNIT", "_SYSTEMD_USER_UNIT", "UNIT", "USER_UNIT")
+    return any(entry.get(field) == unit for field in fields)
+
+
+def _sent_as(entry: Mapping[str, str], identifier: str) -> bool:
+    """A line the unit's process sent under the unit's own SyslogIdentifier=."""
+    return bool(identifier) and entry.get("SYSLOG_IDENTIFIER") == identifier and "MESSAGE" in entry
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> None:
