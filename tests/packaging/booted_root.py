@@ -118,7 +118,14 @@ snapshot() {{
 
 SETUP_SCRIPT = f"""\
 set -eu
-dpkg -i /packages/"$DEB" > /dev/null
+if [ -n "${{WITH_APT:-}}" ]; then
+    # As a user would: apt resolves the .deb's Depends from the archive.
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
+        /packages/"$DEB" > /dev/null
+else
+    dpkg -i /packages/"$DEB" > /dev/null
+fi
 mkdir -p /var/lib/migrestore-sim /usr/local/lib/boot-test /etc/systemd/system/migrestore.service.d
 migrestore simulate init {SIM_STATE} --gpu "{GPU_MODEL}:{GPU_COUNT}" > /dev/null
 install -m 0644 /assets/layout.toml /etc/migrestore/migrestore.toml
@@ -186,14 +193,16 @@ def boot(
     scenario: str,
     extra: Mapping[Path, str] | None = None,
     init_args: tuple[str, ...] = (),
+    with_apt: bool = False,
 ) -> Boot:
-    """Install `deb` and the test units in the root, boot it once, return what it recorded."""
+    """Install `deb` (dpkg -i, or apt with its Depends) and the test units, boot once."""
     assets, results = overlay.base / "assets", overlay.base / "results"
     write_assets(assets, scenario)
     results.mkdir()
     binds = {deb.parent: "/packages", assets: "/assets", **(extra or {})}
-    setup = ["env", f"DEB={deb.name}", "sh", "/assets/setup"]
-    done = overlay.container(setup, binds)
+    setup = ["env", f"DEB={deb.name}", f"WITH_APT={'yes' if with_apt else ''}"]
+    setup += ["sh", "/assets/setup"]
+    done = overlay.container(setup, binds, timeout=600.0)
     if done.returncode != 0:
         raise AssertionError(f"setup failed ({done.returncode}): {done.stdout}{done.stderr}")
     console = overlay.base / "console"

@@ -1,8 +1,10 @@
-"""A cached minimal Debian 12 root, an overlay of it per test, and systemd-nspawn runs inside.
+"""Cached minimal Debian roots, an overlay of one per test, and systemd-nspawn runs inside.
 
-The root (mmdebstrap --variant=minbase with systemd, dbus and python3, plus whatever the .deb
-depends on, all from the Debian archive) is built once per package list into CACHE and extracted
-next to its tarball; tests never write to it. Each test gets an overlayfs upper layer in its own
+A root (mmdebstrap of a suite, by default --variant=minbase with systemd, dbus and python3, plus
+whatever a test adds, all from the Debian archive the host's apt sources name) is built once per
+suite, variant and package list into CACHE and extracted next to its tarball; tests never write to
+it. Debian 11, 12 and 13 stand in for RHEL 9 and Ubuntu 22.04, Debian 12, and Ubuntu 24.04 and
+RHEL 10 (README: Supported platforms). Each test gets an overlayfs upper layer in its own
 directory, mounted only inside a private mount namespace together with a tmpfs on /run/systemd
 (nspawn needs that on a host whose PID 1 is not systemd), so nothing stays mounted after a
 command, even a failed one.
@@ -14,6 +16,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -23,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SUITE = "bookworm"
-MIRRORS = (
-    "deb http://deb.debian.org/debian bookworm main",
-    "deb http://deb.debian.org/debian bookworm-updates main",
-    "deb http://deb.debian.org/debian-security bookworm-security main",
-)
+# The distribution matrix: each suite's Python and systemd (README: Supported platforms).
+SUITES = ("bullseye", "bookworm", "trixie")
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+APT_SOURCES = Path("/etc/apt/sources.list.d")
 BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3")
 CACHE = Path(os.environ.get("MIGRESTORE_TEST_CACHE", "/var/cache/migrestore-tests"))
 BUILD_TIMEOUT = 600.0
@@ -42,16 +45,47 @@ exec "$@"
 """
 
 
-def cache_key(packages: Sequence[str]) -> str:
+def host_mirrors() -> tuple[str, str]:
+    """The Debian archive and security archive the host's apt sources use (else deb.debian.org)."""
+    uris: list[str] = []
+    for path in [Path("/etc/apt/sources.list"), *sorted(APT_SOURCES.glob("*"))]:
+        if path.suffix in (".list", ".sources") or path.name == "sources.list":
+            with contextlib.suppress(OSError):
+                uris += re.findall(
+                    r"(?:^URIs:|^deb)\s+(?:\[[^]]*\]\s+)?(\S+)", path.read_text(), re.M
+                )
+    archive = next((u for u in uris if u.rstrip("/").endswith("/debian")), DEFAULT_MIRROR)
+    security = next(
+        (u for u in uris if u.rstrip("/").endswith("/debian-security")), DEFAULT_SECURITY_MIRROR
+    )
+    return archive.rstrip("/"), security.rstrip("/")
+
+
+def mirrors(suite: str) -> tuple[str, ...]:
+    """The apt source lines of `suite` (main, updates, security) on the host's mirrors."""
+    archive, security = host_mirrors()
+    return (
+        f"deb {archive} {suite} main",
+        f"deb {archive} {suite}-updates main",
+        f"deb {security} {suite}-security main",
+    )
+
+
+def cache_key(packages: Sequence[str], suite: str = SUITE, variant: str = "minbase") -> str:
     """Names the cached root after everything that goes into it."""
-    recipe = "\n".join((SUITE, "minbase", *MIRRORS, *sorted(packages)))
+    recipe = "\n".join((suite, variant, *mirrors(suite), *sorted(packages)))
     return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
 
-def cached_root(extra_packages: Sequence[str]) -> Path:
-    """The extracted root with BASE_PACKAGES and these, built (about 30 s) the first time."""
-    packages = sorted({*BASE_PACKAGES, *extra_packages})
-    base = CACHE / f"debian-{SUITE}-{cache_key(packages)}"
+def cached_root(
+    extra_packages: Sequence[str],
+    suite: str = SUITE,
+    variant: str = "minbase",
+    base_packages: Sequence[str] = BASE_PACKAGES,
+) -> Path:
+    """The extracted root with `base_packages` and these, built (about 30 s) the first time."""
+    packages = sorted({*base_packages, *extra_packages})
+    base = CACHE / f"debian-{suite}-{cache_key(packages, suite, variant)}"
     root = base / "root"
     if root.is_dir():
         os.utime(base)
@@ -59,14 +93,14 @@ def cached_root(extra_packages: Sequence[str]) -> Path:
     base.mkdir(parents=True, exist_ok=True)
     with _locked(base / "lock"):
         if not root.is_dir():
-            _build(base, root, packages)
+            _build(base, root, packages, suite, variant)
     _prune(base)
     return root
 
 
 def _prune(keep: Path) -> None:
     """Delete roots of other package lists that no run has used for a day."""
-    for other in keep.parent.glob(f"debian-{SUITE}-*"):
+    for other in keep.parent.glob("debian-*-*"):
         if other != keep and time.time() - other.stat().st_mtime > PRUNE_AFTER:
             shutil.rmtree(other, ignore_errors=True)
 
@@ -79,13 +113,13 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
-def _build(base: Path, root: Path, packages: Sequence[str]) -> None:
+def _build(base: Path, root: Path, packages: Sequence[str], suite: str, variant: str) -> None:
     """mmdebstrap the tarball (kept) and extract it, atomically, to `root`."""
     tarball = base / "root.tar.zst"
     if not tarball.exists():
         partial = base / "root.partial.tar.zst"
-        command = ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(packages)]
-        _run([*command, SUITE, str(partial), *MIRRORS], BUILD_TIMEOUT)
+        command = ["mmdebstrap", f"--variant={variant}", "--include=" + ",".join(packages)]
+        _run([*command, suite, str(partial), *mirrors(suite)], BUILD_TIMEOUT)
         partial.rename(tarball)
     staging = Path(tempfile.mkdtemp(prefix="root.", dir=base))
     _run(["tar", "--numeric-owner", "-xpf", str(tarball), "-C", str(staging)], BUILD_TIMEOUT)
@@ -159,12 +193,14 @@ class Overlay:
         binds: Mapping[Path, str] | None = None,
         init_args: Sequence[str] = (),
         timeout: float = 120.0,
+        writable: Mapping[Path, str] | None = None,
     ) -> int:
         """Boot the root with systemd as PID 1, `results` writable at /results.
 
+        `binds` are read-only, `writable` read-write (caches shared between runs).
         Returns nspawn's exit status: what the container's `systemctl exit N` said.
         """
-        nspawn = _nspawn(self.root, binds or {}, results, timeout)
+        nspawn = _nspawn(self.root, binds or {}, results, timeout, writable or {})
         script = 'exec "$@" > "$CONSOLE" 2>&1'
         command = [*nspawn, "--boot", "--", *init_args]
         done = self.run(["env", f"CONSOLE={console}", "sh", "-c", script, "sh", *command], timeout)
@@ -172,12 +208,17 @@ class Overlay:
 
 
 def _nspawn(
-    root: Path, binds: Mapping[Path, str], results: Path | None, timeout: float
+    root: Path,
+    binds: Mapping[Path, str],
+    results: Path | None,
+    timeout: float,
+    writable: Mapping[Path, str] | None = None,
 ) -> list[str]:
     """The systemd-nspawn command line that works on a host without systemd as PID 1."""
     command = ["timeout", "--kill-after=10", str(int(timeout)), "systemd-nspawn", "--quiet"]
     command += ["--directory", str(root), "--register=no", "--keep-unit"]
     command += [f"--bind-ro={source}:{target}" for source, target in binds.items()]
+    command += [f"--bind={source}:{target}" for source, target in (writable or {}).items()]
     if results is not None:
         command.append(f"--bind={results}:/results")
     return command
