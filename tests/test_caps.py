@@ -14,10 +14,8 @@ from migrestore import caps, profiles
 from migrestore.model import ComputeInstance, GpuInstance, MigMode, NodeState, Placement
 from migrestore.offline import modelled_gpu
 
-HARDWARE = Path(__file__).resolve().parents[2] / "shared" / "hardware" / "h200-driver-580"
+HARDWARE = Path(__file__).parent / "fixtures" / "simulator" / "h200-driver-580"
 MINORS = HARDWARE / "proc-driver-nvidia-caps-mig-minors.txt"
-
-pytestmark = pytest.mark.skipif(not MINORS.exists(), reason="shared/hardware readings not present")
 
 
 def h200_with(*instances: GpuInstance) -> NodeState:
