@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Compile the research table (shared/reference/mig-profiles.json) into migrestore/data/models.json.
+"""Compile the catalogue (docs/catalogue/mig-profiles.json) into migrestore/data/models.json.
 
-The reference keeps every value with its source and confidence and leaves gaps where nothing was
+The catalogue keeps every value with its source and confidence and leaves gaps where nothing was
 found. The package needs a complete, compact table for the simulator, `check --model` and doctor, so
 this fills the gaps by the documented rules (8-slice placement geometry, CI profile geometry) and
 records which values were derived.
+
+    dev/compile-models.py [CATALOGUE]           # write migrestore/data/models.json
+    dev/compile-models.py --check [CATALOGUE]   # exit 1 if models.json is not what it compiles to
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ ARCH_BY_PREFIX = (
     ("NVIDIA RTX PRO", "blackwell", 10),
 )
 
-# 8-memory-slice parts: placements by GI profile index (documented geometry, see mig-profiles.md).
+# 8-memory-slice parts: placements by GI profile index (the documented geometry; see
+# docs/catalogue/mig-profiles.md).
 EIGHT_SLICE_PLACEMENTS = {
     0: [(s, 1) for s in range(7)],
     7: [(s, 1) for s in range(7)],
@@ -166,23 +170,46 @@ def compile_model(key: str, model: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    """Read the reference, write the package table."""
-    source = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/reference/mig-profiles.json")
-    target = Path(__file__).resolve().parent.parent / "migrestore" / "data" / "models.json"
-    reference = json.loads(source.read_text())
+REPOSITORY = Path(__file__).resolve().parent.parent
+CATALOGUE = REPOSITORY / "docs" / "catalogue" / "mig-profiles.json"
+TARGET = REPOSITORY / "migrestore" / "data" / "models.json"
+# The catalogue's first home, in the research notes the project started from; models.json names
+# it and is kept byte for byte as compiled then (docs/catalogue/README.md).
+COMPILED_FROM = "shared/reference/mig-profiles.json"
+
+
+def compile_table(reference: dict[str, Any]) -> str:
+    """The text of models.json for a catalogue."""
     models = [compile_model(k, m) for k, m in reference["models"].items()]
     h200 = next(m for m in reference["models"].values() if m["nvml_name"] == "NVIDIA H200")
     behaviour = h200["nvml_index_behaviour"]
     table = {
         "schema": 1,
-        "compiled_from": "shared/reference/mig-profiles.json",
+        "compiled_from": COMPILED_FROM,
         "not_supported_indices_h200": behaviour["NVML_ERROR_NOT_SUPPORTED"],
         "first_invalid_index": 17,
         "models": models,
     }
-    target.write_text(json.dumps(table, indent=1) + "\n")
-    print(f"wrote {target} ({len(models)} models)")
+    return json.dumps(table, indent=1) + "\n"
+
+
+def main() -> None:
+    """Read the catalogue, write (or with --check compare) the package table."""
+    args = sys.argv[1:]
+    check = "--check" in args
+    paths = [a for a in args if a != "--check"]
+    if len(paths) > 1 or any(a.startswith("-") for a in paths):
+        raise SystemExit("usage: dev/compile-models.py [--check] [CATALOGUE]")
+    source = Path(paths[0]) if paths else CATALOGUE
+    text = compile_table(json.loads(source.read_text()))
+    count = len(json.loads(text)["models"])
+    if check:
+        if TARGET.read_text() != text:
+            raise SystemExit(f"{TARGET} differs from what {source} compiles to")
+        print(f"{TARGET} is up to date with {source} ({count} models)")
+        return
+    TARGET.write_text(text)
+    print(f"wrote {TARGET} ({count} models)")
 
 
 if __name__ == "__main__":
