@@ -160,7 +160,12 @@ def _simulate_verbs(parser: argparse.ArgumentParser) -> None:
     init = sub.add_parser("init", help="create a simulated host")
     init.add_argument("state")
     init.add_argument("--gpu", action="append", required=True, metavar="MODEL[:COUNT]")
-    init.add_argument("--driver", default="580.159.04")
+    init.add_argument(
+        "--driver",
+        default="580.159.04",
+        metavar="VERSION",
+        help="driver version, or a branch: 535.x, 550.x, 570.x, 580.x (default 580.159.04)",
+    )
     init.add_argument("--sysroot", dest="sim_sysroot", help="also keep a fake /proc tree here")
     sub.add_parser("models", help="list the GPU models the simulator knows")
     reboot = sub.add_parser("reboot", help="reboot the simulated host")

@@ -29,7 +29,7 @@ from migrestore.model import (
     NodeState,
     StrEnum,
 )
-from migrestore.plan import plan_node
+from migrestore.plan import UNREAD_TABLE, plan_node
 
 if TYPE_CHECKING:
     from migrestore.cli import Context
@@ -169,7 +169,7 @@ def _gpu_checks(survey: Survey) -> list[Check]:
 
 
 def _mig_capable(gpu: GpuState) -> bool:
-    return gpu.architecture in MIG_ARCHITECTURES or bool(gpu.profiles.gi)
+    return gpu.mig_capable or gpu.architecture in MIG_ARCHITECTURES
 
 
 def _known_model(gpu: GpuState) -> profiles.ModelInfo | None:
@@ -458,6 +458,10 @@ def _layout_fit(survey: Survey, path: Path) -> list[Check]:
     problems += [f"{s.where} ({s.selector}) selects no GPU present" for s in node.missing]
     if problems:
         return [Check("layout.fit", Status.FAIL, "; ".join(problems))]
+    if node.unplanned:
+        labels = ", ".join(f"GPU {g.index}" for g in node.unplanned)
+        text = f"{path}: not checked on {labels}: {UNREAD_TABLE}"
+        return [Check("layout.fit", Status.WARN, text, "run `migrestore apply`, then doctor")]
     steps = sum(len(p.steps) for p in node.gpus)
     sync = "in sync" if node.is_empty else f"{steps} step(s) for `migrestore apply`"
     text = f"{path} fits all {len(node.gpus)} GPU(s) it selects; {sync}"

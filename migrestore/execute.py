@@ -114,6 +114,20 @@ def execute(
     return Execution(tuple(outcomes[p.gpu.uuid] for p in plans), stopped, "; ".join(problems))
 
 
+def merged(first: Execution, then: Execution) -> Execution:
+    """Two executions on one host as one: per GPU the steps of both and the later outcome."""
+    later = {o.uuid: o for o in then.outcomes}
+    outcomes = tuple(
+        replace(later[o.uuid], steps_done=o.steps_done + later[o.uuid].steps_done)
+        if o.uuid in later
+        else o
+        for o in first.outcomes
+    )
+    stopped = tuple(dict.fromkeys((*first.stopped_units, *then.stopped_units)))
+    problems = "; ".join(p for p in (first.unit_error, then.unit_error) if p)
+    return Execution(outcomes, stopped, problems)
+
+
 @contextmanager
 def _units_stopped(
     units: Units, wanted: tuple[str, ...], problems: list[str]

@@ -47,7 +47,7 @@ def resolve(spec: GpuSpec, gpu: GpuState, source: str) -> TargetLayout:
     """The exact layout `spec` asks of `gpu`, or a ConfigError saying why it cannot be."""
     if not spec.mig:
         return TargetLayout(mig=False)
-    if not gpu.profiles.gi:
+    if not gpu.mig_capable or not gpu.profiles.gi:
         raise _fail(source, spec.where, gpu, f"{gpu.name} does not support MIG")
     wanted = _expand(spec, gpu, source)
     _check_capacity(wanted, gpu, source)
@@ -74,6 +74,9 @@ def _expand(spec: GpuSpec, gpu: GpuState, source: str) -> list[_Wanted]:
             if any(profiles.resolve_gi(m.table, inst.profile) for m in profiles.catalogue()):
                 raise ProfileOfAnotherModel(message)
             raise ConfigError(message)
+        if inst.count > profile.instances:  # checked before expanding: count is the file's
+            problem = f"{inst.count} x {profile.short_name} asked, at most {profile.instances} fit"
+            raise _fail(source, f"{inst.where}.count", gpu, problem)
         for n in range(inst.count):
             where = inst.where if inst.count == 1 else f"{inst.where} (#{n + 1})"
             wanted.append(_Wanted(inst, profile, inst.placement, where))

@@ -212,11 +212,17 @@ class GpuState:
     instances: tuple[GpuInstance, ...] = ()
     pci_device_id: int = 0
     persistence: bool | None = None  # persistence mode; None when not read
+    mig_capable: bool = True  # the MIG-mode query answers, or the catalogue knows the model
 
     @property
     def label(self) -> str:
         """How messages name this GPU."""
         return f"GPU {self.index} ({self.name}, {self.pci})"
+
+    @property
+    def profiles_unread(self) -> bool:
+        """MIG-capable, but the driver showed no profile table (R535 with MIG disabled)."""
+        return self.mig_capable and not self.profiles.gi
 
 
 @dataclass(frozen=True)

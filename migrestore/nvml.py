@@ -188,11 +188,12 @@ class NvmlGpus:
         self._handles[uuid] = dev
         name = _text(nvml.nvmlDeviceGetName(dev))
         pci = nvml.nvmlDeviceGetPciInfo(dev)
-        current, pending = nvml.nvmlDeviceGetMigMode(dev)
-        mig = MigMode(bool(current), bool(pending))
-        known = profiles.find_model(name)
+        mode = self._read_mig_mode(dev)
+        mig = mode or MigMode(False, False)
+        known = profiles.find_model(name) or profiles.find_model_by_pci_id(pci.pciDeviceId)
+        capable = mode is not None or known is not None
         code = known.nvml_architecture if known else nvml.nvmlDeviceGetArchitecture(dev)
-        table = self._table(dev, name)
+        table = self._table(dev, name) if capable else ProfileTable(gi=())
         full = details == "full"
         arch = Architecture.from_nvml(code)
         return GpuState(
@@ -208,7 +209,18 @@ class NvmlGpus:
             instances=self._read_instances(dev, uuid, table, details) if mig.current else (),
             pci_device_id=pci.pciDeviceId,
             persistence=self._persistence(dev) if full and arch.mode_change_needs_reset else None,
+            mig_capable=capable,
         )
+
+    def _read_mig_mode(self, dev: Any) -> MigMode | None:
+        """The MIG mode; None on a GPU without MIG (NVML answers NOT_SUPPORTED there)."""
+        try:
+            current, pending = self._nvml.nvmlDeviceGetMigMode(dev)
+        except self._nvml.NVMLError as exc:
+            if error_code(exc) == NOT_SUPPORTED:
+                return None
+            raise
+        return MigMode(bool(current), bool(pending))
 
     def _persistence(self, dev: Any) -> bool | None:
         """Persistence mode: it counts as a client, so it blocks the reset only Ampere needs."""
@@ -218,11 +230,16 @@ class NvmlGpus:
             return None
 
     def _table(self, dev: Any, name: str) -> ProfileTable:
-        """The GPU's profile table; GPUs of one model on one driver share it, so read it once."""
+        """The GPU's profile table; GPUs of one model on one driver share it, so read it once.
+
+        An empty table is not kept: R535 shows it only once MIG is enabled (`profiles_unread`).
+        """
         if name not in self._tables:
             gis = self._read_gi_profiles(dev)
             known = profiles.find_model(name)
             cis = known.table.ci if known else profiles.derive_ci_table(gis)
+            if not gis:
+                return ProfileTable(gi=())
             self._tables[name] = ProfileTable(gi=gis, ci=cis)
         return self._tables[name]
 

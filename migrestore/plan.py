@@ -9,9 +9,10 @@ GPU instance; creates go GPU instance first, then its compute instances, in plac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import NoReturn, Union
 
 from migrestore import layout
+from migrestore.errors import ConfigError
 from migrestore.model import (
     CiProfile,
     ComputeInstance,
@@ -247,6 +248,12 @@ class MismatchedGpu:
     problem: str
 
 
+UNREAD_TABLE = (
+    "the driver shows no profile table while MIG is disabled (R535); "
+    "apply enables MIG first, then reads the table and places the instances"
+)
+
+
 @dataclass(frozen=True)
 class NodePlan:
     """The plan for a whole host."""
@@ -255,11 +262,15 @@ class NodePlan:
     unmanaged: tuple[GpuState, ...] = ()
     missing: tuple[GpuSpec, ...] = ()
     mismatched: tuple[MismatchedGpu, ...] = ()
+    unplanned: tuple[GpuState, ...] = ()
+    """GPUs whose entry asks for MIG but whose profile table the driver hides until MIG is on:
+    their plan holds only the mode change; the instances are planned once the table is read."""
 
     @property
     def is_empty(self) -> bool:
         """The host is exactly as the file says (and every GPU it names is present)."""
-        return all(p.is_empty for p in self.gpus) and not self.missing and not self.mismatched
+        complete = not self.missing and not self.mismatched and not self.unplanned
+        return complete and all(p.is_empty for p in self.gpus)
 
     @property
     def reset_pending(self) -> bool:
@@ -277,11 +288,16 @@ def plan_node(desired: DesiredNode, state: NodeState) -> NodePlan:
     plans: list[GpuPlan] = []
     mismatched: list[MismatchedGpu] = []
     incapable: list[GpuState] = []
+    unplanned: list[GpuState] = []
     for uuid, spec in selection.governed:
         gpu = state.by_uuid(uuid)
         assert gpu is not None
-        if not gpu.profiles.gi and spec.selector.kind is SelectorKind.ALL:
+        if not gpu.mig_capable and spec.selector.kind is SelectorKind.ALL:
             incapable.append(gpu)  # "all" means all MIG-capable GPUs, as in mig-parted
+            continue
+        if spec.mig and gpu.profiles_unread:
+            unplanned.append(gpu)
+            plans.append(GpuPlan(gpu, _mode_steps(True, gpu), _reset_pending(True, gpu)))
             continue
         try:
             target = layout.resolve(spec, gpu, desired.source)
@@ -291,5 +307,15 @@ def plan_node(desired: DesiredNode, state: NodeState) -> NodePlan:
             mismatched.append(MismatchedGpu(gpu, str(exc)))
             continue
         plans.append(plan_gpu(target, gpu))
+    if selection.governed and len(incapable) == len(selection.governed):
+        _fail_no_mig_gpu(desired, state)
     unmanaged = tuple(g for g in state.gpus if g.uuid in selection.unmanaged or g in incapable)
-    return NodePlan(tuple(plans), unmanaged, selection.missing, tuple(mismatched))
+    return NodePlan(tuple(plans), unmanaged, selection.missing, tuple(mismatched), tuple(unplanned))
+
+
+def _fail_no_mig_gpu(desired: DesiredNode, state: NodeState) -> NoReturn:
+    """A layout that selects GPUs, none of them MIG-capable, would succeed doing nothing."""
+    names = ", ".join(sorted({g.name for g in state.gpus}))
+    raise ConfigError(
+        f"{desired.source}: the [[gpu]] entries select no MIG-capable GPU (GPUs here: {names})"
+    )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from migrestore.model import GpuInstance, GpuState, NodeState, Placement
 from migrestore.plan import (
+    UNREAD_TABLE,
     CreateComputeInstance,
     CreateGpuInstance,
     DestroyComputeInstance,
@@ -191,6 +192,7 @@ def plan_json(plan: NodePlan) -> dict[str, Any]:
         "unmanaged": [g.uuid for g in plan.unmanaged],
         "missing": [str(s.selector) for s in plan.missing],
         "mismatched": [{"uuid": m.gpu.uuid, "problem": m.problem} for m in plan.mismatched],
+        "unplanned": [{"uuid": g.uuid, "problem": UNREAD_TABLE} for g in plan.unplanned],
     }
 
 
@@ -213,6 +215,7 @@ def plan_text(plan: NodePlan) -> str:
 def _problems(plan: NodePlan) -> list[str]:
     lines = [f"missing: no GPU matches {s.where} (select {s.selector})" for s in plan.missing]
     lines.extend(f"{m.gpu.label}: {m.problem}" for m in plan.mismatched)
+    lines.extend(f"{g.label}: instances not planned yet: {UNREAD_TABLE}" for g in plan.unplanned)
     return lines
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from migrestore.errors import ExitCode, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
 from migrestore.model import DesiredNode, NodeState
-from migrestore.plan import NodePlan, plan_node
+from migrestore.plan import GpuPlan, NodePlan, plan_node
 from migrestore.verbs import emit, load_layout
 
 if TYPE_CHECKING:
@@ -85,7 +86,12 @@ def _apply_locked(
     )
     options = execute.Options(force=args.force, stop_units=desired.restore.stop_units)
     units = host.units(ctx)
-    execution = execute.execute(node.gpus, gpus, units, notifier, options)
+
+    def run(plans: tuple[GpuPlan, ...]) -> execute.Execution:
+        return execute.execute(plans, gpus, units, notifier, options)
+
+    execution = run(node.gpus)
+    execution = _after_mode_change(desired, before, node, execution, gpus, run)
     notifier.status("verifying")
     touched = {p.gpu.uuid for p in node.gpus if p.steps}
     after = gpus.reread(before, touched) if touched else before
@@ -104,6 +110,28 @@ def _apply_locked(
     _report(ctx, args, execution, final, after, changed)
     _summary(notifier, node, execution, final, code, time.monotonic() - started, notes)
     return code
+
+
+def _after_mode_change(
+    desired: DesiredNode,
+    before: NodeState,
+    node: NodePlan,
+    execution: execute.Execution,
+    gpus: Gpus,
+    run: Callable[[tuple[GpuPlan, ...]], execute.Execution],
+) -> execute.Execution:
+    """GPUs whose profile table the driver showed only with MIG on (R535): the first pass enabled
+    MIG; read their tables now, then plan and create their instances."""
+    outcomes = {o.uuid: o for o in execution.outcomes}
+    enabled = {
+        g.uuid for g in node.unplanned if outcomes[g.uuid].ok and not outcomes[g.uuid].reset_pending
+    }
+    if not enabled:
+        return execution
+    middle = gpus.reread(before, enabled)
+    plans = tuple(p for p in plan_node(desired, middle).gpus if p.gpu.uuid in enabled)
+    log.info("planned_after_mig_enabled", gpus=len(plans), steps=sum(len(p.steps) for p in plans))
+    return execute.merged(execution, run(plans))
 
 
 def _refresh(

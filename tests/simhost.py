@@ -82,9 +82,14 @@ def mutations(counters: dict[str, int]) -> int:
     return sum(counters.get(name, 0) for name in MUTATING)
 
 
-def make_host(directory: Path, *gpus: tuple[str, int], layout: str = "version = 1\n") -> Host:
-    """A new simulated host with these (model, count) GPUs and a layout file."""
+def make_host(
+    directory: Path,
+    *gpus: tuple[str, int],
+    layout: str = "version = 1\n",
+    driver: str = simulator.DEFAULT_DRIVER,
+) -> Host:
+    """A new simulated host with these (model, count) GPUs, driver and a layout file."""
     host = Host(directory / "host.json", directory / "layout.toml")
-    simulator.init_host(host.state, list(gpus))
+    simulator.init_host(host.state, list(gpus), driver=driver)
     host.write_layout(layout)
     return host

@@ -53,6 +53,7 @@ from migrestore.simulator.handles import (
     text,
 )
 from migrestore.simulator.host import (
+    DEFAULT_DRIVER,
     DEFAULT_LATENCY,
     NVML_FUNCTIONS,
     ModelSummary,
@@ -83,6 +84,7 @@ from migrestore.simulator.rules import (
 from migrestore.simulator.state import FaultAction
 
 __all__ = [
+    "DEFAULT_DRIVER",
     "DEFAULT_LATENCY",
     "NVML_FUNCTIONS",
     "ModelSummary",
@@ -241,6 +243,12 @@ class Simulator:
         gi = simrules.existing_gi(gpu, key.gi)
         return gpu, gi, simrules.existing_ci(gi, key.ci)
 
+    def _profiled_gpu(self, handle: Any) -> SimGpu:
+        """A GPU whose profile table this driver shows now (R535: only with MIG enabled)."""
+        gpu = self._gpu(handle)
+        simrules.check_profiles_readable(gpu, self._host.driver.version)
+        return gpu
+
     def _handle(self, kind: str, gpu: SimGpu, gi: int = -1, ci: int = -1) -> Any:
         return self._handles.handle(HandleKey(kind, gpu.uuid, gi, ci))
 
@@ -390,25 +398,25 @@ class Simulator:
     ) -> Any:
         if version not in (1, 2):
             raise NvmlFailure(Ret.FUNCTION_NOT_FOUND)
-        gpu = self._gpu(device)
+        gpu = self._profiled_gpu(device)
         first_invalid = simrules.first_invalid_gi_index(self._host.driver.version)
         return gi_profile_info(simrules.gi_profile_by_index(gpu, profile, first_invalid), version)
 
     @_nvml
     def nvmlDeviceGetGpuInstanceProfileInfoById(self, device: Any, profileId: int) -> Any:
-        return gi_profile_info(simrules.gi_profile_by_id(self._gpu(device), profileId), 2)
+        return gi_profile_info(simrules.gi_profile_by_id(self._profiled_gpu(device), profileId), 2)
 
     @_nvml
     def nvmlDeviceGetGpuInstancePossiblePlacements(
         self, device: Any, profileId: int, placementsRef: Any, countRef: Any
     ) -> int:
-        profile = simrules.gi_profile_by_id(self._gpu(device), profileId)
+        profile = simrules.gi_profile_by_id(self._profiled_gpu(device), profileId)
         fill_array(placementsRef, countRef, sorted(profile.placements), put_placement)
         return int(pynvml.NVML_SUCCESS)
 
     @_nvml
     def nvmlDeviceGetGpuInstanceRemainingCapacity(self, device: Any, profileId: int) -> int:
-        gpu = self._gpu(device)
+        gpu = self._profiled_gpu(device)
         return simrules.gi_capacity(gpu, simrules.gi_profile_by_id(gpu, profileId))
 
     def _create_gi(self, device: Any, profile_id: int, placement: Placement | None) -> Any:

@@ -30,6 +30,11 @@ from migrestore.simulator.state import (
 )
 
 DEFAULT_DRIVER: Final = "580.159.04"
+# `simulate init --driver 535.x` (or `535`, `R535`): a version of that branch that NVIDIA
+# released (each is quoted in shared/reference/nvml-mig-semantics.md). R580's is the real H200's.
+DRIVER_BRANCHES: Final = MappingProxyType(
+    {"535": "535.161.07", "550": "550.90.07", "570": "570.133.20", "580": DEFAULT_DRIVER}
+)
 DGX_BUSES: Final = (0x07, 0x0F, 0x47, 0x4E, 0x87, 0x90, 0xB7, 0xBD)  # DGX A100/H100 GPU buses
 FAKE_PID_BASE: Final = 40000  # pids given to attached clients when the caller names none
 _GPU_UUID_NAMESPACE: Final = uuid.UUID("1b671a64-40d5-491e-99b0-da01ff1f3341")
@@ -171,6 +176,19 @@ def _model_names(gpus: list[tuple[str, int]]) -> list[str]:
     return names
 
 
+def driver_version(text: str) -> str:
+    """A full driver version from `580.159.04`, or from a branch: `535.x`, `535`, `R535`."""
+    wanted = text.strip()
+    branch = wanted.upper().removeprefix("R").removesuffix(".X")
+    if branch in DRIVER_BRANCHES:
+        return DRIVER_BRANCHES[branch]
+    parts = wanted.split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts):
+        known = ", ".join(f"{b}.x" for b in DRIVER_BRANCHES)
+        raise ConfigError(f"--driver {text!r}: expected a version like 580.159.04 or {known}")
+    return wanted
+
+
 def init_host(
     path: str | os.PathLike[str],
     gpus: list[tuple[str, int]],
@@ -186,7 +204,7 @@ def init_host(
         raise ConfigError("a simulated host needs at least one GPU")
     ids = _identities(state, len(names), identities)
     host = Host(
-        driver=Driver(driver),
+        driver=Driver(driver_version(driver)),
         gpus=tuple(
             SimGpu(index, name, gpu_uuid, bus, minor=index)
             for index, (name, (gpu_uuid, bus)) in enumerate(zip(names, ids))

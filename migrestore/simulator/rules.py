@@ -119,10 +119,27 @@ def model_named(name: str) -> ModelInfo:
     return found
 
 
+def driver_branch(driver_version: str) -> int:
+    """The driver branch: 535 for `535.161.07` (0 for anything unparsable)."""
+    head = driver_version.split(".", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
 def first_invalid_gi_index(driver_version: str) -> int:
     """GI profile indices from here answer INVALID_ARGUMENT: 17 up to R580, 18 from R595 on."""
-    major = int(driver_version.split(".", 1)[0]) if driver_version[:1].isdigit() else 0
-    return 18 if major >= 595 else 17
+    return 18 if driver_branch(driver_version) >= 595 else 17
+
+
+# NVML's 550 change log added the GPU-instance profile queries with MIG disabled; mig-parted
+# (commit 219e780d) notes that R535 does not answer them. That R535 answers NOT_SUPPORTED is an
+# ASSUMPTION (no R535 reading exists here): mig-parted only says the query fails.
+PROFILES_WITH_MIG_OFF_FROM = 550
+
+
+def check_profiles_readable(gpu: SimGpu, driver_version: str) -> None:
+    """R535 and older: the GPU-instance profile queries answer NOT_SUPPORTED while MIG is off."""
+    if not gpu.mig.current and driver_branch(driver_version) < PROFILES_WITH_MIG_OFF_FROM:
+        raise NvmlFailure(Ret.NOT_SUPPORTED)
 
 
 # ---- GPU-instance profiles, ids and placements ----
