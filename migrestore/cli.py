@@ -45,6 +45,16 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see {self.prog} --help)")
 
 
+class _Version(argparse.Action):
+    """`--version`: also the NVML bindings in use and the driver (read only when asked)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from migrestore import nvml
+
+        print(nvml.version_text(__version__))
+        parser.exit()
+
+
 def _globals(parser: argparse.ArgumentParser, *, after_verb: bool = False) -> None:
     """Options every verb takes, before or after the verb. After it they default to nothing, so
     that a value given before the verb stands."""
@@ -55,7 +65,9 @@ def _globals(parser: argparse.ArgumentParser, *, after_verb: bool = False) -> No
         return os.environ.get(variable, fallback) if variable else fallback
 
     if not after_verb:
-        parser.add_argument("--version", action="version", version=f"migrestore {__version__}")
+        parser.add_argument(
+            "--version", action=_Version, nargs=0, help="versions of migrestore, pynvml, driver"
+        )
     add = parser.add_argument
     add(
         "--config",

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from migrestore import caps, config, holders, host, profiles, report, runs
+from migrestore import caps, config, holders, host, nvml, profiles, report, runs
 from migrestore.errors import ConfigError, DriverError, ExitCode, GpuError, UnitError
 from migrestore.interfaces import Units
 from migrestore.model import (
@@ -114,6 +114,7 @@ def diagnose(ctx: Context, units: Units) -> tuple[Check, ...]:
     survey = _survey(ctx, units, state, desired)
     return (
         driver,
+        _bindings_check(),
         *_gpu_checks(survey),
         *_driver_minimums(survey),
         privileges(os.geteuid(), _cap_eff(Path("/proc/self/status"))),
@@ -154,6 +155,18 @@ def _read_gpus(ctx: Context) -> tuple[NodeState | None, Check]:
     origin = "SIMULATED " if state.simulated else ""
     text = f"{origin}NVIDIA driver {state.driver_version}, {len(state.gpus)} GPU(s) through NVML"
     return state, Check("driver", Status.PASS, text)
+
+
+def _bindings_check() -> Check:
+    """The pynvml the GPUs were read with: which copy, and whether it has the MIG calls."""
+    found = nvml.loaded_bindings()
+    if found is None:
+        return Check("bindings", Status.FAIL, "no NVML bindings", "install nvidia-ml-py")
+    if not found.mig_calls:
+        text = f"NVML bindings {found} lack the MIG calls ({nvml.MIG_CALL})"
+        hint = f"reinstall migrestore's package (it carries {nvml.PACKAGED_BINDINGS})"
+        return Check("bindings", Status.FAIL, text, hint)
+    return Check("bindings", Status.PASS, f"NVML bindings {found}")
 
 
 def _gpu_checks(survey: Survey) -> list[Check]:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from migrestore import caps, config, execute, host, refresh, report, runs
+from migrestore import caps, config, execute, host, nvml, refresh, report, runs
 from migrestore.errors import ExitCode, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
@@ -202,6 +202,8 @@ def _record(
         simulated=ctx.simulated,
         gpus=gpus,
         boot=args.boot,
+        driver=after.driver_version,
+        nvml_bindings=str(nvml.loaded_bindings() or ""),
     )
 
 

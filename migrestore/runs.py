@@ -43,6 +43,8 @@ class RunRecord:
     gpus: tuple[GpuRecord, ...] = ()
     boot: bool = False
     notes: tuple[str, ...] = field(default=())
+    driver: str = ""  # the NVIDIA driver version NVML reported
+    nvml_bindings: str = ""  # the pynvml used: version, packaged or not, file
 
     def mig_devices(self) -> dict[str, tuple[str, ...]]:
         """MIG device UUIDs per GPU UUID."""
