@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from migrestore import __version__
-from migrestore.errors import ConfigError, ExitCode, MigrestoreError
+from migrestore.errors import ConfigError, ExitCode, MigrestoreError, one_line
 
 DEFAULT_CONFIG = "/etc/migrestore/migrestore.toml"
 DEFAULT_STATE_DIR = "/var/lib/migrestore"
@@ -306,12 +306,13 @@ def _fail(exc: BaseException, code: int, debug: bool, *, bug: bool = False) -> i
         traceback.print_exc()
     from migrestore.logs import journal_prefix
 
-    hint = getattr(exc, "hint", "")
+    hint = one_line(str(getattr(exc, "hint", "")))
     kind = f"internal error ({type(exc).__name__}): " if bug else ""
-    print(f"{journal_prefix(3)}migrestore: error: {kind}{exc}", file=sys.stderr)
+    message = one_line(f"{kind}{exc}")
+    print(f"{journal_prefix(3)}migrestore: error: {message}", file=sys.stderr)
     if hint and hint != "retry":
         print(f"{journal_prefix(5)}migrestore: hint: {hint}", file=sys.stderr)
-    _tell_systemd(f"FAILED: {kind}{exc}")
+    _tell_systemd(f"FAILED: {message}")
     return int(code)
 
 

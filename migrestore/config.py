@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import stat
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,6 +42,16 @@ from migrestore.selection import model_matches, normalise_pci
 FORMAT_VERSION = 1
 SELECT_BY = ("uuid", "model", "index")
 
+# Bounds checked before any work: a layout file is small, shallow and holds small numbers.
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 8  # document > gpu > [n] > instance > [n] > compute > [n] > profile is the deepest
+MAX_ITEMS = 256  # entries in any one array
+MAX_TEXT = 256  # characters in any one string or key
+MAX_COUNT = 64  # `count`: no GPU has more than 7 GPU instances
+MAX_SMALL_INT = 4095  # placements, profile ids, GPU indices
+MAX_DRIVER_TIMEOUT = 86400.0  # a day
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
 _TOP_KEYS = ("version", "restore", "gpu")
 _RESTORE_KEYS = ("stop-units", "refresh-units", "driver-timeout")
 _GPU_KEYS = ("select", "mig", "instance")
@@ -64,7 +76,7 @@ T = TypeVar("T")
 
 def load(path: Path) -> DesiredNode:
     """Read and check the layout file at `path`."""
-    data = _read_bytes(path)
+    data = read_regular_file(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -76,7 +88,9 @@ def load(path: Path) -> DesiredNode:
 def parse(text: str, source: str = "<string>") -> DesiredNode:
     """Check a layout file's text; `source` names it in error messages."""
     root = _Key(source)
-    document = _table(_decode_toml(text, source), root, _TOP_KEYS)
+    decoded = _decode_toml(text, source)
+    _check_shape(decoded, root)
+    document = _table(decoded, root, _TOP_KEYS)
     _check_version(document, root.child("version"))
     restore = RestoreOptions()
     if "restore" in document:
@@ -90,7 +104,7 @@ def digest(path: Path) -> str:
     """The SHA-256 of the file's bytes, in hex (recorded with every run)."""
     import hashlib
 
-    return hashlib.sha256(_read_bytes(path)).hexdigest()
+    return hashlib.sha256(read_regular_file(path)).hexdigest()
 
 
 def check_ownership(path: Path) -> None:
@@ -120,16 +134,56 @@ def _check_owned_by_root(place: Path) -> None:
         )
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_regular_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes. A FIFO, device or directory is
+    refused without blocking (O_NONBLOCK, then fstat of the descriptor that was opened)."""
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+    try:
+        _check_regular(path, os.fstat(fd), limit)
+        data = _read_at_most(fd, limit + 1)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ConfigError(f"{path}: larger than {limit} bytes; not a layout file")
+    return data
+
+
+def _check_regular(path: Path, info: os.stat_result, limit: int) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = {
+            stat.S_IFDIR: "a directory",
+            stat.S_IFIFO: "a FIFO",
+            stat.S_IFCHR: "a character device",
+            stat.S_IFBLK: "a block device",
+            stat.S_IFSOCK: "a socket",
+        }.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise ConfigError(f"{path}: is {kind}, not a regular file")
+    if info.st_size > limit:
+        raise ConfigError(f"{path}: {info.st_size} bytes, larger than {limit}; not a layout file")
+
+
+def _read_at_most(fd: int, size: int) -> bytes:
+    chunks: list[bytes] = []
+    left = size
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def _decode_toml(text: str, source: str) -> dict[str, Any]:
     try:
         return toml.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{source}: nested deeper than {MAX_DEPTH} levels") from None
     except toml.TOMLDecodeError as error:
         found = _TOML_POSITION.fullmatch(str(error))
         if found is None:
@@ -154,6 +208,34 @@ class _Key:
 
     def fail(self, problem: str) -> NoReturn:
         raise ConfigError(f"{self.source}: {self.path}: {problem}")
+
+
+def _check_shape(document: dict[str, Any], root: _Key) -> None:
+    """Depth, array sizes, string lengths and control characters of everything the file gives,
+    before any of it is interpreted (iteratively: nothing here can recurse too deep)."""
+    stack: list[tuple[object, _Key, int]] = [(document, root, 0)]
+    while stack:
+        value, key, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            key.fail(f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            for name, item in value.items():
+                _check_text(name, key.child(name), "key")
+                stack.append((item, key.child(name), depth + 1))
+        elif isinstance(value, list):
+            if len(value) > MAX_ITEMS:
+                key.fail(f"more than {MAX_ITEMS} entries ({len(value)})")
+            stack.extend((item, key.item(i), depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, key, "value")
+
+
+def _check_text(text: str, key: _Key, what: str) -> None:
+    if len(text) > MAX_TEXT:
+        key.fail(f"{what} longer than {MAX_TEXT} characters")
+    bad = next((c for c in text if unicodedata.category(c) in _CONTROL_CATEGORIES), None)
+    if bad is not None:
+        key.fail(f"{what} contains the control character U+{ord(bad):04X}")
 
 
 def _describe(value: object) -> str:
@@ -187,15 +269,21 @@ def _array_of_tables(value: object, key: _Key, read: Callable[[object, _Key], T]
     return tuple(read(item, key.item(index)) for index, item in enumerate(value))
 
 
-def _integer(value: object, key: _Key, minimum: int) -> int:
+def _integer(value: object, key: _Key, minimum: int, maximum: int = MAX_SMALL_INT) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         key.fail(f"must be {wanted}, got {_describe(value)}")
+    if value > maximum:
+        key.fail(f"must be an integer from {minimum} to {maximum}, got {_describe(value)}")
     return value
 
 
-def _optional_integer(table: dict[str, Any], name: str, key: _Key, minimum: int) -> int | None:
-    return None if name not in table else _integer(table[name], key.child(name), minimum)
+def _optional_integer(
+    table: dict[str, Any], name: str, key: _Key, minimum: int, maximum: int = MAX_SMALL_INT
+) -> int | None:
+    if name not in table:
+        return None
+    return _integer(table[name], key.child(name), minimum, maximum)
 
 
 def _text(value: object, key: _Key, wanted: str) -> str:
@@ -206,8 +294,12 @@ def _text(value: object, key: _Key, wanted: str) -> str:
 
 def _profile(value: object, key: _Key) -> str | int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return _text(value, key, _PROFILE)
+        return _integer(value, key, 0)
+    text = _text(value, key, _PROFILE)
+    digit = next((c for c in text if c.isdigit() and not c.isascii()), None)
+    if digit is not None:
+        key.fail(f"must be {_PROFILE}, got {_describe(text)} ({digit!r} is not an ASCII digit)")
+    return text
 
 
 def _required(table: dict[str, Any], name: str, key: _Key, example: str) -> object:
@@ -262,6 +354,8 @@ def _seconds(value: object, key: _Key) -> float:
         key.fail(problem)
     if not math.isfinite(value) or value <= 0:
         key.fail(problem)
+    if value > MAX_DRIVER_TIMEOUT:
+        key.fail(f"must be at most {MAX_DRIVER_TIMEOUT:g} seconds, got {_describe(value)}")
     return float(value)
 
 
@@ -332,7 +426,7 @@ def _instance(value: object, key: _Key) -> InstanceSpec:
         _required(table, "profile", key, 'profile = "3g.40gb"'), key.child("profile")
     )
     placement = _optional_integer(table, "placement", key, 0)
-    count = _optional_integer(table, "count", key, 1) or 1
+    count = _optional_integer(table, "count", key, 1, MAX_COUNT) or 1
     if count > 1 and placement is not None:
         key.child("count").fail(
             f"must be 1 when a placement is given, got {count}; "

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import enum
+import unicodedata
+
+_CONTROL = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 class ExitCode(enum.IntEnum):
@@ -22,11 +25,30 @@ class MigrestoreError(Exception):
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
-        self.message = message
-        self.hint = hint
+        self.message = one_line(message)
+        self.hint = one_line(hint)
 
     def __str__(self) -> str:
         return self.message
+
+
+def one_line(text: str) -> str:
+    """`text` with every control character (newline included) escaped, so that a message is one
+    line and nothing it quotes can set a journal priority or move the cursor."""
+    if not any(unicodedata.category(c) in _CONTROL for c in text):
+        return text
+    return "".join(_escape(c) if unicodedata.category(c) in _CONTROL else c for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
 
 
 class ConfigError(MigrestoreError):

@@ -36,6 +36,8 @@ from migrestore.model import (
 )
 from migrestore.profiles import ModelInfo
 
+MAX_COUNT = config.MAX_COUNT  # checked before expanding: no GPU has more MIG devices
+
 if TYPE_CHECKING:
     from migrestore.cli import Context
 
@@ -86,9 +88,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     """Print the converted layout file on stdout."""
     path = Path(args.file)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read: {getattr(error, 'strerror', error)}") from None
+        text = config.read_regular_file(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: cannot read: not UTF-8 text") from None
     model = getattr(args, "model", None)  # `--model NAME`, once the verb offers it
     print(convert(text, str(path), args.config_name, model), end="")
     return ExitCode.OK
@@ -134,6 +136,8 @@ def _load_yaml(text: str, source: str) -> Any:
 
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise _fail(source, "YAML", "nested too deeply") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "YAML"
@@ -221,6 +225,11 @@ def _counts(
             raise _fail(source, key, f"{name!r} is not a MIG profile name such as 1g.10gb")
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise _fail(source, f"{key}.{name}", f"count must be an integer >= 0, got {count!r}")
+        if count > MAX_COUNT:
+            problem = (
+                f"count must be at most {MAX_COUNT} (no GPU has more MIG devices), got {count}"
+            )
+            raise _fail(source, f"{key}.{name}", problem)
     if devices and not any(devices.values()):
         raise _fail(source, key, "all counts are 0 (write mig-devices: {} for no instances)")
     return tuple((name, count) for name, count in devices.items() if count > 0)

@@ -399,7 +399,7 @@ class TestLoad:
         """A directory given as the layout file is a one-line error."""
         with pytest.raises(ConfigError) as caught:
             config.load(tmp_path)
-        assert str(caught.value) == f"{tmp_path}: cannot read: Is a directory"
+        assert str(caught.value) == f"{tmp_path}: is a directory, not a regular file"
 
     def test_not_utf8(self, tmp_path: Path) -> None:
         """Bytes that are not UTF-8 are named by their line."""
