@@ -53,7 +53,7 @@ MAX_DRIVER_TIMEOUT = 86400.0  # a day
 _CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 _TOP_KEYS = ("version", "restore", "gpu")
-_RESTORE_KEYS = ("stop-units", "refresh-units", "driver-timeout")
+_RESTORE_KEYS = ("stop-units", "refresh-units", "driver-timeout", "strict-profile-names")
 _GPU_KEYS = ("select", "mig", "instance")
 _SELECT_KEYS = ("uuid", "pci", "index", "model")
 _INSTANCE_KEYS = ("profile", "placement", "count", "compute")
@@ -328,7 +328,15 @@ def _restore(value: object, key: _Key) -> RestoreOptions:
         stop_units=_units(table, "stop-units", key, defaults.stop_units),
         refresh_units=_units(table, "refresh-units", key, defaults.refresh_units),
         driver_timeout=_seconds(table.get("driver-timeout", defaults.driver_timeout), key),
+        strict_profile_names=_flag(table, "strict-profile-names", key),
     )
+
+
+def _flag(table: dict[str, Any], name: str, key: _Key) -> bool:
+    value = table.get(name, False)
+    if not isinstance(value, bool):
+        key.child(name).fail(f"must be true or false, got {_describe(value)}")
+    return value
 
 
 def _units(
@@ -340,11 +348,17 @@ def _units(
     if not isinstance(value, list):
         key.fail(f'must be an array of unit names such as ["nvsm.service"], got {_describe(value)}')
     for index, unit in enumerate(value):
-        if not isinstance(unit, str) or not _UNIT_NAME.fullmatch(unit):
-            key.item(index).fail(
-                f'must be a systemd unit name such as "nvsm.service", got {_describe(unit)}'
-            )
+        _unit(unit, value[:index], key.item(index))
     return tuple(value)
+
+
+def _unit(unit: object, earlier: list[Any], key: _Key) -> None:
+    if not isinstance(unit, str) or not _UNIT_NAME.fullmatch(unit):
+        key.fail(f'must be a systemd unit name such as "nvsm.service", got {_describe(unit)}')
+    if "@." in unit:
+        key.fail(f'{_describe(unit)} is a template; name an instance such as "getty@tty1.service"')
+    if unit in earlier:
+        key.fail(f"{_describe(unit)} is listed twice (also at [{earlier.index(unit)}])")
 
 
 def _seconds(value: object, key: _Key) -> float:

@@ -475,6 +475,9 @@ def _layout_fit(survey: Survey, path: Path) -> list[Check]:
         labels = ", ".join(f"GPU {g.index}" for g in node.unplanned)
         text = f"{path}: not checked on {labels}: {UNREAD_TABLE}"
         return [Check("layout.fit", Status.WARN, text, "run `migrestore apply`, then doctor")]
+    if node.renamed:
+        hint = "write the driver's names into the file, or see strict-profile-names"
+        return [Check("layout.fit", Status.WARN, "; ".join(node.renamed), hint)]
     steps = sum(len(p.steps) for p in node.gpus)
     sync = "in sync" if node.is_empty else f"{steps} step(s) for `migrestore apply`"
     text = f"{path} fits all {len(node.gpus)} GPU(s) it selects; {sync}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from migrestore import profiles
 from migrestore.errors import ConfigError
@@ -41,46 +42,69 @@ class _Wanted:
     profile: GiProfile
     start: int | None
     where: str
+    renamed_from: str = ""  # the name as written, when this driver calls the profile otherwise
 
 
-def resolve(spec: GpuSpec, gpu: GpuState, source: str) -> TargetLayout:
-    """The exact layout `spec` asks of `gpu`, or a ConfigError saying why it cannot be."""
+def resolve(spec: GpuSpec, gpu: GpuState, source: str, *, strict: bool = False) -> TargetLayout:
+    """The exact layout `spec` asks of `gpu`, or a ConfigError saying why it cannot be.
+
+    A profile name this driver does not know resolves by its geometry (slices, memory class,
+    attributes) when exactly one profile of the table has it, unless `strict`.
+    """
     if not spec.mig:
         return TargetLayout(mig=False)
     if not gpu.mig_capable or not gpu.profiles.gi:
         raise _fail(source, spec.where, gpu, f"{gpu.name} does not support MIG")
-    wanted = _expand(spec, gpu, source)
+    wanted = _expand(spec, gpu, source, strict)
     _check_capacity(wanted, gpu, source)
     placements = _place(wanted, gpu, source)
     instances = [
         TargetInstance(w.profile, p, _resolve_compute(w, p, gpu, source))
         for w, p in zip(wanted, placements)
     ]
-    return TargetLayout(mig=True, instances=tuple(sorted(instances, key=lambda t: t.placement)))
+    ordered = tuple(sorted(instances, key=lambda t: t.placement))
+    return TargetLayout(mig=True, instances=ordered, renamed=_renames(wanted, gpu, source))
+
+
+def _renames(wanted: list[_Wanted], gpu: GpuState, source: str) -> tuple[str, ...]:
+    found = {(w.spec.where, w.renamed_from, w.profile.short_name) for w in wanted if w.renamed_from}
+    return tuple(
+        f'{source}: {where}.profile: "{old}" is called "{new}" by this driver on {gpu.label}; '
+        f"using it (same geometry); [restore] strict-profile-names = true refuses this"
+        for where, old, new in sorted(found)
+    )
 
 
 def _fail(source: str, where: str, gpu: GpuState, problem: str) -> ConfigError:
     return ConfigError(f"{source}: {where}: {problem} on {gpu.label}")
 
 
-def _expand(spec: GpuSpec, gpu: GpuState, source: str) -> list[_Wanted]:
+def _expand(spec: GpuSpec, gpu: GpuState, source: str, strict: bool) -> list[_Wanted]:
     wanted: list[_Wanted] = []
     for inst in spec.instances:
         profile = profiles.resolve_gi(gpu.profiles, inst.profile)
+        renamed_from = ""
+        if profile is None and not strict:
+            profile = profiles.resolve_renamed(gpu.profiles, inst.profile)
+            renamed_from = str(inst.profile)
         if profile is None:
-            known = profiles.gi_names(gpu.profiles)
-            problem = f'unknown profile "{inst.profile}" for {gpu.name}; known: {known}'
-            message = f"{source}: {inst.where}.profile: {problem} on {gpu.label}"
-            if any(profiles.resolve_gi(m.table, inst.profile) for m in profiles.catalogue()):
-                raise ProfileOfAnotherModel(message)
-            raise ConfigError(message)
+            _unknown_profile(inst, gpu, source)
         if inst.count > profile.instances:  # checked before expanding: count is the file's
             problem = f"{inst.count} x {profile.short_name} asked, at most {profile.instances} fit"
             raise _fail(source, f"{inst.where}.count", gpu, problem)
         for n in range(inst.count):
             where = inst.where if inst.count == 1 else f"{inst.where} (#{n + 1})"
-            wanted.append(_Wanted(inst, profile, inst.placement, where))
+            wanted.append(_Wanted(inst, profile, inst.placement, where, renamed_from))
     return wanted
+
+
+def _unknown_profile(inst: InstanceSpec, gpu: GpuState, source: str) -> NoReturn:
+    known = profiles.gi_names(gpu.profiles)
+    problem = f'unknown profile "{inst.profile}" for {gpu.name}; known: {known}'
+    message = f"{source}: {inst.where}.profile: {problem} on {gpu.label}"
+    if any(profiles.resolve_gi(m.table, inst.profile) for m in profiles.catalogue()):
+        raise ProfileOfAnotherModel(message)
+    raise ConfigError(message)
 
 
 def _check_capacity(wanted: list[_Wanted], gpu: GpuState, source: str) -> None:
@@ -187,6 +211,10 @@ def _resolve_compute(
 
 def _compute_profile(c: ComputeSpec, w: _Wanted, gpu: GpuState, source: str) -> CiProfile:
     profile = profiles.resolve_ci(gpu.profiles, w.profile, c.profile)
+    if profile is None and w.renamed_from and isinstance(c.profile, str):
+        old = profiles.geometry_name(w.renamed_from)
+        translated = c.profile.replace(old, w.profile.short_name)
+        profile = profiles.resolve_ci(gpu.profiles, w.profile, translated)
     if profile is None:
         known = profiles.ci_names(gpu.profiles, w.profile)
         problem = (

@@ -333,6 +333,7 @@ class RestoreOptions:
     stop_units: tuple[str, ...] = DEFAULT_STOP_UNITS
     refresh_units: tuple[str, ...] = DEFAULT_REFRESH_UNITS
     driver_timeout: float = 120.0
+    strict_profile_names: bool = False  # no match by geometry for names the driver renamed
 
 
 @dataclass(frozen=True)
@@ -370,3 +371,4 @@ class TargetLayout:
 
     mig: bool
     instances: tuple[TargetInstance, ...] = ()
+    renamed: tuple[str, ...] = ()  # warnings: names the driver spells otherwise, matched by shape

@@ -265,6 +265,8 @@ class NodePlan:
     unplanned: tuple[GpuState, ...] = ()
     """GPUs whose entry asks for MIG but whose profile table the driver hides until MIG is on:
     their plan holds only the mode change; the instances are planned once the table is read."""
+    renamed: tuple[str, ...] = ()
+    """Warnings: profile names this driver spells otherwise, resolved by their geometry."""
 
     @property
     def is_empty(self) -> bool:
@@ -289,6 +291,8 @@ def plan_node(desired: DesiredNode, state: NodeState) -> NodePlan:
     mismatched: list[MismatchedGpu] = []
     incapable: list[GpuState] = []
     unplanned: list[GpuState] = []
+    renamed: list[str] = []
+    strict = desired.restore.strict_profile_names
     for uuid, spec in selection.governed:
         gpu = state.by_uuid(uuid)
         assert gpu is not None
@@ -300,17 +304,25 @@ def plan_node(desired: DesiredNode, state: NodeState) -> NodePlan:
             plans.append(GpuPlan(gpu, _mode_steps(True, gpu), _reset_pending(True, gpu)))
             continue
         try:
-            target = layout.resolve(spec, gpu, desired.source)
+            target = layout.resolve(spec, gpu, desired.source, strict=strict)
         except layout.ProfileOfAnotherModel as exc:
             if not spec.selector.kind.is_identity:
                 raise
             mismatched.append(MismatchedGpu(gpu, str(exc)))
             continue
         plans.append(plan_gpu(target, gpu))
+        renamed.extend(target.renamed)
     if selection.governed and len(incapable) == len(selection.governed):
         _fail_no_mig_gpu(desired, state)
     unmanaged = tuple(g for g in state.gpus if g.uuid in selection.unmanaged or g in incapable)
-    return NodePlan(tuple(plans), unmanaged, selection.missing, tuple(mismatched), tuple(unplanned))
+    return NodePlan(
+        tuple(plans),
+        unmanaged,
+        selection.missing,
+        tuple(mismatched),
+        tuple(unplanned),
+        tuple(renamed),
+    )
 
 
 def _fail_no_mig_gpu(desired: DesiredNode, state: NodeState) -> NoReturn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,50 @@ def resolve_gi(table: ProfileTable, wanted: str | int) -> GiProfile | None:
         return table.gi_by_id(int(wanted))
     name = _normalise(wanted)
     return next((p for p in table.gi if _normalise(p.name) == name), None)
+
+
+_GEOMETRY = re.compile(r"(?P<slices>\d+)g\.(?P<gb>\d+)gb(?P<attributes>[+-].*)?")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What a GPU-instance profile name says: compute slices, memory in GB, attributes (`+me`)."""
+
+    slices: int
+    memory_gb: int
+    attributes: str
+
+    def same_class(self, other: Geometry) -> bool:
+        """Same slices and attributes, memory within 10% (a driver's 3g.39gb is 3g.40gb)."""
+        close = abs(self.memory_gb - other.memory_gb) * 10 <= max(self.memory_gb, other.memory_gb)
+        return (self.slices, self.attributes) == (other.slices, other.attributes) and close
+
+
+def geometry(name: str) -> Geometry | None:
+    """The geometry in a profile name (`3g.40gb`, `MIG 1g.10gb+me`); None for anything else."""
+    found = _GEOMETRY.fullmatch(_normalise(name))
+    if found is None:
+        return None
+    return Geometry(int(found["slices"]), int(found["gb"]), found["attributes"] or "")
+
+
+def geometry_name(name: str) -> str:
+    """`3g.40gb` for `MIG 3g.40gb` or ` 3G.40GB `: the short name, as compute names embed it."""
+    return _normalise(name)
+
+
+def resolve_renamed(table: ProfileTable, wanted: str | int) -> GiProfile | None:
+    """For a name this driver does not know: the one profile of the table with its geometry."""
+    want = geometry(wanted) if isinstance(wanted, str) else None
+    if want is None:
+        return None
+    matches = [p for p in table.gi if _same_class(want, p)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _same_class(want: Geometry, profile: GiProfile) -> bool:
+    have = geometry(profile.name)
+    return have is not None and want.same_class(have)
 
 
 def resolve_ci(table: ProfileTable, gi: GiProfile, wanted: str | int) -> CiProfile | None:

@@ -7,6 +7,7 @@ made from a fresh read of the GPUs after the changes is empty.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,7 +20,7 @@ from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
 from migrestore.model import DesiredNode, NodeState
 from migrestore.plan import GpuPlan, NodePlan, plan_node
-from migrestore.verbs import emit, load_layout
+from migrestore.verbs import emit, load_layout, warn_renamed
 
 if TYPE_CHECKING:
     from migrestore.cli import Context
@@ -32,7 +33,8 @@ def apply(ctx: Context, args: argparse.Namespace) -> int:
 
         return verbs.plan(ctx, args)
     notifier = host.notifier(args.boot)
-    if args.boot and not ctx.config.exists():
+    # lexists: a dangling or looping symlink is a layout file that cannot be read (exit 2).
+    if args.boot and not os.path.lexists(ctx.config):
         return _nothing_to_do(ctx, notifier, f"no layout file at {ctx.config}: nothing to restore")
     desired = load_layout(ctx)
     if not desired.gpus:
@@ -77,7 +79,7 @@ def _apply_locked(
     started = time.monotonic()
     notifier.status("reading GPUs")
     before = gpus.read_state()
-    node = plan_node(desired, before)
+    node = warn_renamed(plan_node(desired, before))
     log.info(
         "planned",
         gpus=len(node.gpus),
@@ -129,7 +131,7 @@ def _after_mode_change(
     if not enabled:
         return execution
     middle = gpus.reread(before, enabled)
-    plans = tuple(p for p in plan_node(desired, middle).gpus if p.gpu.uuid in enabled)
+    plans = tuple(p for p in warn_renamed(plan_node(desired, middle)).gpus if p.gpu.uuid in enabled)
     log.info("planned_after_mig_enabled", gpus=len(plans), steps=sum(len(p.steps) for p in plans))
     return execute.merged(execution, run(plans))
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from migrestore import config, host, report, runs
 from migrestore.errors import ConfigError, ExitCode
+from migrestore.events import log
 from migrestore.interfaces import Detail
 from migrestore.model import DesiredNode, NodeState
 from migrestore.plan import NodePlan, plan_node
@@ -57,7 +58,14 @@ def _unmanaged(ctx: Context, state: NodeState) -> tuple[str, ...]:
 
 def _plan(ctx: Context, *, details: Detail = "processes") -> NodePlan:
     desired = load_layout(ctx)
-    return plan_node(desired, read(ctx, details=details))
+    return warn_renamed(plan_node(desired, read(ctx, details=details)))
+
+
+def warn_renamed(node: NodePlan) -> NodePlan:
+    """Log each profile the driver names otherwise than the file (resolved by geometry)."""
+    for text in node.renamed:
+        log.warning("profile_renamed", detail=text)
+    return node
 
 
 def plan(ctx: Context, args: argparse.Namespace) -> int:

@@ -170,3 +170,48 @@ def test_a_fifo_at_boot_does_not_block(host: Host, tmp_path: Path) -> None:
     os.mkfifo(fifo)
     result = run_bounded(host, "--config", str(fifo), "apply", "--boot", seconds=20)
     assert "is a FIFO" in one_line_error(result)
+
+
+@pytest.mark.parametrize("link", ["dangling", "looping"])
+def test_unreadable_layout_symlink_at_boot_is_an_error(
+    host: Host, tmp_path: Path, link: str
+) -> None:
+    """apply --boot: a layout path that is a dangling or looping symlink is exit 2, not a no-op."""
+    path = tmp_path / "linked.toml"
+    path.symlink_to(tmp_path / "nowhere.toml" if link == "dangling" else path)
+    result = Host(host.state, path).run("apply", "--boot")
+    line = one_line_error(result)
+    assert f"{path}: cannot read: " in line
+    assert "nothing to restore" not in result.out
+
+
+def test_absent_layout_at_boot_is_still_a_no_op(host: Host, tmp_path: Path) -> None:
+    """apply --boot without anything at the layout path succeeds and restores nothing."""
+    result = Host(host.state, tmp_path / "absent.toml").run("apply", "--boot")
+    assert result.code == 0, result
+    assert "nothing to restore" in result.out
+
+
+@pytest.mark.parametrize(
+    ("units", "problem"),
+    [
+        ('["x@.service"]', 'restore.stop-units[0]: "x@.service" is a template'),
+        (
+            '["nvsm.service", "dcgm.service", "nvsm.service"]',
+            'stop-units[2]: "nvsm.service" is listed twice (also at [0])',
+        ),
+    ],
+    ids=["template", "duplicate"],
+)
+def test_bad_stop_units_are_refused(host: Host, units: str, problem: str) -> None:
+    """A template without an instance or a unit listed twice is one line naming file and key."""
+    host.write_layout(f"version = 1\n[restore]\nstop-units = {units}\n")
+    line = one_line_error(host.run("check"))
+    assert f"{host.config}: " in line
+    assert problem in line
+
+
+def test_template_instances_are_accepted(host: Host) -> None:
+    """A template unit with an instance is a unit name like any other."""
+    host.write_layout('version = 1\n[restore]\nstop-units = ["nvidia-mig@gpu0.service"]\n')
+    assert host.run("check").code == 0

@@ -26,13 +26,14 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import pynvml
 
 from migrestore.errors import MigrestoreError
-from migrestore.model import Architecture, Placement
+from migrestore.model import Architecture, GiProfile, Placement
 from migrestore.simulator import rules as simrules
 from migrestore.simulator import state as simstate
 from migrestore.simulator.handles import (
@@ -328,7 +329,9 @@ class Simulator:
         if mig is None:
             return gpu.model.name
         profile = simrules.ci_profile_by_id(gpu, mig[0], mig[1].profile_id)
-        return f"{gpu.model.name} {profile.name}"
+        return (
+            f"{gpu.model.name} {simrules.driver_name(gpu, self._host.driver.version, profile.name)}"
+        )
 
     @_nvml
     def nvmlDeviceGetUUID(self, handle: Any) -> str:
@@ -400,11 +403,20 @@ class Simulator:
             raise NvmlFailure(Ret.FUNCTION_NOT_FOUND)
         gpu = self._profiled_gpu(device)
         first_invalid = simrules.first_invalid_gi_index(self._host.driver.version)
-        return gi_profile_info(simrules.gi_profile_by_index(gpu, profile, first_invalid), version)
+        found = simrules.gi_profile_by_index(gpu, profile, first_invalid)
+        return gi_profile_info(self._named(gpu, found), version)
 
     @_nvml
     def nvmlDeviceGetGpuInstanceProfileInfoById(self, device: Any, profileId: int) -> Any:
-        return gi_profile_info(simrules.gi_profile_by_id(self._profiled_gpu(device), profileId), 2)
+        gpu = self._profiled_gpu(device)
+        return gi_profile_info(self._named(gpu, simrules.gi_profile_by_id(gpu, profileId)), 2)
+
+    def _named(self, gpu: SimGpu, profile: GiProfile) -> GiProfile:
+        return replace(profile, name=self._name(gpu, profile.name))
+
+    def _name(self, gpu: SimGpu, name: str) -> str:
+        """A profile name as this host's driver spells it."""
+        return simrules.driver_name(gpu, self._host.driver.version, name)
 
     @_nvml
     def nvmlDeviceGetGpuInstancePossiblePlacements(
@@ -481,7 +493,10 @@ class Simulator:
             raise NvmlFailure(Ret.FUNCTION_NOT_FOUND)
         gpu, gi = self._gi(device)
         found = simrules.ci_profile_by_index(gpu, gi, profile, engProfile)
-        return ci_profile_info(simrules.gi_profile_by_id(gpu, gi.profile_id), found, version)
+        named = replace(
+            found, name=simrules.driver_name(gpu, self._host.driver.version, found.name)
+        )
+        return ci_profile_info(simrules.gi_profile_by_id(gpu, gi.profile_id), named, version)
 
     @_nvml
     def nvmlGpuInstanceGetComputeInstancePossiblePlacements(

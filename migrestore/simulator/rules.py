@@ -142,6 +142,22 @@ def check_profiles_readable(gpu: SimGpu, driver_version: str) -> None:
         raise NvmlFailure(Ret.NOT_SUPPORTED)
 
 
+# Profile names that differ between driver branches, as (model, first branch, last branch,
+# catalogue name, the name those drivers give). A100-80GB: some R535/R545 drivers call 3g.40gb
+# "3g.39gb" (NVIDIA/mig-parted#31, slurmd then dropped the GRES); which releases exactly is not
+# known here, so the simulator renames it on every R535 and R545 driver.
+RENAMES = (("NVIDIA A100-SXM4-80GB", 535, 549, "3g.40gb", "3g.39gb"),)
+
+
+def driver_name(gpu: SimGpu, driver_version: str, name: str) -> str:
+    """A profile name (GPU- or compute-instance, `MIG 1c.3g.40gb`) as this driver spells it."""
+    branch = driver_branch(driver_version)
+    for model, first, last, old, new in RENAMES:
+        if gpu.model_name == model and first <= branch <= last:
+            name = name.replace(old, new)
+    return name
+
+
 # ---- GPU-instance profiles, ids and placements ----
 
 
