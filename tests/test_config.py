@@ -148,7 +148,8 @@ ERRORS = [
     ("version = 1\nrestore = 1", "restore: must be a table, got 1"),
     (
         "version = 1\n[restore]\nstop_units = []",
-        "restore.stop_units: unknown key (known here: stop-units, refresh-units, driver-timeout)",
+        "restore.stop_units: unknown key (known here: stop-units, refresh-units, driver-timeout, "
+        "strict-profile-names)",
     ),
     (
         'version = 1\n[restore]\nstop-units = "nvsm.service"',
