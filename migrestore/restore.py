@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from migrestore import caps, config, execute, host, nvml, refresh, report, runs
-from migrestore.errors import ExitCode, UnitError
+from migrestore.errors import ConfigError, ExitCode, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
 from migrestore.model import DesiredNode, NodeState
@@ -108,10 +108,27 @@ def _apply_locked(
         code = ExitCode.FAILURE
     record = _record(ctx, args, desired, after, execution, code)
     changed = runs.changed_devices(runs.last(ctx.state_dir), record)
-    runs.save(_with_notes(replace(record, notes=notes), changed), ctx.state_dir)
+    _save(_with_notes(replace(record, notes=notes), changed), ctx)
     _report(ctx, args, execution, final, after, changed)
     _summary(notifier, node, execution, final, code, time.monotonic() - started, notes)
     return code
+
+
+def _save(record: runs.RunRecord, ctx: Context) -> None:
+    """Keep the run record; failing to is a warning: it never undoes a restore or its READY."""
+    try:
+        runs.save(record, ctx.state_dir)
+    except OSError as exc:
+        log.warning("run_record_not_saved", state_dir=str(ctx.state_dir), error=str(exc))
+
+
+def _digest(ctx: Context) -> str:
+    """The layout file's SHA-256 for the record, "" if it can no longer be read."""
+    try:
+        return config.digest(ctx.config)
+    except ConfigError as exc:
+        log.warning("layout_digest_failed", error=str(exc))
+        return ""
 
 
 def _after_mode_change(
@@ -199,7 +216,7 @@ def _record(
     return runs.RunRecord(
         time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=str(ctx.config),
-        config_sha256=config.digest(ctx.config),
+        config_sha256=_digest(ctx),
         result={ExitCode.OK: "ok", ExitCode.PENDING: "reset-pending"}.get(code, "failed"),
         simulated=ctx.simulated,
         gpus=gpus,

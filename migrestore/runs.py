@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -85,25 +86,43 @@ def _private_dir(directory: Path) -> None:
 
 
 def save(record: RunRecord, state_dir: Path) -> Path:
-    """Write the record as the last run (atomically) and append it to the history."""
+    """Write the record as the last run and append it to the history, each file atomically
+    (a kill or a full disk leaves the previous version whole); OSError if that fails."""
     _private_dir(state_dir)
     path = state_dir / RECORD_NAME
-    text = json.dumps(asdict(record), indent=1)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text + "\n")
-    tmp.replace(path)
+    write_atomically(path, json.dumps(asdict(record), indent=1) + "\n")
     _append_history(state_dir / HISTORY_NAME, record)
     return path
 
 
 def _append_history(path: Path, record: RunRecord) -> None:
-    lines = path.read_text().splitlines() if path.exists() else []
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        lines = []
     lines = [*lines[-(HISTORY_KEEP - 1) :], json.dumps(asdict(record))]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write("\n".join(lines) + "\n")
+    write_atomically(path, "\n".join(lines) + "\n")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text`: a temporary file in the same directory, fsync, rename, then
+    fsync of the directory. Readers see the old file or the new one, never a part."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def last(state_dir: Path) -> RunRecord | None:

@@ -42,12 +42,12 @@ def run_bounded(host: Host, *args: str, seconds: float = 20) -> Result:
 
 
 def test_huge_count_is_refused_at_once(host: Host) -> None:
-    """count = 1000000000 is one line and exit 2 well under a second, nothing touched."""
+    """count = 1000000000 is one line and exit 2 at once (a process: the startup is most of it)."""
     host.write_layout(ENTRY + 'profile = "1g.10gb"\ncount = 1000000000\n')
     started = time.monotonic()
-    line = one_line_error(host.run("apply"))
-    assert time.monotonic() - started < 1.0
-    assert "gpu[0].instance[0].count: must be an integer from 1 to 64" in line
+    result = run_bounded(host, "--config", str(host.config), "apply", seconds=10)
+    assert time.monotonic() - started < 5.0
+    assert "gpu[0].instance[0].count: must be an integer from 1 to 64" in one_line_error(result)
     assert mutations(host.counters()) == 0
 
 
@@ -70,17 +70,16 @@ def test_huge_placement_and_profile_id_are_refused(host: Host) -> None:
     )
 
 
-def test_huge_count_in_a_mig_parted_config_is_refused_at_once(tmp_path: Path) -> None:
+def test_huge_count_in_a_mig_parted_config_is_refused_at_once(host: Host, tmp_path: Path) -> None:
     """import-mig-parted with a count of 1000000000 is one line and exit 2 at once."""
     source = tmp_path / "mig-parted.yaml"
     source.write_text(
         "version: v1\nmig-configs:\n  all:\n    - devices: all\n      mig-enabled: true\n"
         '      mig-devices:\n        "1g.10gb": 1000000000\n'
     )
-    host = make_host(tmp_path, (H100, 1))
     started = time.monotonic()
-    result = host.run("import-mig-parted", str(source), "--model", H100)
-    assert time.monotonic() - started < 1.0
+    result = run_bounded(host, "import-mig-parted", str(source), "--model", H100, seconds=10)
+    assert time.monotonic() - started < 5.0
     assert "mig-devices.1g.10gb: count must be at most 64" in one_line_error(result)
 
 
