@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 
 import pytest
 
-from migrestore.cli import build_parser
-from migrestore.errors import ExitCode
 from tests.packaging.package_builds import ROOT, Build, maintainer_scripts, output, rpm_paths
 
 pytestmark = pytest.mark.packages
@@ -137,41 +134,3 @@ def test_man_page_renders_without_warnings(tools: None) -> None:
     assert done.returncode == 0
     assert done.stderr == ""
     assert "migrestore - restore an NVIDIA GPU host's MIG partitioning" in done.stdout
-
-
-def _options_and_verbs(parser: argparse.ArgumentParser, prefix: str = "") -> set[str]:
-    """Every option string and (sub)verb name of the command line."""
-    found: set[str] = set()
-    for action in parser._actions:
-        found.update(s for s in action.option_strings if s.startswith("--") and s != "--help")
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                found.add(f"{prefix}{name}")
-                found |= _options_and_verbs(sub, f"{prefix}{name} ")
-    return found
-
-
-def test_man_page_covers_every_verb_and_option() -> None:
-    """Each verb, simulate action and option of the command line is in migrestore(8)."""
-    page = MAN_PAGE.read_text().replace("\\-", "-").replace("\\fB", "").replace("\\fR", "")
-    missing = {word for word in _options_and_verbs(build_parser()) if word not in page}
-    assert missing == set()
-
-
-def test_man_page_documents_exit_codes_and_kill_switch() -> None:
-    """migrestore(8) lists every exit code and the migrestore=off switch."""
-    page = MAN_PAGE.read_text()
-    exit_status = page.split(".SH EXIT STATUS")[1].split(".SH ")[0]
-    assert re.findall(r"^\.B (\d)$", exit_status, re.MULTILINE) == [str(int(c)) for c in ExitCode]
-    assert "migrestore=off" in page
-    assert "/etc/migrestore/migrestore.toml" in page
-
-
-def test_package_versions_follow_pyproject() -> None:
-    """debian/changelog, the spec and the man page carry pyproject.toml's version."""
-    version = re.findall(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M)[0]
-    changelog = (ROOT / "packaging" / "debian" / "changelog").read_text().splitlines()[0]
-    spec = (ROOT / "packaging" / "rpm" / "migrestore.spec").read_text()
-    assert changelog.startswith(f"migrestore ({version}-")
-    assert re.search(rf"^Version:\s+{re.escape(version)}$", spec, re.MULTILINE)
-    assert f'"migrestore {version}"' in MAN_PAGE.read_text().splitlines()[2]
