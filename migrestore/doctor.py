@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from migrestore import caps, config, holders, host, nvml, profiles, report, runs
-from migrestore.errors import ConfigError, DriverError, ExitCode, GpuError, UnitError
+from migrestore.errors import ConfigError, DriverError, ExitCode, GpuError, UnitError, one_line
 from migrestore.interfaces import Units
 from migrestore.model import (
     DEFAULT_STOP_UNITS,
@@ -78,6 +79,7 @@ class Survey:
     desired: DesiredNode | None
     active_units: tuple[str, ...] | None  # None: systemd could not be asked
     units_problem: str = ""
+    euid: int = 0
 
     @property
     def gpus(self) -> tuple[GpuState, ...]:
@@ -114,30 +116,48 @@ def diagnose(ctx: Context, units: Units) -> tuple[Check, ...]:
     survey = _survey(ctx, units, state, desired)
     return (
         driver,
-        _bindings_check(),
-        *_gpu_checks(survey),
-        *_driver_minimums(survey),
-        privileges(os.geteuid(), _cap_eff(Path("/proc/self/status"))),
-        *_reset_checks(survey),
-        *_capability_checks(survey),
+        *_guarded("bindings", lambda: [_bindings_check()]),
+        *_guarded("gpus", lambda: _gpu_checks(survey)),
+        *_guarded("driver.minimums", lambda: _driver_minimums(survey)),
+        *_guarded(
+            "privileges", lambda: [privileges(survey.euid, _cap_eff(Path("/proc/self/status")))]
+        ),
+        *_guarded("reset", lambda: _reset_checks(survey)),
+        *_guarded("caps", lambda: _capability_checks(survey)),
         layout_file,
-        *_layout_fit(survey, ctx.config),
-        *_unit_checks(survey, ctx.state_dir),
-        *_tooling_checks(survey),
+        *_guarded("layout.fit", lambda: _layout_fit(survey, ctx.config)),
+        *_guarded("unit", lambda: _unit_checks(survey, ctx.state_dir)),
+        *_guarded("tooling", lambda: _tooling_checks(survey)),
     )
+
+
+def _guarded(where: str, checks: Callable[[], Sequence[Check]]) -> list[Check]:
+    """A group of checks; whatever keeps it from inspecting the host is one "cannot check" line
+    with the reason: a checklist reports what it cannot see, it never crashes."""
+    try:
+        return list(checks())
+    except Exception as exc:  # the reason becomes the line
+        return [cannot_check(where, exc)]
+
+
+def cannot_check(where: str, exc: BaseException) -> Check:
+    """The line for a check that could not look: the reason, in one line."""
+    kind = "" if isinstance(exc, (OSError, UnitError)) else f"{type(exc).__name__}: "
+    return Check(where, Status.SKIP, one_line(f"cannot check: {kind}{exc}"))
 
 
 def _survey(
     ctx: Context, units: Units, state: NodeState | None, desired: DesiredNode | None
 ) -> Survey:
     files = not ctx.simulated or ctx.sysroot_given
-    survey = Survey(ctx.sysroot, files, state, desired, None)
+    euid = os.geteuid()
+    survey = Survey(ctx.sysroot, files, state, desired, None, euid=euid)
     wanted = tuple(dict.fromkeys((*survey.stop_units, PERSISTENCED, FABRIC_MANAGER)))
     try:
         active = units.active(wanted)
-    except UnitError as exc:
-        return Survey(ctx.sysroot, files, state, desired, None, str(exc))
-    return Survey(ctx.sysroot, files, state, desired, active)
+    except (UnitError, OSError) as exc:
+        return Survey(ctx.sysroot, files, state, desired, None, str(exc), euid)
+    return Survey(ctx.sysroot, files, state, desired, active, euid=euid)
 
 
 # ---- GPUs and driver ----
@@ -150,6 +170,8 @@ def _read_gpus(ctx: Context) -> tuple[NodeState | None, Check]:
     except (DriverError, GpuError) as exc:
         hint = exc.hint if exc.hint != "retry" else "load the driver: modprobe nvidia"
         return None, Check("driver", Status.FAIL, f"cannot read the GPUs: {exc}", hint)
+    except (ImportError, OSError) as exc:
+        return None, cannot_check("driver", exc)
     if not state.gpus:
         return state, Check("driver", Status.FAIL, "NVML works but finds no NVIDIA GPU")
     origin = "SIMULATED " if state.simulated else ""
@@ -317,8 +339,10 @@ def _blocker(survey: Survey, where: str, found: str, hint: str) -> Check:
 
 def _client_units(survey: Survey) -> Check:
     if survey.active_units is None:
-        text = f"cannot ask systemd which GPU clients run: {survey.units_problem}"
-        return Check("reset.units", Status.WARN, text, "is D-Bus running?")
+        text = f"cannot check which GPU-client units run: {survey.units_problem}"
+        return Check(
+            "reset.units", Status.WARN, text, "is D-Bus running, python3-pystemd installed?"
+        )
     running = [u for u in survey.active_units if u in survey.stop_units]
     if not running:
         return Check("reset.units", Status.PASS, "no configured GPU-client unit is running")
@@ -329,6 +353,10 @@ def _client_units(survey: Survey) -> Check:
 def _holder_processes(survey: Survey) -> Check:
     if not survey.files:
         return _skipped("reset.processes")
+    hidden = _processes_hidden(survey)
+    if hidden:
+        text = f"cannot check which processes hold /dev/nvidia*: {hidden}"
+        return Check("reset.processes", Status.SKIP, text, "run migrestore doctor as root")
     found = holders.holders(survey.sysroot)
     if not found:
         return Check("reset.processes", Status.PASS, "no process holds /dev/nvidia*")
@@ -336,6 +364,16 @@ def _holder_processes(survey: Survey) -> Check:
     return _blocker(
         survey, "reset.processes", f"/dev/nvidia* held by {holders.describe(found)}", hint
     )
+
+
+def _processes_hidden(survey: Survey) -> str:
+    """Why the open files of other processes cannot be seen ("" if they can)."""
+    proc = survey.sysroot / "proc"
+    try:
+        os.listdir(proc)
+    except OSError as exc:
+        return f"cannot list {proc}: {exc.strerror or exc}"
+    return "" if survey.euid == 0 else f"uid {survey.euid}, not root: other processes are hidden"
 
 
 def _modules(survey: Survey) -> set[str] | None:
@@ -446,7 +484,7 @@ def _capability_nodes(survey: Survey) -> Check:
 
 def _read_layout(ctx: Context) -> tuple[DesiredNode | None, Check]:
     path = ctx.config
-    if not path.exists():
+    if not os.path.lexists(path):
         text = f"no layout file at {path}: the boot unit restores nothing"
         return None, Check("layout", Status.WARN, text, f"migrestore export > {path}")
     try:

@@ -180,8 +180,14 @@ class SystemdUnits:
 
     @contextmanager
     def _bus(self) -> Iterator[Any]:
-        from pystemd.dbusexc import DBusBaseError
-        from pystemd.dbuslib import DBus
+        try:
+            from pystemd.dbusexc import DBusBaseError
+            from pystemd.dbuslib import DBus
+        except ImportError as exc:
+            raise UnitError(
+                f"cannot reach systemd: pystemd cannot be imported ({exc})",
+                hint="install python3-pystemd",
+            ) from exc
 
         bus = DBus(user_mode=self.user_mode)
         try:
