@@ -287,42 +287,42 @@ def plan_node(desired: DesiredNode, state: NodeState) -> NodePlan:
     model lacks the named profiles (it was replaced) is reported as mismatched, not guessed.
     """
     selection = selection_of(desired, state)
-    plans: list[GpuPlan] = []
-    mismatched: list[MismatchedGpu] = []
-    incapable: list[GpuState] = []
-    unplanned: list[GpuState] = []
-    renamed: list[str] = []
-    strict = desired.restore.strict_profile_names
-    for uuid, spec in selection.governed:
-        gpu = state.by_uuid(uuid)
-        assert gpu is not None
-        if not gpu.mig_capable and spec.selector.kind is SelectorKind.ALL:
-            incapable.append(gpu)  # "all" means all MIG-capable GPUs, as in mig-parted
-            continue
-        if spec.mig and gpu.profiles_unread:
-            unplanned.append(gpu)
-            plans.append(GpuPlan(gpu, _mode_steps(True, gpu), _reset_pending(True, gpu)))
-            continue
-        try:
-            target = layout.resolve(spec, gpu, desired.source, strict=strict)
-        except layout.ProfileOfAnotherModel as exc:
-            if not spec.selector.kind.is_identity:
-                raise
-            mismatched.append(MismatchedGpu(gpu, str(exc)))
-            continue
-        plans.append(plan_gpu(target, gpu))
-        renamed.extend(target.renamed)
-    if selection.governed and len(incapable) == len(selection.governed):
+    parts = [_plan_governed(spec, _gpu(state, uuid), desired) for uuid, spec in selection.governed]
+    incapable = [g for part in parts for g in part.unmanaged]
+    if parts and len(incapable) == len(parts):
         _fail_no_mig_gpu(desired, state)
     unmanaged = tuple(g for g in state.gpus if g.uuid in selection.unmanaged or g in incapable)
     return NodePlan(
-        tuple(plans),
-        unmanaged,
-        selection.missing,
-        tuple(mismatched),
-        tuple(unplanned),
-        tuple(renamed),
+        gpus=tuple(p for part in parts for p in part.gpus),
+        unmanaged=unmanaged,
+        missing=selection.missing,
+        mismatched=tuple(m for part in parts for m in part.mismatched),
+        unplanned=tuple(g for part in parts for g in part.unplanned),
+        renamed=tuple(r for part in parts for r in part.renamed),
     )
+
+
+def _gpu(state: NodeState, uuid: str) -> GpuState:
+    gpu = state.by_uuid(uuid)
+    assert gpu is not None
+    return gpu
+
+
+def _plan_governed(spec: GpuSpec, gpu: GpuState, desired: DesiredNode) -> NodePlan:
+    """One governed GPU's share of the host's plan (a GPU `"all"` skips is its `unmanaged`)."""
+    if not gpu.mig_capable and spec.selector.kind is SelectorKind.ALL:
+        return NodePlan((), unmanaged=(gpu,))  # "all" means all MIG-capable GPUs, as mig-parted
+    if spec.mig and gpu.profiles_unread:
+        mode = GpuPlan(gpu, _mode_steps(True, gpu), _reset_pending(True, gpu))
+        return NodePlan((mode,), unplanned=(gpu,))
+    strict = desired.restore.strict_profile_names
+    try:
+        target = layout.resolve(spec, gpu, desired.source, strict=strict)
+    except layout.ProfileOfAnotherModel as exc:
+        if not spec.selector.kind.is_identity:
+            raise
+        return NodePlan((), mismatched=(MismatchedGpu(gpu, str(exc)),))
+    return NodePlan((plan_gpu(target, gpu),), renamed=target.renamed)
 
 
 def _fail_no_mig_gpu(desired: DesiredNode, state: NodeState) -> NoReturn:
