@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -280,6 +281,7 @@ def _handler(args: argparse.Namespace) -> Callable[[Context, argparse.Namespace]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, run one verb, map errors to exit codes (tracebacks only with --debug)."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    _line_buffered()
     try:
         args = build_parser().parse_args(argv)
         from migrestore import events
@@ -297,6 +299,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.FAILURE
     except Exception as exc:  # the one boundary: anything else is a bug, reported in one line
         return _fail(exc, ExitCode.FAILURE, debug, bug=True)
+
+
+def _line_buffered() -> None:
+    """Each line goes out when it is complete, also into a pipe or the journal (where Python would
+    buffer blocks): the per-GPU summary lands before systemd's "Started", in order with the logs."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and not stream.line_buffering:
+            stream.reconfigure(line_buffering=True)
 
 
 def _fail(exc: BaseException, code: int, debug: bool, *, bug: bool = False) -> int:

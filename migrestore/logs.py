@@ -91,6 +91,16 @@ def journal_prefix(
     return f"<{priority}>" if journal_attached(env.get("JOURNAL_STREAM"), out) else ""
 
 
+def failures_at_error_priority(text: str, stream: TextIO | None = None) -> str:
+    """Result lines that say FAILED carry `<3>` when `stream` (default stdout) is the journal, so
+    journald records them as errors rather than at the stream's default priority (6)."""
+    out = sys.stdout if stream is None else stream
+    prefix = journal_prefix(3, out)
+    if not prefix:
+        return text
+    return "\n".join(prefix + line if "FAILED" in line else line for line in text.split("\n"))
+
+
 def processors(fmt: LogFormat, journal: bool, stream: TextIO) -> list[Processor]:
     """The processor chain for one rendering."""
     common: list[Processor] = [

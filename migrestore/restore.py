@@ -261,7 +261,9 @@ def _report(
             )
         )
     else:
-        emit(ctx, report.apply_text(execution, final, after))
+        from migrestore.logs import failures_at_error_priority
+
+        emit(ctx, failures_at_error_priority(report.apply_text(execution, final, after)))
 
 
 def _summary(
