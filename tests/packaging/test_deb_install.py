@@ -26,9 +26,14 @@ def fixture_installed(overlay: Overlay, deb: Path) -> Overlay:
 
 
 def test_migrestore_version(installed: Overlay) -> None:
-    """/usr/bin/migrestore runs in the root and prints its version."""
+    """/usr/bin/migrestore prints its version and runs with the packaged (pinned) NVML bindings."""
     done = installed.container(["migrestore", "--version"])
-    assert (done.returncode, done.stdout) == (0, "migrestore 0.1.0\n")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "migrestore 0.1.0"
+    assert lines[1] == (
+        "NVML bindings: nvidia-ml-py 13.615.71 (packaged, /usr/lib/migrestore/vendor/pynvml.py)"
+    )
 
 
 def test_simulated_status_with_debian_libraries(installed: Overlay) -> None:

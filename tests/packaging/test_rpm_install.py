@@ -89,7 +89,10 @@ def test_installed_payload_runs(rpm_root: Overlay) -> None:
     """
     done = rpm_root.container(["sh", "-euc", script])
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.startswith("migrestore 0.1.0\nSIMULATED HOST (/tmp/host.json)")
+    lines = done.stdout.splitlines()
+    assert lines[0] == "migrestore 0.1.0"
+    assert "(packaged, /usr/lib/migrestore/vendor/pynvml.py)" in lines[1]
+    assert "SIMULATED HOST (/tmp/host.json)" in done.stdout
 
 
 def test_upgrade_keeps_the_edited_layout_and_enablement(
