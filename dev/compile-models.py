@@ -175,7 +175,7 @@ CATALOGUE = REPOSITORY / "docs" / "catalogue" / "mig-profiles.json"
 TARGET = REPOSITORY / "migrestore" / "data" / "models.json"
 # The catalogue's first home, in the research notes the project started from; models.json names
 # it and is kept byte for byte as compiled then (docs/catalogue/README.md).
-COMPILED_FROM = "shared/reference/mig-profiles.json"
+COMPILED_FROM = "docs/catalogue/mig-profiles.json"
 
 
 def compile_table(reference: dict[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """A simulated GPU host: what `migrestore simulate` does to it, and the latency model.
 
-The state lives in a JSON file (simstate.py) that every process using the host shares.
+The state lives in a JSON file (state.py) that every process using the host shares.
 Importing this module does not import pynvml.
 """
 
@@ -31,7 +31,7 @@ from migrestore.simulator.state import (
 
 DEFAULT_DRIVER: Final = "580.159.04"
 # `simulate init --driver 535.x` (or `535`, `R535`): a version of that branch that NVIDIA
-# released (each is quoted in shared/reference/nvml-mig-semantics.md). R580's is the real H200's.
+# released (each is quoted in docs/nvml-mig-semantics.md). R580's is the real H200's.
 DRIVER_BRANCHES: Final = MappingProxyType(
     {"535": "535.161.07", "550": "550.90.07", "570": "570.133.20", "580": DEFAULT_DRIVER}
 )
@@ -40,8 +40,9 @@ FAKE_PID_BASE: Final = 40000  # pids given to attached clients when the caller n
 _GPU_UUID_NAMESPACE: Final = uuid.UUID("1b671a64-40d5-491e-99b0-da01ff1f3341")
 
 # Seconds per call of the latency model (off until `set_latency`). "measured": the real H200
-# (driver 580.159.04, persistence on), shared/hardware/h200-driver-580/nvml-call-timings.txt,
-# median of the successful calls. "estimate": not measurable there (MIG may not be changed).
+# (driver 580.159.04, persistence on),
+# tests/fixtures/simulator/h200-driver-580/nvml-call-timings.txt, median of the successful
+# calls. "estimate": not measurable there (MIG may not be changed).
 DEFAULT_LATENCY: Final[Mapping[str, float]] = MappingProxyType(
     {
         "nvmlInit": 0.009042,  # measured: init_ms 9.042

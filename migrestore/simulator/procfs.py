@@ -1,6 +1,6 @@
 """The fake `/proc` a simulated host keeps below its sysroot, shaped like the real driver's.
 
-Formats and numbers come from the real H200 (shared/hardware/h200-driver-580/): the
+Formats and numbers come from the real H200 (tests/fixtures/simulator/h200-driver-580/): the
 `nvidia-caps/mig-minors` table, the capability files, `gpus/<bus>/information`, and the device
 majors of /dev/nvidia0 (195), /dev/nvidia-uvm (238) and /dev/nvidia-caps (241).
 Driver clients also appear as `/proc/PID/{comm,fd/*}` with descriptors on /dev/nvidia*.

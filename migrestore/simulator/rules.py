@@ -1,8 +1,9 @@
 """The simulated driver's MIG rules: pure functions over one simulated GPU (no I/O, no pynvml).
 
-Sources for every rule: shared/reference/nvml-mig-semantics.md and the real H200 readings in
-shared/hardware/h200-driver-580/. A rule that breaks raises `NvmlFailure` with the NVML return
-code the real driver gives; the pynvml surface (`simulator.py`) turns it into `pynvml.NVMLError`.
+Sources for every rule: docs/nvml-mig-semantics.md and the real H200 readings in
+tests/fixtures/simulator/h200-driver-580/. A rule that breaks raises `NvmlFailure` with the NVML
+return code the real driver gives; the pynvml surface (`simulator/__init__.py`) turns it into
+`pynvml.NVMLError`.
 """
 
 from __future__ import annotations
