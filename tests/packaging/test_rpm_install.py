@@ -26,6 +26,7 @@ SAME_PLACE = (
 # Files only one format has, each for a reason (packaging/README.md has the same list).
 DEB_ONLY = {
     "/usr/share/doc/migrestore/changelog.Debian.gz",  # Debian policy
+    "/usr/share/doc/migrestore/changelog.gz",  # Debian policy: the upstream CHANGELOG.md
     "/usr/share/doc/migrestore/copyright",  # Debian's license file (both licenses)
     "/usr/share/lintian/overrides/migrestore",  # lintian overrides, each with its reason
     "/usr/share/python3/runtime.d/migrestore.rtupdate",  # dh_python3: recompile on upgrades
