@@ -41,9 +41,22 @@ def _model_for(spec: GpuSpec, wanted: str | None, source: str) -> ModelInfo:
         )
     model = profiles.find_model(name)
     if model is None:
-        known = ", ".join(m.name for m in profiles.catalogue())
-        raise ConfigError(f'unknown model "{name}"; known: {known}')
+        raise _unknown_model(name, source, f"{spec.where}.select.model")
     return model
+
+
+def _unknown_model(name: str, source: str, where: str) -> ConfigError:
+    known = ", ".join(m.name for m in profiles.catalogue())
+    return ConfigError(f'{source}: {where}: unknown model "{name}"; known: {known}')
+
+
+def _check_stand_in(desired: DesiredNode, name: str | None) -> None:
+    """`--model NAME` must be a known model, named with the first entry it stands in for."""
+    if name is None or profiles.find_model(name) is not None:
+        return
+    users = [s for s in desired.gpus if s.selector.kind is not SelectorKind.MODEL]
+    where = f"{users[0].where}.select (--model)" if users else "--model"
+    raise _unknown_model(name, desired.source, where)
 
 
 def describe(target: TargetLayout) -> str:
@@ -59,6 +72,7 @@ def describe(target: TargetLayout) -> str:
 
 def check(desired: DesiredNode, model_name: str | None) -> list[str]:
     """One line per entry: the exact layout it gives on its model; ConfigError on a problem."""
+    _check_stand_in(desired, model_name)
     lines = []
     for spec in desired.gpus:
         model = _model_for(spec, model_name, desired.source)

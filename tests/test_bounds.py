@@ -214,3 +214,36 @@ def test_template_instances_are_accepted(host: Host) -> None:
     """A template unit with an instance is a unit name like any other."""
     host.write_layout('version = 1\n[restore]\nstop-units = ["nvidia-mig@gpu0.service"]\n')
     assert host.run("check").code == 0
+
+
+@pytest.mark.parametrize(
+    ("select", "where"),
+    [('"all"', "gpu[0].select (--model)"), ('{ model = "Nope" }', "--model")],
+    ids=["stands-in", "unused"],
+)
+def test_check_with_an_unknown_model_names_file_and_key(
+    host: Host, select: str, where: str
+) -> None:
+    """check --model NAME with a NAME no model has is one line naming the file and the key."""
+    host.write_layout(f"version = 1\n[[gpu]]\nselect = {select}\n")
+    line = one_line_error(host.run("check", "--model", "Nope"))
+    assert f'{host.config}: {where}: unknown model "Nope"; known: ' in line
+
+
+def test_an_unknown_model_entry_names_file_and_key(host: Host) -> None:
+    """check of a model entry whose model is unknown names the file and select.model."""
+    host.write_layout('version = 1\n[[gpu]]\nselect = { model = "Nope" }\n')
+    line = one_line_error(host.run("check"))
+    assert f'{host.config}: gpu[0].select.model: unknown model "Nope"' in line
+
+
+def test_a_missing_gpu_fails_the_run_but_the_others_are_restored(host: Host) -> None:
+    """An absent GPU an entry names: exit 1, the present GPU restored, as the man page says."""
+    absent = '[[gpu]]\nselect = { uuid = "GPU-absent" }\nmig = false\n'
+    host.write_layout(ENTRY + 'profile = "3g.40gb"\nplacement = 4\n' + absent)
+    assert host.run("apply").code == 1
+    host.write_layout(ENTRY + 'profile = "3g.40gb"\nplacement = 4\n')
+    assert host.run("verify").code == 0
+    page = " ".join((ROOT / "docs" / "migrestore.8").read_text().split())
+    assert "but the GPUs that are present are still restored" in page
+    assert "a missing GPU or a driver that is not loaded is an error" not in page
