@@ -56,7 +56,7 @@ def _simulated_nvml(state: Path) -> tuple[Any, Any]:
 def gpus(ctx: Context) -> NvmlGpus:
     """The GPU adapter: the same NvmlGpus code over pynvml or over the simulator."""
     if ctx.simulate is not None:
-        if not ctx.simulate.exists():
+        if not ctx.simulate.is_file():
             hint = "create one with `migrestore simulate init`"
             raise ConfigError(f"{ctx.simulate}: no simulated host here ({hint})")
         nvml, reset = _simulated_nvml(ctx.simulate)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from migrestore.errors import LockError
+from migrestore.errors import ConfigError, LockError
 
 RECORD_NAME = "last-run.json"
 HISTORY_NAME = "runs.jsonl"
@@ -55,9 +55,12 @@ class RunRecord:
 @contextlib.contextmanager
 def locked(run_dir: Path, timeout: float) -> Iterator[None]:
     """Hold `run_dir/lock` exclusively; wait at most `timeout` seconds for another run to finish."""
-    _private_dir(run_dir)
     path = run_dir / "lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        _private_dir(run_dir)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"{run_dir}: cannot keep the lock here: {exc.strerror or exc}") from None
     try:
         _acquire(fd, path, timeout)
         os.ftruncate(fd, 0)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from migrestore import runs
-from tests.simhost import make_host
+from tests.simhost import Host, make_host
 
 H100 = "NVIDIA H100 80GB HBM3"
 LAYOUT = f"""version = 1
@@ -112,3 +112,25 @@ def test_record_that_cannot_be_written_is_a_warning(
     assert "run_record_not_saved" in result.err
     assert "READY=1" in received(notify_socket)
     assert host.run("verify").code == 0
+
+
+def test_a_file_as_the_run_directory_is_a_usage_error(tmp_path: Path) -> None:
+    """--run-dir naming a file is one line and exit 2, not an internal error."""
+    host = make_host(tmp_path, (H100, 1), layout=LAYOUT)
+    not_a_directory = tmp_path / "run"
+    not_a_directory.write_text("")
+    result = host.run("--run-dir", str(not_a_directory), "apply")
+    assert result.code == 2, result
+    assert (
+        result.err
+        == f"migrestore: error: {not_a_directory}: cannot keep the lock here: File exists\n"
+    )
+
+
+def test_a_directory_as_the_simulated_host_is_a_usage_error(tmp_path: Path) -> None:
+    """--simulate naming a directory is one line and exit 2, not an internal error."""
+    host = make_host(tmp_path, (H100, 1), layout=LAYOUT)
+    result = Host(tmp_path, host.config).run("status")
+    assert result.code == 2, result
+    assert result.err.startswith(f"migrestore: error: {tmp_path}: no simulated host here (")
+    assert result.err.count("\n") == 1
