@@ -21,6 +21,8 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from migrestore.errors import one_line
+
 LogFormat = Literal["text", "json"]
 
 # structlog method name -> syslog priority (sd-daemon(3) prefixes).
@@ -145,7 +147,7 @@ def render_journal_line(_logger: WrappedLogger, _name: str, event_dict: EventDic
 def format_value(value: Any) -> str:
     """A value as logfmt writes it: bare when it is one word, double-quoted otherwise."""
     text = str(value)
-    if text and not any(char in text for char in ' ="\n\t'):
+    if text and not any(char in text for char in ' ="\n\t') and one_line(text) == text:
         return text
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+    return f'"{one_line(escaped)}"'

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from migrestore import simulator
+from migrestore import logs, simulator
 from tests.simhost import ROOT, make_host
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -72,3 +72,10 @@ def test_failed_lines_carry_the_error_priority_under_the_journal(tmp_path: Path)
     assert failed, lines
     assert all(line.startswith("<3>") for line in failed), failed
     assert any(line.endswith(": ok (3 change(s))") and "<" not in line for line in lines), lines
+
+
+def test_log_values_cannot_add_or_colour_journal_lines() -> None:
+    """A logged value with CR, ESC or a line separator stays on one line, its controls escaped."""
+    event = {"event": "refresh_failed", "level": "error", "error": "a\r<0>b\x1b[2J\u2028c"}
+    line = logs.render_journal_line(None, "error", event)
+    assert line == '<3>refresh_failed error="a\\x0d<0>b\\x1b[2J\\u2028c"'
