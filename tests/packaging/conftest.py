@@ -32,7 +32,7 @@ def fixture_builds(tools: None, tmp_path_factory: pytest.TempPathFactory) -> dic
     started = {
         "deb": start_build("build-deb", out),
         "rpm": start_build("build-rpm", out),
-        "deb-2": start_build("build-deb", out, "--revision", "2", "--no-lint"),
+        "deb-2": start_build("build-deb", out, "--revision", "2"),
         "rpm-2": start_build("build-rpm", out, "--release", "2", "--no-lint"),
         "rpm-rhel10": start_build("build-rpm", out / "rhel10", "--python", "3.12"),
     }

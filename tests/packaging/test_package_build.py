@@ -35,10 +35,11 @@ RHEL9_PROVIDES = {
 
 
 def test_deb_builds_lintian_clean(builds: dict[str, Build]) -> None:
-    """build-deb makes the .deb and lintian reports no error, warning or info tag."""
-    build = builds["deb"]
-    assert build.path.name == "migrestore_0.1.0-1_all.deb"
-    assert not re.findall(r"^[EWI]: .*", build.log, re.MULTILINE)
+    """build-deb makes the .deb, and a --revision 2 rebuild, with no lintian tag at all."""
+    assert builds["deb"].path.name == "migrestore_0.1.0-1_all.deb"
+    assert builds["deb-2"].path.name == "migrestore_0.1.0-2_all.deb"
+    for build in (builds["deb"], builds["deb-2"]):
+        assert not re.findall(r"^[EWI]: .*", build.log, re.MULTILINE)
 
 
 def test_rpm_builds_rpmlint_clean(builds: dict[str, Build]) -> None:
