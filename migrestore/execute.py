@@ -265,7 +265,7 @@ def _reset_pending(
         for p in plans
         if outcomes[p.gpu.uuid].ok
         and any(isinstance(s, ResetGpu) for s in p.steps)
-        and gpus.mig_mode(p.gpu.uuid).is_pending
+        and _still_pending(gpus, p, outcomes)
     ]
     if not due:
         return
@@ -274,15 +274,33 @@ def _reset_pending(
     log.info("resetting_gpus", gpus=",".join(p.gpu.pci for p in due))
     errors = _reset_isolated(gpus, due)
     for p in due:
-        error = errors.get(p.gpu.uuid)
-        if error is None and gpus.mig_mode(p.gpu.uuid).is_pending:
-            error = MigrestoreError("MIG mode still pending after the reset; reboot the host")
+        error = errors.get(p.gpu.uuid) or _pending_after_reset(gpus, p)
         if error is not None:
             failed = _failed(outcomes[p.gpu.uuid], ResetGpu(), error)
             outcomes[p.gpu.uuid] = replace(failed, reset_pending=True)
         else:
             done = outcomes[p.gpu.uuid].steps_done + 1
             outcomes[p.gpu.uuid] = replace(outcomes[p.gpu.uuid], steps_done=done)
+
+
+def _still_pending(gpus: Gpus, plan: GpuPlan, outcomes: dict[str, GpuOutcome]) -> bool:
+    """Whether the GPU's mode waits for a reset; a GPU that cannot say so has failed."""
+    try:
+        return gpus.mig_mode(plan.gpu.uuid).is_pending
+    except MigrestoreError as exc:
+        outcomes[plan.gpu.uuid] = _failed(outcomes[plan.gpu.uuid], ResetGpu(), exc)
+        return False
+
+
+def _pending_after_reset(gpus: Gpus, plan: GpuPlan) -> MigrestoreError | None:
+    """Why the reset did not take this GPU to its mode (not back, or still pending), if so."""
+    try:
+        pending = gpus.mig_mode(plan.gpu.uuid).is_pending
+    except MigrestoreError as exc:
+        return exc
+    if pending:
+        return MigrestoreError("MIG mode still pending after the reset; reboot the host")
+    return None
 
 
 def _reset_isolated(gpus: Gpus, due: list[GpuPlan]) -> dict[str, MigrestoreError]:

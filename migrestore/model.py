@@ -226,12 +226,31 @@ class GpuState:
 
 
 @dataclass(frozen=True)
+class UnreadableGpu:
+    """A GPU NVML counts but cannot read (fallen off the bus, GpuIsLost, Unknown, not back after
+    its reset): named as failed, never planned or touched."""
+
+    index: int
+    error: str
+    nvml_error: str = ""
+    uuid: str = ""  # known when it was read earlier in the run
+    name: str = ""
+    pci: str = ""
+
+    @property
+    def label(self) -> str:
+        """How messages name this GPU."""
+        return f"GPU {self.index} ({self.name}, {self.pci})" if self.name else f"GPU {self.index}"
+
+
+@dataclass(frozen=True)
 class NodeState:
     """All GPUs of a host, as read through NVML (or the simulator)."""
 
     gpus: tuple[GpuState, ...]
     driver_version: str = ""
     simulated: bool = False
+    unreadable: tuple[UnreadableGpu, ...] = ()
 
     def by_uuid(self, uuid: str) -> GpuState | None:
         """The GPU with this UUID."""

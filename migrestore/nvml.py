@@ -34,6 +34,7 @@ from migrestore.model import (
     Placement,
     Process,
     ProfileTable,
+    UnreadableGpu,
 )
 
 # NVML_GPU_INSTANCE_PROFILE_COUNT has grown with every driver; enumerate until INVALID_ARGUMENT.
@@ -259,19 +260,46 @@ class NvmlGpus:
         with self._nvml_errors("count the GPUs"):
             count = self._nvml.nvmlDeviceGetCount()
             driver = _text(self._nvml.nvmlSystemGetDriverVersion())
-        gpus = []
-        for index in range(count):
-            with self._nvml_errors(f"read GPU {index}"):
-                gpus.append(self._read_gpu(index, details))
-        return NodeState(gpus=tuple(gpus), driver_version=driver, simulated=self._simulated)
+        read = [self._read_isolated(index, details) for index in range(count)]
+        return NodeState(
+            gpus=tuple(g for g in read if isinstance(g, GpuState)),
+            driver_version=driver,
+            simulated=self._simulated,
+            unreadable=tuple(g for g in read if isinstance(g, UnreadableGpu)),
+        )
 
     def reread(self, before: NodeState, changed: set[str]) -> NodeState:
-        """The state after changes to the `changed` GPUs (UUIDs); the others as read before."""
-        gpus = []
-        for gpu in before.gpus:
-            with self._nvml_errors(f"read {gpu.label} again"):
-                gpus.append(self._read_gpu(gpu.index, "full") if gpu.uuid in changed else gpu)
-        return replace(before, gpus=tuple(gpus))
+        """The state after changes to the `changed` GPUs (UUIDs); the others as read before. A
+        changed GPU that can no longer be read joins the unreadable ones."""
+        read = [
+            self._read_isolated(gpu.index, "full", gpu) if gpu.uuid in changed else gpu
+            for gpu in before.gpus
+        ]
+        return replace(
+            before,
+            gpus=tuple(g for g in read if isinstance(g, GpuState)),
+            unreadable=(*before.unreadable, *(g for g in read if isinstance(g, UnreadableGpu))),
+        )
+
+    def _read_isolated(
+        self, index: int, details: Detail, known: GpuState | None = None
+    ) -> GpuState | UnreadableGpu:
+        """One GPU, or why it cannot be read: one lost GPU must not cost the others theirs."""
+        label = known.label if known else f"GPU {index}"
+        try:
+            with self._nvml_errors(f"read {label}"):
+                return self._read_gpu(index, details)
+        except GpuError as exc:
+            self._forget(index, known)
+            if known is None:
+                return UnreadableGpu(index, str(exc), exc.nvml_error)
+            return UnreadableGpu(index, str(exc), exc.nvml_error, known.uuid, known.name, known.pci)
+
+    def _forget(self, index: int, known: GpuState | None) -> None:
+        """Drop the handles of a GPU that could not be read (they may be stale)."""
+        self._by_index.pop(index, None)
+        if known is not None:
+            self._handles.pop(known.uuid, None)
 
     def _handle_by_index(self, index: int) -> Any:
         if index not in self._by_index:

@@ -27,6 +27,7 @@ from migrestore.model import (
     SelectorKind,
     TargetInstance,
     TargetLayout,
+    UnreadableGpu,
 )
 from migrestore.selection import match as selection_of
 
@@ -267,11 +268,14 @@ class NodePlan:
     their plan holds only the mode change; the instances are planned once the table is read."""
     renamed: tuple[str, ...] = ()
     """Warnings: profile names this driver spells otherwise, resolved by their geometry."""
+    unreadable: tuple[UnreadableGpu, ...] = ()
+    """GPUs NVML counts but cannot read: failed, the others planned without them."""
 
     @property
     def is_empty(self) -> bool:
         """The host is exactly as the file says (and every GPU it names is present)."""
         complete = not self.missing and not self.mismatched and not self.unplanned
+        complete = complete and not self.unreadable
         return complete and all(p.is_empty for p in self.gpus)
 
     @property
@@ -299,6 +303,7 @@ def plan_node(desired: DesiredNode, state: NodeState) -> NodePlan:
         mismatched=tuple(m for part in parts for m in part.mismatched),
         unplanned=tuple(g for part in parts for g in part.unplanned),
         renamed=tuple(r for part in parts for r in part.renamed),
+        unreadable=state.unreadable,
     )
 
 

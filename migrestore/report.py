@@ -90,6 +90,7 @@ def state_json(state: NodeState, last_run: RunRecord | None) -> dict[str, Any]:
         "simulated": state.simulated,
         "driver": state.driver_version,
         "gpus": [gpu_json(g) for g in state.gpus],
+        "unreadable": [{"index": u.index, "error": u.error} for u in state.unreadable],
         "last_run": record_json(last_run),
     }
 
@@ -127,6 +128,7 @@ def state_text(
     lines = [f"driver {state.driver_version}, {len(state.gpus)} GPU(s)"]
     for gpu in state.gpus:
         lines.extend(gpu_text(gpu, "unmanaged" if gpu.uuid in unmanaged else ""))
+    lines.extend(f"{u.label}: cannot be read: {u.error}" for u in state.unreadable)
     lines.append(_last_run_text(last_run))
     return "\n".join(lines)
 
@@ -193,6 +195,10 @@ def plan_json(plan: NodePlan) -> dict[str, Any]:
         "missing": [str(s.selector) for s in plan.missing],
         "mismatched": [{"uuid": m.gpu.uuid, "problem": m.problem} for m in plan.mismatched],
         "unplanned": [{"uuid": g.uuid, "problem": UNREAD_TABLE} for g in plan.unplanned],
+        "unreadable": [
+            {"index": u.index, "uuid": u.uuid, "error": u.error, "nvml_error": u.nvml_error}
+            for u in plan.unreadable
+        ],
     }
 
 
@@ -216,6 +222,7 @@ def _problems(plan: NodePlan) -> list[str]:
     lines = [f"missing: no GPU matches {s.where} (select {s.selector})" for s in plan.missing]
     lines.extend(f"{m.gpu.label}: {m.problem}" for m in plan.mismatched)
     lines.extend(f"{g.label}: instances not planned yet: {UNREAD_TABLE}" for g in plan.unplanned)
+    lines.extend(f"{u.label}: FAILED: cannot be read: {u.error}" for u in plan.unreadable)
     return lines
 
 

@@ -97,6 +97,8 @@ def _apply_locked(
     notifier.status("verifying")
     touched = {p.gpu.uuid for p in node.gpus if p.steps}
     after = gpus.reread(before, touched) if touched else before
+    for lost in after.unreadable:
+        log.error("gpu_unreadable", gpu=lost.label, uuid=lost.uuid, error=lost.error)
     final = plan_node(desired, after)
     notes = (
         *_device_nodes(ctx, after),
@@ -187,6 +189,8 @@ def _device_nodes(ctx: Context, after: NodeState) -> tuple[str, ...]:
 
 
 def _exit_code(execution: execute.Execution, final: NodePlan) -> ExitCode:
+    if final.unreadable:
+        return ExitCode.FAILURE
     if any(o.reset_pending for o in execution.outcomes) or final.reset_pending:
         return ExitCode.PENDING
     failed = any(not o.ok for o in execution.outcomes)
@@ -213,13 +217,17 @@ def _record(
         )
         for g in after.gpus
     )
+    lost = tuple(
+        runs.GpuRecord(uuid=u.uuid, index=u.index, name=u.name, result="failed", error=u.error)
+        for u in after.unreadable
+    )
     return runs.RunRecord(
         time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=str(ctx.config),
         config_sha256=_digest(ctx),
         result={ExitCode.OK: "ok", ExitCode.PENDING: "reset-pending"}.get(code, "failed"),
         simulated=ctx.simulated,
-        gpus=gpus,
+        gpus=tuple(sorted((*gpus, *lost), key=lambda g: g.index)),
         boot=args.boot,
         driver=after.driver_version,
         nvml_bindings=str(nvml.loaded_bindings() or ""),
@@ -230,7 +238,8 @@ def _problems(
     node: NodePlan, failed: list[execute.GpuOutcome], final: NodePlan, notes: tuple[str, ...]
 ) -> list[str]:
     """What went wrong, most important first, for the one-line status."""
-    lines = [f"{len(failed)} of {len(node.gpus)} GPU(s) not restored"] if failed else []
+    lines = [f"{u.label}: cannot be read: {u.error}" for u in final.unreadable]
+    lines += [f"{len(failed)} of {len(node.gpus)} GPU(s) not restored"] if failed else []
     lines += [f"{o.label}: {o.error}" for o in failed]
     lines += [f"missing: no GPU matches {s.where} ({s.selector})" for s in final.missing]
     lines += [f"{m.gpu.label}: not the model its entry names" for m in final.mismatched]
@@ -288,6 +297,7 @@ def _summary(
         gpus=len(node.gpus),
         changes=changes,
         failed=len(failed),
+        unreadable=len(final.unreadable),
         seconds=round(seconds, 3),
     )
     notifier.status(text)

@@ -98,7 +98,8 @@ def match(desired: DesiredNode, state: NodeState) -> Selection:
             governed.append((gpu.uuid, spec))
     unmatched = [s for s in desired.gpus if not any(selects(s.selector, g) for g in state.gpus)]
     for spec in unmatched:
-        if not spec.selector.kind.is_identity:
+        # With a GPU that cannot be read, the entry may be for that GPU: missing, not a mistake.
+        if not spec.selector.kind.is_identity and not state.unreadable:
             _fail_selects_nothing(desired.source, spec, state)
     return Selection(tuple(governed), tuple(unmanaged), tuple(unmatched))
 

@@ -89,7 +89,9 @@ def verify(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def verdict(node: NodePlan) -> ExitCode:
-    """The exit status of `verify` for a plan."""
+    """The exit status of `verify` for a plan (1: a GPU cannot be read)."""
+    if node.unreadable:
+        return ExitCode.FAILURE
     if node.is_empty:
         return ExitCode.OK
     return ExitCode.PENDING if node.reset_pending else ExitCode.DRIFT

@@ -66,6 +66,7 @@ from migrestore.simulator.host import (
     init_host,
     inject_fault,
     load_driver,
+    lose_gpu,
     models,
     models_text,
     reboot,
@@ -97,6 +98,7 @@ __all__ = [
     "init_host",
     "inject_fault",
     "load_driver",
+    "lose_gpu",
     "models",
     "models_text",
     "reboot",
@@ -145,6 +147,13 @@ def _nvml(
                 _kill_this_process()
 
     return call
+
+
+def _reachable(gpu: SimGpu) -> SimGpu:
+    """The GPU, unless it fell off the bus: then every call about it is GPU_IS_LOST."""
+    if gpu.lost:
+        raise NvmlFailure(Ret.GPU_IS_LOST)
+    return gpu
 
 
 def _nvml_version(driver: str) -> str:
@@ -198,6 +207,8 @@ class Simulator:
             _kill_this_process()
         if fault is not None and fault.action == FaultAction.RAISE:
             raise pynvml.NVMLError(fault.error)
+        if fault is not None and fault.action == FaultAction.LOSE:
+            self._host = lose_gpu(self.state_path, fault.gpu)
         if name not in _NEEDS_NO_INIT and self._sessions == 0:
             raise pynvml.NVMLError(int(Ret.UNINITIALIZED))
         return fault is not None and fault.action == FaultAction.KILL_AFTER
@@ -215,7 +226,7 @@ class Simulator:
         gpu = self._host.gpu(gpu_uuid)
         if gpu is None:
             raise NvmlFailure(Ret.INVALID_ARGUMENT)
-        return gpu
+        return _reachable(gpu)
 
     def _gpu(self, handle: Any) -> SimGpu:
         return self._gpu_by_uuid(self._handles.key(handle, "gpu").uuid)
@@ -299,14 +310,14 @@ class Simulator:
         gpus = self._host.gpus
         if not 0 <= index < len(gpus):
             raise NvmlFailure(Ret.INVALID_ARGUMENT)
-        return self._handle("gpu", gpus[index])
+        return self._handle("gpu", _reachable(gpus[index]))
 
     @_nvml
     def nvmlDeviceGetHandleByUUID(self, uuid: str | bytes) -> Any:
         wanted = text(uuid)
         for gpu in self._host.gpus:
             if gpu.uuid == wanted:
-                return self._handle("gpu", gpu)
+                return self._handle("gpu", _reachable(gpu))
             for gi, ci in simrules.mig_devices(gpu):
                 names = (mig_uuid(gpu.uuid, gi.id, ci.id), f"MIG-{gpu.uuid}/{gi.id}/{ci.id}")
                 if wanted in names:
@@ -319,7 +330,7 @@ class Simulator:
         gpu = next((g for g in self._host.gpus if g.pci_bus_id == bus), None)
         if gpu is None:
             raise NvmlFailure(Ret.NOT_FOUND)
-        return self._handle("gpu", gpu)
+        return self._handle("gpu", _reachable(gpu))
 
     # ---- device properties ----
 

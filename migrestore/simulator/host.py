@@ -319,6 +319,8 @@ def _check_reset(host: Host, targets: list[SimGpu]) -> None:
             f"GPU {first} could not be reset: In use by another client (NVML pid {pids})"
         )
     for gpu in targets:
+        if gpu.lost:
+            raise ResetRefused(f"GPU {gpu.pci_bus_id} could not be reset: GPU is lost")
         if gpu.clients:
             names = ", ".join(str(c) for c in gpu.clients)
             raise ResetRefused(f"GPU {gpu.pci_bus_id} could not be reset: In use by {names}")
@@ -374,15 +376,37 @@ def inject_fault(
     error: str | int,
     *,
     action: str = "raise",
+    gpu: int = -1,
 ) -> None:
-    """Make the `nth` next call of `function` (in any process) fail with `error`, once."""
+    """Make the `nth` next call of `function` (in any process) fail with `error`, once; with
+    action "lose", GPU `gpu` falls off the bus just before that call instead."""
     if nth < 1:
         raise ConfigError(f"--nth must be at least 1, not {nth}")
     if action not in set(FaultAction):
         known = ", ".join(FaultAction)
         raise ConfigError(f"unknown fault action {action!r}; known: {known}")
-    fault = Fault(_known_function(function), nth, nvml_error_code(error), FaultAction(action))
-    _store(path).update(lambda host: (replace(host, faults=(*host.faults, fault)), None))
+    if (action == FaultAction.LOSE) != (gpu >= 0):
+        raise ConfigError('a GPU index is needed with the fault action "lose", and only there')
+    code = nvml_error_code(error)
+    fault = Fault(_known_function(function), nth, code, FaultAction(action), gpu)
+
+    def change(host: Host) -> tuple[Host, None]:
+        if gpu >= 0:
+            _gpu_at(host, gpu)
+        return replace(host, faults=(*host.faults, fault)), None
+
+    _store(path).update(change)
+
+
+def lose_gpu(path: str | os.PathLike[str], index: int) -> Host:
+    """GPU `index` falls off the bus (Xid 79): every NVML call about it answers GpuIsLost, and
+    nvidia-smi cannot reset it; a reboot brings it back. Returns the host afterwards."""
+
+    def change(host: Host) -> tuple[Host, Host]:
+        lost = host.with_gpu(replace(_gpu_at(host, index), lost=True))
+        return lost, lost
+
+    return _store(path).update(change)
 
 
 def set_latency(

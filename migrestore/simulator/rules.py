@@ -36,6 +36,7 @@ class Ret(enum.IntEnum):
     DRIVER_NOT_LOADED = 9
     FUNCTION_NOT_FOUND = 13
     IN_USE = 19
+    GPU_IS_LOST = 15
     INSUFFICIENT_RESOURCES = 23
 
 
@@ -100,6 +101,7 @@ class SimGpu:
     mig: MigMode = MIG_DISABLED
     instances: tuple[SimGpuInstance, ...] = ()
     clients: tuple[SimClient, ...] = ()
+    lost: bool = False  # fallen off the bus: every call about it answers GPU_IS_LOST
 
     @property
     def model(self) -> ModelInfo:
@@ -364,7 +366,7 @@ def after_reset(gpu: SimGpu) -> SimGpu:
 def after_reboot(gpu: SimGpu) -> SimGpu:
     """A reboot (or driver reload): Ampere keeps its (pending) mode in the InfoROM, Hopper+ not."""
     mode = gpu.mig.pending and gpu.model.architecture.mode_survives_reboot
-    return replace(gpu, mig=MigMode(mode, mode), instances=(), clients=())
+    return replace(gpu, mig=MigMode(mode, mode), instances=(), clients=(), lost=False)
 
 
 # ---- MIG devices and processes ----

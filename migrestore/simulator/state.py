@@ -43,6 +43,7 @@ class FaultAction(StrEnum):
     RAISE = "raise"  # the call fails with the error, without effect
     KILL_BEFORE = "kill-before"  # SIGKILL before the call has any effect
     KILL_AFTER = "kill-after"  # SIGKILL right after the call's effect was persisted
+    LOSE = "lose"  # GPU `gpu` falls off the bus just before the call (which then runs)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Fault:
     remaining: int
     error: int
     action: FaultAction = FaultAction.RAISE
+    gpu: int = -1  # LOSE: the index of the GPU that is lost
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ def _gpu_json(gpu: SimGpu) -> dict[str, Any]:
         "clients": [
             {"name": c.name, "pid": c.pid, "gi": c.gi_id, "ci": c.ci_id} for c in gpu.clients
         ],
+        **({"lost": True} if gpu.lost else {}),
     }
 
 
@@ -150,7 +153,13 @@ def encode(host: Host) -> bytes:
         "gpus": [_gpu_json(g) for g in host.gpus],
         "sessions": [{"pid": s.pid, "count": s.count} for s in host.sessions],
         "faults": [
-            {"function": f.function, "remaining": f.remaining, "error": f.error, "action": f.action}
+            {
+                "function": f.function,
+                "remaining": f.remaining,
+                "error": f.error,
+                "action": f.action,
+                **({"gpu": f.gpu} if f.gpu >= 0 else {}),
+            }
             for f in host.faults
         ],
         "latency": _latency_json(host.latency),
@@ -190,6 +199,7 @@ def _gpu(row: dict[str, Any]) -> SimGpu:
         mig=mig,
         instances=instances,
         clients=clients,
+        lost=bool(row.get("lost", False)),
     )
 
 
@@ -213,7 +223,13 @@ def decode(data: bytes, where: Path) -> Host:
             sysroot=doc["sysroot"],
             sessions=tuple(Session(s["pid"], s["count"]) for s in doc["sessions"]),
             faults=tuple(
-                Fault(f["function"], f["remaining"], f["error"], FaultAction(f["action"]))
+                Fault(
+                    f["function"],
+                    f["remaining"],
+                    f["error"],
+                    FaultAction(f["action"]),
+                    f.get("gpu", -1),
+                )
                 for f in doc["faults"]
             ),
             latency=_latency(doc["latency"]),
