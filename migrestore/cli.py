@@ -102,7 +102,12 @@ def _globals(parser: argparse.ArgumentParser, *, after_verb: bool = False) -> No
         default=default(None, False),
         help="accept a layout file not owned by root or writable by others",
     )
-    add("--log-format", choices=("text", "json"), default=default("MIGRESTORE_LOG_FORMAT", "text"))
+    add(
+        "--log-format",
+        choices=("text", "json"),
+        default=default("MIGRESTORE_LOG_FORMAT", "text"),
+        help="logs on standard error as text lines or one JSON object a line (default text)",
+    )
     add(
         "--debug",
         action="store_true",
@@ -111,10 +116,11 @@ def _globals(parser: argparse.ArgumentParser, *, after_verb: bool = False) -> No
     )
 
 
-def _verb(verbs: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
-    """A verb's parser; it also takes the global options."""
-    parser: argparse.ArgumentParser = verbs.add_parser(name, **kwargs)
-    _globals(parser, after_verb=True)
+def _verb(verbs: Any, name: str, text: str, *, globals_too: bool = True) -> argparse.ArgumentParser:
+    """A verb's parser, its help line also its description; it takes the global options."""
+    parser: argparse.ArgumentParser = verbs.add_parser(name, help=text, description=text)
+    if globals_too:
+        _globals(parser, after_verb=True)
     return parser
 
 
@@ -125,9 +131,9 @@ def _verbs(parser: argparse.ArgumentParser) -> None:
         ("plan", "show the steps apply would take"),
         ("verify", "exit 0 if the host matches the layout, 3 on drift, 4 if a reset is pending"),
     ):
-        verb = _verb(verbs, name, help=text, description=text)
+        verb = _verb(verbs, name, text)
         verb.add_argument("--json", action="store_true", help="machine-readable output")
-    apply = _verb(verbs, "apply", help="restore the layout", description="restore the layout")
+    apply = _verb(verbs, "apply", "restore the layout")
     apply.add_argument(
         "--force", action="store_true", help="destroy instances even if processes run on them"
     )
@@ -145,34 +151,48 @@ def _verbs(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long to wait for another run to finish (default 30)",
     )
-    export = _verb(verbs, "export", help="print the current state as a layout file")
+    export = _verb(verbs, "export", "print the GPUs' current state as a layout file")
     how = export.add_mutually_exclusive_group()
     how.add_argument("--by-model", action="store_true", help="select GPUs by model where possible")
     how.add_argument("--by-index", action="store_true", help="select GPUs by index")
-    check = _verb(verbs, "check", help="validate the layout file offline")
+    check = _verb(verbs, "check", "validate the layout file offline, without a driver")
     check.add_argument(
-        "--model", help="GPU model to check entries against (default: each entry's model)"
+        "--model",
+        metavar="NAME",
+        help="GPU model to check entries against (default: each entry's model)",
     )
-    doctor = _verb(
-        verbs, "doctor", help="check whether this host can do MIG, and what is in the way"
-    )
+    doctor = _verb(verbs, "doctor", "check whether this host can do MIG, and what is in the way")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     migparted = _verb(
-        verbs, "import-mig-parted", help="convert a mig-parted config to a layout file"
+        verbs, "import-mig-parted", "convert a mig-parted config to a layout file on stdout"
     )
     migparted.add_argument("file", help="mig-parted YAML config (version: v1)")
     migparted.add_argument(
         "--config-name", metavar="LABEL", help="which entry of mig-configs to convert"
     )
-    migparted.add_argument("--model", help="GPU model for entries without a device-filter")
-    _simulate_verbs(verbs.add_parser("simulate", help="manage a simulated host"))
+    migparted.add_argument(
+        "--model", metavar="NAME", help="GPU model for entries without a device-filter"
+    )
+    simulate = _verb(
+        verbs, "simulate", "create and drive a simulated host (no GPU needed)", globals_too=False
+    )
+    _simulate_verbs(simulate)
+
+
+STATE_HELP = "the simulated host's JSON state file"
 
 
 def _simulate_verbs(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    init = sub.add_parser("init", help="create a simulated host")
-    init.add_argument("state")
-    init.add_argument("--gpu", action="append", required=True, metavar="MODEL[:COUNT]")
+    init = _verb(sub, "init", "create a simulated host, MIG off", globals_too=False)
+    init.add_argument("state", help=STATE_HELP)
+    init.add_argument(
+        "--gpu",
+        action="append",
+        required=True,
+        metavar="MODEL[:COUNT]",
+        help="COUNT (default 1) GPUs of MODEL (see `simulate models`); repeatable",
+    )
     init.add_argument(
         "--driver",
         default="580.159.04",
@@ -180,43 +200,64 @@ def _simulate_verbs(parser: argparse.ArgumentParser) -> None:
         help="driver version, or a branch: 535.x, 550.x, 570.x, 580.x (default 580.159.04)",
     )
     init.add_argument("--sysroot", dest="sim_sysroot", help="also keep a fake /proc tree here")
-    sub.add_parser("models", help="list the GPU models the simulator knows")
-    reboot = sub.add_parser("reboot", help="reboot the simulated host")
-    reboot.add_argument("state")
-    for name in ("attach", "detach"):
-        client = sub.add_parser(name, help=f"{name} a driver client or a process")
-        client.add_argument("state")
-        client.add_argument("--gpu", type=int, required=True)
-        client.add_argument("--client", required=True)
+    init.add_argument("--force", action="store_true", help="replace an existing state file")
+    _verb(sub, "models", "list the GPU models the simulator knows", globals_too=False)
+    reboot = _verb(
+        sub,
+        "reboot",
+        "reboot the simulated host: MIG devices (and Hopper's MIG mode) are lost",
+        globals_too=False,
+    )
+    reboot.add_argument("state", help=STATE_HELP)
+    for name, text in (
+        ("attach", "attach a driver client (blocks a reset) or a process on an instance"),
+        ("detach", "detach every client or process of that name from a GPU"),
+    ):
+        client = _verb(sub, name, text, globals_too=False)
+        client.add_argument("state", help=STATE_HELP)
+        client.add_argument("--gpu", type=int, required=True, metavar="N", help="the GPU's index")
+        client.add_argument("--client", required=True, metavar="NAME", help="the client's name")
         if name == "attach":
             client.add_argument("--instance", help="GI[/CI]: a process on that instance")
-            client.add_argument("--pid", type=int)
-    fault = sub.add_parser("fault", help="make the Nth call of an NVML function fail")
-    fault.add_argument("state")
-    fault.add_argument("--function", required=True)
-    fault.add_argument("--nth", type=int, default=1)
-    fault.add_argument("--error", required=True)
+            client.add_argument("--pid", type=int, help="the process id (default: a made-up one)")
+    fault = _verb(sub, "fault", "make the Nth call of an NVML function fail", globals_too=False)
+    fault.add_argument("state", help=STATE_HELP)
+    fault.add_argument(
+        "--function", required=True, help="the NVML function, e.g. nvmlDeviceSetMigMode"
+    )
+    fault.add_argument("--nth", type=int, default=1, help="which call from now fails (default 1)")
+    fault.add_argument(
+        "--error", required=True, help="the NVML error, by name or number, e.g. NoPermission"
+    )
     fault.add_argument(
         "--action",
         dest="fault_action",
         choices=("raise", "kill-before", "kill-after"),
         default="raise",
+        help="raise the error (default), or kill the process just before or after the call",
     )
-    driver = sub.add_parser("driver", help="unload or load the simulated NVIDIA driver")
-    driver.add_argument("state")
+    driver = _verb(sub, "driver", "unload or load the simulated NVIDIA driver", globals_too=False)
+    driver.add_argument("state", help=STATE_HELP)
     what = driver.add_mutually_exclusive_group(required=True)
     what.add_argument("--unload", action="store_true", help="NVML answers DriverNotLoaded")
-    what.add_argument("--load", action="store_true")
+    what.add_argument("--load", action="store_true", help="load the driver now")
     driver.add_argument(
         "--reload-after",
         type=float,
         metavar="SECONDS",
         help="with --unload: the driver comes back by itself after this long",
     )
-    latency = sub.add_parser("latency", help="switch the latency model on or off")
-    latency.add_argument("state")
-    latency.add_argument("--model", choices=("h200", "off"), default="h200")
-    latency.add_argument("--scale", type=float, default=1.0)
+    latency = _verb(sub, "latency", "switch the latency model on or off", globals_too=False)
+    latency.add_argument("state", help=STATE_HELP)
+    latency.add_argument(
+        "--model",
+        choices=("h200", "off"),
+        default="h200",
+        help="NVML calls as slow as on a real H200 (default), or no delays",
+    )
+    latency.add_argument(
+        "--scale", type=float, default=1.0, metavar="X", help="multiply the delays by X"
+    )
 
 
 def _seconds(text: str) -> float:
