@@ -43,6 +43,10 @@ CONSUMERS = (
     "dcgm.service",
     "dcgm-exporter.service",
     "kubelet.service",
+    "docker.service",
+    "containerd.service",
+    "slurmd.service",
+    "nvidia-gpu-reset.target",
 )
 
 
@@ -57,10 +61,10 @@ def installed_root(tmp_path: Path) -> Path:
     )
     (units / "kubelet.service.d").mkdir()
     shutil.copy(GATE, units / "kubelet.service.d" / "50-migrestore-gate.conf")
-    (root / "usr" / "bin").mkdir(parents=True)
-    for binary in ("migrestore", "kubelet"):
-        (root / "usr" / "bin" / binary).write_text("#!/bin/sh\n")
-        (root / "usr" / "bin" / binary).chmod(0o755)
+    for binary in ("usr/bin/migrestore", "usr/bin/kubelet", "bin/sh"):
+        (root / binary).parent.mkdir(parents=True, exist_ok=True)
+        (root / binary).write_text("#!/bin/sh\n")
+        (root / binary).chmod(0o755)
     return root
 
 
@@ -120,7 +124,7 @@ def test_loaded_unit_keeps_its_design(booted: UserManager) -> None:
         shown["After"].split()
     )
     assert not {"sysinit.target", "basic.target"} & set(shown["Before"].split())
-    assert shown["Conflicts"] == "shutdown.target"
+    assert set(shown["Conflicts"].split()) == {"shutdown.target", "nvidia-mig-manager.service"}
     assert shown["TimeoutStartUSec"] == "5min"
     assert set(shown["CapabilityBoundingSet"].split()) == {
         "cap_sys_admin",
@@ -141,3 +145,20 @@ def test_no_device_allow_list() -> None:
     settings = [line.split("=", 1)[0] for line in UNIT.read_text().splitlines() if "=" in line]
     active = [key for key in settings if not key.startswith("#")]
     assert not {"PrivateDevices", "DeviceAllow", "DevicePolicy", "ProtectClock"} & set(active)
+
+
+def test_enabled_for_boot_and_for_the_dgx_reset_target(manager: UserManager) -> None:
+    """`systemctl enable` links the unit into multi-user.target and nvidia-gpu-reset.target (which
+    NVIDIA's packages provide on DGX OS; enabling works without it)."""
+    manager.write_unit("migrestore.service", UNIT.read_text())
+    manager.enable("migrestore.service")
+    for target in ("multi-user.target", "nvidia-gpu-reset.target"):
+        assert (manager.unit_dir / f"{target}.wants" / "migrestore.service").is_symlink(), target
+
+
+def test_ships_no_reset_target_of_its_own() -> None:
+    """units/ holds no nvidia-gpu-reset.target (nor a drop-in for it): that file is NVIDIA's."""
+    assert sorted(p.name for p in UNIT.parent.iterdir()) == [
+        "gate-consumers.conf",
+        "migrestore.service",
+    ]
