@@ -141,19 +141,24 @@ class BootRig:
         """A fake GPU consumer unit; `gated` installs the shipped gate-consumers.conf for it."""
         environment = {**self.environment, "EVENTS": str(self.events)}
         script = self.base / "consumer.py"
+        start = f"ExecStartPre={PYTHON} {script} start {name}\n"
         self.manager.write_unit(
             name,
             f"[Unit]\nDescription=fake GPU consumer {name}\n"
             "[Service]\n"
             + "".join(f'Environment="{key}={value}"\n' for key, value in environment.items())
             + f'Environment="GPUS={gpus}"\n'
-            f"ExecStartPre={PYTHON} {script} start {name}\n"
-            "ExecStart=/bin/sleep infinity\n"
+            + ("" if gated else start)
+            + "ExecStart=/bin/sleep infinity\n"
             f"ExecStopPost={PYTHON} {script} stop {name}\n"
             "[Install]\nWantedBy=multi-user.target\n",
         )
         if gated:
-            self.manager.write_drop_in(name, "50-migrestore-gate.conf", GATE.read_text())
+            # The gate's check runs first (drop-ins apply in name order), as it would before a
+            # real consumer's own start: a refused consumer records no start.
+            gate = GATE.read_text().replace("/usr/bin/migrestore", f"{PYTHON} -m migrestore")
+            self.manager.write_drop_in(name, "50-migrestore-gate.conf", gate)
+            self.manager.write_drop_in(name, "60-consumer-start.conf", f"[Service]\n{start}")
         if name not in self.consumers:
             self.consumers.append(name)
 
