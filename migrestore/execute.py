@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+from migrestore import runs
 from migrestore.errors import GpuError, MigrestoreError, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
@@ -74,6 +76,7 @@ class Options:
 
     force: bool = False
     stop_units: tuple[str, ...] = ()
+    state_dir: Path | None = None  # where the units being stopped are noted until started again
 
 
 def needs_units_stopped(plans: tuple[GpuPlan, ...]) -> bool:
@@ -109,7 +112,7 @@ def execute(
     if stop:
         notifier.extend_timeout(UNIT_STOP_TIMEOUT * 2)
     problems: list[str] = []
-    with _units_stopped(units, stop, problems) as stopped:
+    with _units_stopped(units, stop, problems, options.state_dir) as stopped:
         _run_all(todo, gpus, units, notifier, outcomes)
     return Execution(tuple(outcomes[p.gpu.uuid] for p in plans), stopped, "; ".join(problems))
 
@@ -130,21 +133,23 @@ def merged(first: Execution, then: Execution) -> Execution:
 
 @contextmanager
 def _units_stopped(
-    units: Units, wanted: tuple[str, ...], problems: list[str]
+    units: Units, wanted: tuple[str, ...], problems: list[str], state_dir: Path | None
 ) -> Iterator[tuple[str, ...]]:
-    """Stop the active ones of `wanted`; start exactly those again afterwards, in reverse order.
+    """Stop the active ones of `wanted`; start exactly those again afterwards, in reverse order,
+    whatever happened (an exception, SIGTERM). They are noted in `state_dir` before the first
+    stop and the note is dropped once they were started, so a SIGKILL leaves the next run the list.
 
     A unit that will not stop aborts the run before any GPU is touched (after starting again what
     was stopped); a unit that will not start again is reported in `problems`, the GPUs' results
     are kept.
     """
     active = units.active(wanted) if wanted else ()
+    if active and state_dir is not None:
+        runs.remember_stopped(state_dir, active)
     stopped: list[str] = []
     try:
         for unit in active:
-            log.info("stopping_gpu_client", unit=unit)
-            units.stop((unit,))
-            stopped.append(unit)
+            _stop_one(units, unit, stopped)
         yield tuple(stopped)
     finally:
         if stopped:
@@ -155,6 +160,21 @@ def _units_stopped(
             except UnitError as exc:
                 log.error("gpu_clients_not_restarted", error=str(exc))
                 problems.append(f"could not start GPU clients again: {exc}")
+        if active and state_dir is not None and not problems:
+            runs.forget_stopped(state_dir)
+
+
+def _stop_one(units: Units, unit: str, stopped: list[str]) -> None:
+    """Stop one unit; interrupted (SIGTERM) while it stops, it counts as stopped."""
+    log.info("stopping_gpu_client", unit=unit)
+    try:
+        units.stop((unit,))
+    except UnitError:
+        raise
+    except BaseException:
+        stopped.append(unit)
+        raise
+    stopped.append(unit)
 
 
 def _run_all(

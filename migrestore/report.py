@@ -276,7 +276,10 @@ def apply_text(execution: Execution, final: NodePlan, after: NodeState) -> str:
         if gpu is not None:
             lines.append(f"  left as: MIG {_mode(gpu)}, {len(gpu.instances)} GPU instance(s)")
             lines.extend("  " + line for line in gpu_text(gpu)[1:])
-    if execution.stopped_units:
+    if execution.stopped_units and execution.unit_error:
+        stopped = ", ".join(execution.stopped_units)
+        lines.append(f"stopped: {stopped}; FAILED: {execution.unit_error}")
+    elif execution.stopped_units:
         lines.append(f"stopped and restarted: {', '.join(execution.stopped_units)}")
     lines.extend(_problems(final))
     return "\n".join(lines)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -20,6 +22,7 @@ from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
 from migrestore.model import DesiredNode, NodeState
 from migrestore.plan import GpuPlan, NodePlan, plan_node
+from migrestore.systemd import restart_order
 from migrestore.verbs import emit, load_layout, warn_renamed
 
 if TYPE_CHECKING:
@@ -42,12 +45,45 @@ def apply(ctx: Context, args: argparse.Namespace) -> int:
             ctx, notifier, f"{ctx.config} has no [[gpu]] entries: nothing to restore"
         )
     gpus = host.gpus(ctx)
-    with runs.locked(ctx.run_dir, args.lock_wait):
+    with runs.locked(ctx.run_dir, args.lock_wait), _signals_interrupt():
+        left = _start_left_stopped(ctx)
         _open(gpus, args.boot, desired, notifier)
         try:
-            return _apply_locked(ctx, args, desired, gpus, notifier)
+            code = _apply_locked(ctx, args, desired, gpus, notifier)
         finally:
             gpus.close()
+    return ExitCode.FAILURE if left and code == ExitCode.OK else code
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM (systemctl stop, the start timeout) as SIGINT: the NVML call under way finishes,
+    then the run unwinds, starting again the units it stopped, and exits non-zero (130)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        log.error("interrupted", signal=signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _start_left_stopped(ctx: Context) -> str:
+    """Start the driver clients a killed earlier run left stopped; returns why that failed."""
+    left = runs.left_stopped(ctx.state_dir)
+    if not left:
+        return ""
+    log.warning("starting_units_left_stopped", units=",".join(left))
+    try:
+        host.units(ctx).start(restart_order(left))
+    except UnitError as exc:
+        log.error("gpu_clients_not_restarted", error=str(exc))
+        return str(exc)
+    runs.forget_stopped(ctx.state_dir)
+    return ""
 
 
 def _open(gpus: Gpus, boot: bool, desired: DesiredNode, notifier: Notifier) -> None:
@@ -86,7 +122,9 @@ def _apply_locked(
         steps=sum(len(p.steps) for p in node.gpus),
         simulated=ctx.simulated,
     )
-    options = execute.Options(force=args.force, stop_units=desired.restore.stop_units)
+    options = execute.Options(
+        force=args.force, stop_units=desired.restore.stop_units, state_dir=ctx.state_dir
+    )
     units = host.units(ctx)
 
     def run(plans: tuple[GpuPlan, ...]) -> execute.Execution:

@@ -18,6 +18,7 @@ from migrestore.errors import ConfigError, LockError
 RECORD_NAME = "last-run.json"
 HISTORY_NAME = "runs.jsonl"
 HISTORY_KEEP = 100
+STOPPED_NAME = "stopped-units.json"  # driver clients a run stopped and has not started again
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,30 @@ def write_atomically(path: Path, text: str) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def remember_stopped(state_dir: Path, units: tuple[str, ...]) -> None:
+    """Before stopping driver clients: note them, atomically, so that a run killed before it
+    started them again (SIGKILL) leaves the next run what to start."""
+    _private_dir(state_dir)
+    write_atomically(state_dir / STOPPED_NAME, json.dumps(list(units)) + "\n")
+
+
+def forget_stopped(state_dir: Path) -> None:
+    """The noted units were started again (a note left behind only starts them once more)."""
+    with contextlib.suppress(OSError):
+        os.unlink(state_dir / STOPPED_NAME)
+
+
+def left_stopped(state_dir: Path) -> tuple[str, ...]:
+    """Units an earlier run stopped and did not start again (a damaged note counts as none)."""
+    try:
+        names = json.loads((state_dir / STOPPED_NAME).read_text())
+    except (OSError, ValueError):
+        return ()
+    if not isinstance(names, list):
+        return ()
+    return tuple(dict.fromkeys(n for n in names if isinstance(n, str)))
 
 
 def last(state_dir: Path) -> RunRecord | None:

@@ -104,3 +104,15 @@ def test_refused_reset_names_client_units_still_running(tmp_path: Path) -> None:
     assert outcome.reset_pending
     assert "nvidia-persistenced" in outcome.error
     assert "GPU-client units still running: nvidia-persistenced.service" in outcome.error
+
+
+def test_a_unit_that_will_not_start_again_is_reported_as_failed(tmp_path: Path) -> None:
+    """The apply text says FAILED and names the unit, never "stopped and restarted"."""
+    from migrestore import report
+    from migrestore.model import NodeState
+    from migrestore.plan import NodePlan
+
+    result = run(tmp_path, FakeUnits(active=("nvsm.service",), refuse_start=True))
+    text = report.apply_text(result, NodePlan(gpus=()), NodeState(gpus=()))
+    assert "stopped and restarted" not in text
+    assert "stopped: nvsm.service; FAILED: could not start GPU clients again" in text
