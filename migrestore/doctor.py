@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 UNIT = "migrestore.service"
 PERSISTENCED = "nvidia-persistenced.service"
 FABRIC_MANAGER = "nvidia-fabricmanager.service"
+MIG_MANAGER = "nvidia-mig-manager.service"
+# The GPU operator's driver container bind-mounts its root here; NVML then lives in the container.
+CONTAINER_DRIVER = "run/nvidia/driver"
 UNIT_DIRS = (
     "etc/systemd/system",
     "run/systemd/system",
@@ -112,6 +115,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 def diagnose(ctx: Context, units: Units) -> tuple[Check, ...]:
     """Every check, in the order the checklist shows them."""
     state, driver = _read_gpus(ctx)
+    if state is None:
+        driver = _containerized_driver(ctx) or driver
     desired, layout_file = _read_layout(ctx)
     survey = _survey(ctx, units, state, desired)
     return (
@@ -127,6 +132,7 @@ def diagnose(ctx: Context, units: Units) -> tuple[Check, ...]:
         layout_file,
         *_guarded("layout.fit", lambda: _layout_fit(survey, ctx.config)),
         *_guarded("unit", lambda: _unit_checks(survey, ctx.state_dir)),
+        *_guarded("owner", lambda: _owner_checks(survey)),
         *_guarded("tooling", lambda: _tooling_checks(survey)),
     )
 
@@ -152,7 +158,7 @@ def _survey(
     files = not ctx.simulated or ctx.sysroot_given
     euid = os.geteuid()
     survey = Survey(ctx.sysroot, files, state, desired, None, euid=euid)
-    wanted = tuple(dict.fromkeys((*survey.stop_units, PERSISTENCED, FABRIC_MANAGER)))
+    wanted = tuple(dict.fromkeys((*survey.stop_units, PERSISTENCED, FABRIC_MANAGER, MIG_MANAGER)))
     try:
         active = units.active(wanted)
     except (UnitError, OSError) as exc:
@@ -177,6 +183,21 @@ def _read_gpus(ctx: Context) -> tuple[NodeState | None, Check]:
     origin = "SIMULATED " if state.simulated else ""
     text = f"{origin}NVIDIA driver {state.driver_version}, {len(state.gpus)} GPU(s) through NVML"
     return state, Check("driver", Status.PASS, text)
+
+
+def _containerized_driver(ctx: Context) -> Check | None:
+    """NVML failed and the GPU operator's driver container is mounted: say that, not "load the
+    driver" (the host has no driver of its own to load)."""
+    if ctx.simulated and not ctx.sysroot_given:
+        return None
+    if not (ctx.sysroot / CONTAINER_DRIVER).is_dir():
+        return None
+    text = (
+        f"the NVIDIA driver runs in a container (/{CONTAINER_DRIVER}): no NVML on the host, "
+        "so migrestore has nothing to restore here"
+    )
+    hint = "let the GPU operator's MIG manager own the layout (nvidia.com/mig.config)"
+    return Check("driver", Status.FAIL, text, hint)
 
 
 def _bindings_check() -> Check:
@@ -578,6 +599,43 @@ def _last_run(state_dir: Path) -> Check:
     errors = [f"GPU {g.index}: {g.error}" for g in record.gpus if g.error]
     detail = f"; {errors[0]}" if errors else ""
     return Check("unit.last-run", Status.WARN, text + detail, "see journalctl -u migrestore")
+
+
+# ---- other owners of MIG ----
+
+
+def _owner_checks(survey: Survey) -> list[Check]:
+    if not survey.files:
+        return [_skipped("owner")]
+    return [_mig_manager(survey)]
+
+
+def _enabled_by(root: Path, unit: str) -> list[str]:
+    """The units whose .wants/.requires link `unit` below `root` (its enablement symlinks)."""
+    found = []
+    for directory in UNIT_DIRS:
+        base = root / directory
+        links = [*base.glob("*.wants"), *base.glob("*.requires")] if base.is_dir() else []
+        found += [link.name.rsplit(".", 1)[0] for link in links if os.path.lexists(link / unit)]
+    return sorted(set(found))
+
+
+def _mig_manager(survey: Survey) -> Check:
+    """NVIDIA's nvidia-mig-manager repartitions the GPUs at every boot too: two owners."""
+    masked = survey.sysroot / "etc/systemd/system" / MIG_MANAGER
+    if masked.is_symlink() and os.readlink(masked) == "/dev/null":
+        return Check("owner.mig-manager", Status.PASS, f"{MIG_MANAGER} is masked")
+    targets = _enabled_by(survey.sysroot, MIG_MANAGER)
+    running = bool(survey.active_units and MIG_MANAGER in survey.active_units)
+    if not targets and not running:
+        return Check("owner.mig-manager", Status.PASS, f"{MIG_MANAGER} is not enabled")
+    how = f"enabled ({', '.join(targets)})" if targets else "running"
+    text = (
+        f"{MIG_MANAGER} is {how}: it repartitions the GPUs at boot too (two owners of MIG; "
+        f"the units conflict, so one of them is dropped at boot)"
+    )
+    hint = f"systemctl disable --now {MIG_MANAGER} (or mask it), or disable {UNIT}"
+    return Check("owner.mig-manager", Status.FAIL, text, hint)
 
 
 # ---- container tooling ----
