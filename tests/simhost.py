@@ -68,6 +68,16 @@ class Host:
         return simulator.counters(self.state)
 
 
+H100 = "NVIDIA H100 80GB HBM3"
+# One 3g.40gb instance at placement 4 on every H100: the smallest layout that changes a GPU.
+ONE_INSTANCE_ON_H100 = f"""version = 1
+[[gpu]]
+select = {{ model = "{H100}" }}
+[[gpu.instance]]
+profile = "3g.40gb"
+placement = 4
+"""
+
 MUTATING = (
     "nvmlDeviceSetMigMode",
     "nvmlDeviceCreateGpuInstanceWithPlacement",

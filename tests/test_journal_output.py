@@ -8,16 +8,9 @@ import sys
 from pathlib import Path
 
 from migrestore import logs, simulator
-from tests.simhost import ROOT, make_host
+from tests.simhost import H100, ONE_INSTANCE_ON_H100, ROOT, make_host
 
-H100 = "NVIDIA H100 80GB HBM3"
-LAYOUT = f"""version = 1
-[[gpu]]
-select = {{ model = "{H100}" }}
-[[gpu.instance]]
-profile = "3g.40gb"
-placement = 4
-"""
+LAYOUT = ONE_INSTANCE_ON_H100
 # cli.main, then an exit that skips Python's final flush: only what was written line by line shows.
 NO_FINAL_FLUSH = "import os, sys; from migrestore import cli; cli.main(sys.argv[1:]); os._exit(0)"
 

@@ -15,16 +15,9 @@ from pathlib import Path
 import pytest
 
 from migrestore import runs
-from tests.simhost import Host, make_host
+from tests.simhost import H100, ONE_INSTANCE_ON_H100, Host, make_host
 
-H100 = "NVIDIA H100 80GB HBM3"
-LAYOUT = f"""version = 1
-[[gpu]]
-select = {{ model = "{H100}" }}
-[[gpu.instance]]
-profile = "3g.40gb"
-placement = 4
-"""
+LAYOUT = ONE_INSTANCE_ON_H100
 
 
 def record(note: str = "") -> runs.RunRecord:
