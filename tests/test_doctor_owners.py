@@ -9,18 +9,10 @@ from pathlib import Path
 from migrestore import cli, doctor, simulator
 from migrestore.doctor import Status
 from migrestore.systemd import SystemdUnits
+from tests.systemd.bootrig import MIG_MANAGER, MIG_MANAGER_UNIT
 from tests.systemd.conftest import fixture_booted, fixture_manager  # noqa: F401
 from tests.systemd.usermanager import UserManager
 from tests.test_doctor import H100, FakeUnits, by_id, context, simulated
-
-MIG_MANAGER = "nvidia-mig-manager.service"
-MIG_MANAGER_UNIT = """[Unit]
-Description=Stand-in for NVIDIA's nvidia-mig-manager
-[Service]
-ExecStart=/bin/sleep infinity
-[Install]
-WantedBy=multi-user.target
-"""
 
 
 def enable_mig_manager(root: Path, target: str = "multi-user.target") -> None:

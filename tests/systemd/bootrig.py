@@ -77,6 +77,17 @@ class Event:
     verify: int | None
 
 
+# A stand-in for NVIDIA's nvidia-mig-manager (the other owner of MIG), enabled like the real one.
+MIG_MANAGER = "nvidia-mig-manager.service"
+MIG_MANAGER_UNIT = """[Unit]
+Description=Stand-in for NVIDIA's nvidia-mig-manager
+[Service]
+ExecStart=/bin/sleep infinity
+[Install]
+WantedBy=multi-user.target
+"""
+
+
 class BootRig:
     """A simulated host, its layout file, and a user manager with the units installed."""
 

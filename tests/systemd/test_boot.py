@@ -42,6 +42,15 @@ def layout(profile: str = "3g.40gb", driver_timeout: int = 120) -> str:
     return LAYOUT.format(profile=profile, driver_timeout=driver_timeout)
 
 
+def restoring_h100(manager: UserManager, tmp_path: Path) -> BootRig:
+    """A simulated single-H100 host, the test layout to restore, and the shipped unit."""
+    rig = BootRig(manager, tmp_path)
+    rig.migrestore("simulate", "init", str(rig.state), "--gpu", H100)
+    rig.layout(layout())
+    rig.install_migrestore()
+    return rig
+
+
 @pytest.fixture(name="rig")
 def fixture_rig(manager: UserManager, tmp_path: Path) -> BootRig:
     """A simulated single-H100 host with the unit and three fake consumers installed, enabled."""

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from .bootrig import BootRig
-from .test_boot import BOOT_TIMEOUT, H100, IN_SYNC, layout, started
+from .bootrig import MIG_MANAGER, MIG_MANAGER_UNIT, BootRig
+from .test_boot import BOOT_TIMEOUT, IN_SYNC, restoring_h100, started
 from .usermanager import UserManager, wait_until
 
 pytestmark = pytest.mark.systemd
@@ -23,24 +23,12 @@ RESET_TARGET = "nvidia-gpu-reset.target"
 RESET_TARGET_UNIT = "[Unit]\nDescription=NVIDIA GPU reset (stand-in for DGX OS's target)\n"
 DGX_UNIT = "dgx-telemetry.service"
 DGX_WAIT = f"[Unit]\nWants={RESET_TARGET}\nAfter={RESET_TARGET}\n"
-MIG_MANAGER = "nvidia-mig-manager.service"
-MIG_MANAGER_UNIT = """[Unit]
-Description=Stand-in for NVIDIA's nvidia-mig-manager
-[Service]
-ExecStart=/bin/sleep infinity
-[Install]
-WantedBy=multi-user.target
-"""
 
 
 @pytest.fixture(name="rig")
 def fixture_rig(manager: UserManager, tmp_path: Path) -> BootRig:
     """A simulated single-H100 host, the layout to restore, and the shipped unit."""
-    rig = BootRig(manager, tmp_path)
-    rig.migrestore("simulate", "init", str(rig.state), "--gpu", H100)
-    rig.layout(layout())
-    rig.install_migrestore()
-    return rig
+    return restoring_h100(manager, tmp_path)
 
 
 def boot(rig: BootRig, *units: str) -> float:

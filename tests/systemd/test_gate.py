@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from .bootrig import BootRig
-from .test_boot import BOOT_TIMEOUT, DRIFT, H100, IN_SYNC, layout, started
+from .test_boot import BOOT_TIMEOUT, DRIFT, IN_SYNC, layout, restoring_h100, started
 from .usermanager import UserManager
 
 pytestmark = pytest.mark.systemd
@@ -23,10 +23,7 @@ DOCKER = "docker.service"
 @pytest.fixture(name="rig")
 def fixture_rig(manager: UserManager, tmp_path: Path) -> BootRig:
     """A simulated H100 with the layout, the shipped unit, and a gated Docker stand-in."""
-    rig = BootRig(manager, tmp_path)
-    rig.migrestore("simulate", "init", str(rig.state), "--gpu", H100)
-    rig.layout(layout())
-    rig.install_migrestore()
+    rig = restoring_h100(manager, tmp_path)
     rig.install_consumer(DOCKER, gated=True)
     return rig
 
