@@ -12,7 +12,7 @@ from migrestore.interfaces import Notifier, Units
 from migrestore.nvml import NvmlGpus, load_pynvml
 
 if TYPE_CHECKING:
-    from migrestore.cli import Context
+    from migrestore.context import Context
 
 
 RESET_SECONDS = 120

@@ -11,17 +11,15 @@ does not have is an error, never an empty layout.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tomli_w
 
 from migrestore import config, layout, offline, profiles
-from migrestore.errors import ConfigError, ExitCode
+from migrestore.errors import ConfigError
 from migrestore.model import (
     CiProfile,
     ComputeSpec,
@@ -37,9 +35,6 @@ from migrestore.model import (
 from migrestore.profiles import ModelInfo
 
 MAX_COUNT = config.MAX_COUNT  # checked before expanding: no GPU has more MIG devices
-
-if TYPE_CHECKING:
-    from migrestore.cli import Context
 
 _TOP_KEYS = ("version", "mig-configs")
 _ENTRY_KEYS = ("devices", "device-filter", "mig-enabled", "mig-devices")
@@ -82,18 +77,6 @@ class Block:
         if self.limited_to and other.limited_to:
             return bool(set(self.limited_to) & set(other.limited_to))
         return True
-
-
-def run(ctx: Context, args: argparse.Namespace) -> int:
-    """Print the converted layout file on stdout."""
-    path = Path(args.file)
-    try:
-        text = config.read_regular_file(path).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: cannot read: not UTF-8 text") from None
-    model = getattr(args, "model", None)  # `--model NAME`, once the verb offers it
-    print(convert(text, str(path), args.config_name, model), end="")
-    return ExitCode.OK
 
 
 def convert(text: str, source: str, label: str | None = None, model: str | None = None) -> str:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from migrestore import cli, doctor, runs, simulator
-from migrestore.cli import Context
-from migrestore.doctor import Check, Status
+from migrestore import cli, runs, simulator
+from migrestore.context import Context
 from migrestore.errors import UnitError
+from migrestore.verbs import doctor
+from migrestore.verbs.doctor import Check, Status
 
 HARDWARE = Path(__file__).parent / "fixtures" / "simulator" / "h200-driver-580"
 H200_UUID = "GPU-5fff1434-755c-2f33-9fa1-fb59d3346498"

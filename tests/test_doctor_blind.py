@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from migrestore import doctor
-from migrestore.doctor import Status, Survey
+from migrestore.verbs import doctor
+from migrestore.verbs.doctor import Status, Survey
 from tests.simhost import ROOT
 from tests.test_doctor import H100, FakeUnits, by_id, context, simulated
 

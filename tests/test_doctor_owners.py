@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from migrestore import cli, doctor, simulator
-from migrestore.doctor import Status
+from migrestore import cli, simulator
 from migrestore.systemd import SystemdUnits
+from migrestore.verbs import doctor
+from migrestore.verbs.doctor import Status
 from tests.systemd.bootrig import MIG_MANAGER, MIG_MANAGER_UNIT
 from tests.systemd.conftest import fixture_booted, fixture_manager  # noqa: F401
 from tests.systemd.usermanager import UserManager

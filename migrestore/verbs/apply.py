@@ -14,27 +14,44 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 from migrestore import caps, config, execute, host, nvml, refresh, report, runs
+from migrestore.context import Context
 from migrestore.errors import ConfigError, ExitCode, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
 from migrestore.model import DesiredNode, NodeState
 from migrestore.plan import GpuPlan, NodePlan, plan_node
 from migrestore.systemd import restart_order
-from migrestore.verbs import emit, load_layout, warn_renamed
-
-if TYPE_CHECKING:
-    from migrestore.cli import Context
+from migrestore.verbs.common import add_json_flag, emit, load_layout, seconds, warn_renamed
 
 
-def apply(ctx: Context, args: argparse.Namespace) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--force`, `--dry-run`, `--boot`, `--json`, `--lock-wait`."""
+    add = parser.add_argument
+    add("--force", action="store_true", help="destroy instances even if processes run on them")
+    add("--dry-run", action="store_true", help="only show the plan (same as `plan`)")
+    add(
+        "--boot",
+        action="store_true",
+        help="run as the boot service (wait for the driver, notify systemd)",
+    )
+    add_json_flag(parser)
+    add(
+        "--lock-wait",
+        type=seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for another run to finish (default 30)",
+    )
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
     """Restore the layout file's partitioning."""
     if args.dry_run:
-        from migrestore import verbs
+        from migrestore.verbs import plan
 
-        return verbs.plan(ctx, args)
+        return plan.run(ctx, args)
     notifier = host.notifier(args.boot)
     # lexists: a dangling or looping symlink is a layout file that cannot be read (exit 2).
     if args.boot and not os.path.lexists(ctx.config):

@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from migrestore import caps, config, holders, host, nvml, profiles, report, runs
+from migrestore.context import Context
 from migrestore.errors import ConfigError, DriverError, ExitCode, GpuError, UnitError, one_line
 from migrestore.interfaces import Units
 from migrestore.model import (
@@ -31,9 +32,7 @@ from migrestore.model import (
     StrEnum,
 )
 from migrestore.plan import UNREAD_TABLE, plan_node
-
-if TYPE_CHECKING:
-    from migrestore.cli import Context
+from migrestore.verbs.common import add_json_flag, emit
 
 UNIT = "migrestore.service"
 PERSISTENCED = "nvidia-persistenced.service"
@@ -100,15 +99,18 @@ class Survey:
         return self.desired.restore.stop_units if self.desired else DEFAULT_STOP_UNITS
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--json`."""
+    add_json_flag(parser)
+
+
 def run(ctx: Context, args: argparse.Namespace) -> int:
     """Print the checklist; 1 if anything failed."""
     checks = diagnose(ctx, host.units(ctx))
     if args.json:
         print(report.dumps(checklist_json(checks, ctx.simulated)))
     else:
-        if ctx.simulate is not None:
-            print(report.simulated_banner(str(ctx.simulate)))
-        print(checklist_text(checks, ctx.simulated))
+        emit(ctx, checklist_text(checks, ctx.simulated))
     return ExitCode.FAILURE if any(c.status is Status.FAIL for c in checks) else ExitCode.OK
 
 

@@ -1,0 +1,185 @@
+"""`migrestore simulate ...`: create and drive simulated hosts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from migrestore.context import Context
+from migrestore.errors import ConfigError, ExitCode
+
+GLOBALS = False  # the actions name their state file; the global options do not apply
+STATE_HELP = "the simulated host's JSON state file"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The actions, each with its own options."""
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    init = _action(sub, "init", "create a simulated host, MIG off")
+    init.add_argument("state", help=STATE_HELP)
+    init.add_argument(
+        "--gpu",
+        action="append",
+        required=True,
+        metavar="MODEL[:COUNT]",
+        help="COUNT (default 1) GPUs of MODEL (see `simulate models`); repeatable",
+    )
+    init.add_argument(
+        "--driver",
+        default="580.159.04",
+        metavar="VERSION",
+        help="driver version, or a branch: 535.x, 550.x, 570.x, 580.x (default 580.159.04)",
+    )
+    init.add_argument("--sysroot", dest="sim_sysroot", help="also keep a fake /proc tree here")
+    init.add_argument("--force", action="store_true", help="replace an existing state file")
+    _action(sub, "models", "list the GPU models the simulator knows")
+    reboot = _action(
+        sub,
+        "reboot",
+        "reboot the simulated host: MIG devices (and Hopper's MIG mode) are lost",
+    )
+    reboot.add_argument("state", help=STATE_HELP)
+    for name, text in (
+        ("attach", "attach a driver client (blocks a reset) or a process on an instance"),
+        ("detach", "detach every client or process of that name from a GPU"),
+    ):
+        client = _action(sub, name, text)
+        client.add_argument("state", help=STATE_HELP)
+        client.add_argument("--gpu", type=int, required=True, metavar="N", help="the GPU's index")
+        client.add_argument("--client", required=True, metavar="NAME", help="the client's name")
+        if name == "attach":
+            client.add_argument("--instance", help="GI[/CI]: a process on that instance")
+            client.add_argument("--pid", type=int, help="the process id (default: a made-up one)")
+    fault = _action(sub, "fault", "make the Nth call of an NVML function fail")
+    fault.add_argument("state", help=STATE_HELP)
+    fault.add_argument(
+        "--function", required=True, help="the NVML function, e.g. nvmlDeviceSetMigMode"
+    )
+    fault.add_argument("--nth", type=int, default=1, help="which call from now fails (default 1)")
+    fault.add_argument(
+        "--error", required=True, help="the NVML error, by name or number, e.g. NoPermission"
+    )
+    fault.add_argument(
+        "--action",
+        dest="fault_action",
+        choices=("raise", "kill-before", "kill-after"),
+        default="raise",
+        help="raise the error (default), or kill the process just before or after the call",
+    )
+    driver = _action(sub, "driver", "unload or load the simulated NVIDIA driver")
+    driver.add_argument("state", help=STATE_HELP)
+    what = driver.add_mutually_exclusive_group(required=True)
+    what.add_argument("--unload", action="store_true", help="NVML answers DriverNotLoaded")
+    what.add_argument("--load", action="store_true", help="load the driver now")
+    driver.add_argument(
+        "--reload-after",
+        type=float,
+        metavar="SECONDS",
+        help="with --unload: the driver comes back by itself after this long",
+    )
+    latency = _action(sub, "latency", "switch the latency model on or off")
+    latency.add_argument("state", help=STATE_HELP)
+    latency.add_argument(
+        "--model",
+        choices=("h200", "off"),
+        default="h200",
+        help="NVML calls as slow as on a real H200 (default), or no delays",
+    )
+    latency.add_argument(
+        "--scale", type=float, default=1.0, metavar="X", help="multiply the delays by X"
+    )
+
+
+def _action(sub: Any, name: str, text: str) -> argparse.ArgumentParser:
+    """An action's parser, its help line also its description."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text)
+    return parser
+
+
+def _gpu_arg(text: str) -> tuple[str, int]:
+    name, sep, count = text.rpartition(":")
+    if sep and count.isdigit() and int(count) > 0:
+        return name, int(count)
+    if sep and not count.isdigit() and name:
+        return text, 1
+    if sep:
+        raise ConfigError(f'--gpu "{text}": COUNT must be a positive integer')
+    return text, 1
+
+
+def _instance_arg(text: str | None) -> tuple[int | None, int | None]:
+    if text is None:
+        return None, None
+    gi, _, ci = text.partition("/")
+    if not gi.isdigit() or (ci and not ci.isdigit()):
+        raise ConfigError(f'--instance "{text}": expected GI or GI/CI, e.g. 1/0')
+    return int(gi), int(ci) if ci else None
+
+
+def run(ctx: Context, args: argparse.Namespace) -> int:
+    """Dispatch one simulate action; each reports what it did in one line."""
+    from migrestore import simulator
+
+    if args.action == "models":
+        for line in simulator.models_text():
+            print(line)
+        return ExitCode.OK
+    print(f"SIMULATED host {args.state}: {_act(Path(args.state), args)}")
+    return ExitCode.OK
+
+
+def _act(state: Path, args: argparse.Namespace) -> str:
+    """Carry out one action on the host in `state`; what was done, in words."""
+    from migrestore import simulator
+
+    action = args.action
+    if action == "init":
+        return _init(state, args)
+    if action == "reboot":
+        simulator.reboot(state)
+        return "rebooted"
+    if action == "attach":
+        gi, ci = _instance_arg(args.instance)
+        pid = simulator.attach(state, args.gpu, args.client, gi_id=gi, ci_id=ci, pid=args.pid)
+        where = (
+            f"instance {args.instance} of GPU {args.gpu}" if args.instance else f"GPU {args.gpu}"
+        )
+        return f"{args.client} (pid {pid}) attached to {where}"
+    if action == "detach":
+        simulator.detach(state, args.gpu, args.client)
+        return f"{args.client} detached from GPU {args.gpu}"
+    if action == "fault":
+        simulator.inject_fault(state, args.function, args.nth, args.error, action=args.fault_action)
+        return _fault_text(args)
+    if action == "driver" and args.unload:
+        simulator.unload_driver(state, reload_after=args.reload_after)
+        later = "" if args.reload_after is None else f", loads again in {args.reload_after:g} s"
+        return f"driver unloaded{later}"
+    if action == "driver":
+        simulator.load_driver(state)
+        return "driver loaded"
+    model = None if args.model == "off" else simulator.DEFAULT_LATENCY
+    simulator.set_latency(state, model, scale=args.scale)
+    return "latency off" if model is None else f"latency of a real H200, scaled by {args.scale:g}"
+
+
+def _init(state: Path, args: argparse.Namespace) -> str:
+    from migrestore import simulator
+    from migrestore.simulator.host import driver_version
+
+    if state.exists() and not args.force:
+        raise ConfigError(f"{state} already exists; give --force to replace that simulated host")
+    gpus = [_gpu_arg(g) for g in args.gpu]
+    sysroot = Path(args.sim_sysroot) if args.sim_sysroot else None
+    simulator.init_host(state, gpus, driver=args.driver, sysroot=sysroot)
+    made = ", ".join(f"{count} x {name}" for name, count in gpus)
+    return f"created: {made}, driver {driver_version(args.driver)}, MIG off"
+
+
+def _fault_text(args: argparse.Namespace) -> str:
+    call = f"call {args.nth} of {args.function} from now"
+    if args.fault_action == "raise":
+        return f"fault armed: {call} fails with {args.error}"
+    when = args.fault_action.removeprefix("kill-")
+    return f"fault armed: the process is killed {when} {call}"
