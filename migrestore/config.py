@@ -17,30 +17,23 @@ import stat
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from migrestore import profiles, toml
+from migrestore import toml
 from migrestore.errors import ConfigError
 from migrestore.model import (
-    ComputeInstance,
     ComputeSpec,
     DesiredNode,
-    GpuInstance,
     GpuSpec,
-    GpuState,
     InstanceSpec,
-    NodeState,
-    ProfileTable,
     RestoreOptions,
     Selector,
     SelectorKind,
 )
-from migrestore.selection import model_matches, normalise_pci
+from migrestore.selection import normalise_pci
 
 FORMAT_VERSION = 1
-SELECT_BY = ("uuid", "model", "index")
 
 # Bounds checked before any work: a layout file is small, shallow and holds small numbers.
 MAX_FILE_BYTES = 1 << 20
@@ -471,149 +464,3 @@ def _compute(value: object, key: _Key) -> ComputeSpec:
     )
     placement = _optional_integer(table, "placement", key, 0)
     return ComputeSpec(profile, placement, where=key.path)
-
-
-# ---- export ----
-
-
-def dump(
-    state: NodeState,
-    *,
-    select_by: str = "uuid",
-    host: str | None = None,
-    when: datetime | None = None,
-) -> str:
-    """The state of every GPU as a layout file that `apply` reproduces exactly.
-
-    `select_by` is "uuid" (default), "index" or "model"; `host` and `when` default to this host's
-    name and the current time, for the header comment.
-    """
-    if select_by not in SELECT_BY:
-        raise ConfigError(f"export: cannot select GPUs by {select_by!r}; use uuid, index or model")
-    import socket
-    from datetime import timezone
-
-    lines = _header(state, host or socket.gethostname(), when or datetime.now(timezone.utc))
-    lines.append(f"version = {FORMAT_VERSION}")
-    blocks = _model_blocks(state) if select_by == "model" else _gpu_blocks(state.gpus, select_by)
-    for block in blocks:
-        lines += ["", *block]
-    return "\n".join(lines) + "\n"
-
-
-def _header(state: NodeState, host: str, when: datetime) -> list[str]:
-    origin = f"{host} (SIMULATED)" if state.simulated else host
-    driver = f" (NVIDIA driver {state.driver_version})" if state.driver_version else ""
-    lines = [
-        f"# MIG layout of host {origin}, exported by `migrestore export`",
-        f"# at {when.isoformat(timespec='seconds')}{driver}. `migrestore apply` restores it;",
-        "# `migrestore verify` against this file exits 0 while the GPUs keep this layout.",
-    ]
-    if state.simulated:
-        lines.append(
-            "# SIMULATED: these GPUs come from the migrestore simulator, not from a driver."
-        )
-    if not state.gpus:
-        lines.append("# No GPUs were found, so no [[gpu]] entry follows.")
-    return lines
-
-
-def _gpu_blocks(gpus: Sequence[GpuState], select_by: str) -> list[list[str]]:
-    blocks = []
-    for gpu in gpus:
-        selector = _inline_table({select_by: gpu.index if select_by == "index" else gpu.uuid})
-        comment = f"# GPU {gpu.index}: {gpu.name}, {gpu.pci}, {gpu.uuid}"
-        blocks.append([comment, "[[gpu]]", f"select = {selector}", *_layout_lines(gpu)])
-    return blocks
-
-
-def _model_blocks(state: NodeState) -> list[list[str]]:
-    """One entry per model whose GPUs all share one layout; per-UUID entries for the others."""
-    blocks = []
-    for name in dict.fromkeys(gpu.name for gpu in state.gpus):
-        group = [gpu for gpu in state.gpus if gpu.name == name]
-        selected = [gpu for gpu in state.gpus if model_matches(name, gpu.name)]
-        if selected == group and len({_layout_key(gpu) for gpu in group}) == 1:
-            indices = ", ".join(str(gpu.index) for gpu in group)
-            comment = f"# {name}: GPUs {indices}"
-            blocks.append([comment, "[[gpu]]", f"select = {_inline_table({'model': name})}"])
-            blocks[-1] += _layout_lines(group[0])
-            continue
-        reason = "layouts differ" if selected == group else "the model name also selects others"
-        per_gpu = _gpu_blocks(group, "uuid")
-        per_gpu[0].insert(0, f"# {name}: {reason}, so each GPU is selected by UUID.")
-        blocks += per_gpu
-    return blocks
-
-
-def _layout_key(gpu: GpuState) -> tuple[object, ...]:
-    """Equal for two GPUs exactly when `dump` writes the same layout for both."""
-    instances = (
-        (
-            gi.profile_id,
-            gi.placement,
-            tuple(sorted((c.profile_id, c.placement) for c in gi.compute)),
-        )
-        for gi in gpu.instances
-    )
-    return (gpu.mig, tuple(sorted(instances)))
-
-
-def _layout_lines(gpu: GpuState) -> list[str]:
-    lines = []
-    if gpu.mig.is_pending:
-        lines.append(f"# MIG mode {'on' if gpu.mig.pending else 'off'} is pending a GPU reset.")
-    # The pending mode is what the operator asked for last: exporting it keeps that request.
-    lines.append(f"mig = {_value(gpu.mig.pending)}")
-    if not gpu.mig.pending:
-        return lines
-    for gi in sorted(gpu.instances, key=lambda gi: gi.placement):
-        lines += ["", "  [[gpu.instance]]", *_instance_lines(gpu.profiles, gi)]
-    return lines
-
-
-def _instance_lines(table: ProfileTable, gi: GpuInstance) -> list[str]:
-    lines = [f"  profile = {_value(_gi_name(table, gi.profile_id))}"]
-    lines.append(f"  placement = {gi.placement.start}")
-    default = table.default_ci(gi.profile_id)
-    computes = sorted(gi.compute, key=lambda ci: ci.placement)
-    if len(computes) == 1 and default is not None:
-        only = computes[0]
-        if only.profile_id == default.id and only.placement.start == 0:
-            return lines
-    if not computes:
-        return [*lines, "  compute = []"]
-    entries = [f"    {_compute_entry(table, gi, ci)}," for ci in computes]
-    return [*lines, "  compute = [", *entries, "  ]"]
-
-
-def _compute_entry(table: ProfileTable, gi: GpuInstance, ci: ComputeInstance) -> str:
-    name = _ci_name(table, gi.profile_id, ci.profile_id)
-    return _inline_table({"profile": name, "placement": ci.placement.start})
-
-
-def _gi_name(table: ProfileTable, profile_id: int) -> str | int:
-    """The short name if it resolves back to this profile on this GPU, else the numeric id."""
-    profile = table.gi_by_id(profile_id)
-    if profile is None or profiles.resolve_gi(table, profile.short_name) != profile:
-        return profile_id
-    return profile.short_name
-
-
-def _ci_name(table: ProfileTable, gi_profile_id: int, profile_id: int) -> str | int:
-    gi = table.gi_by_id(gi_profile_id)
-    ci = next((c for c in table.ci_for(gi_profile_id) if c.id == profile_id), None)
-    if gi is None or ci is None or profiles.resolve_ci(table, gi, ci.short_name) != ci:
-        return profile_id
-    return ci.short_name
-
-
-def _inline_table(items: dict[str, str | int]) -> str:
-    return "{ " + ", ".join(f"{key} = {_value(value)}" for key, value in items.items()) + " }"
-
-
-def _value(value: str | int | bool) -> str:
-    """A TOML scalar, escaped by tomli_w."""
-    import tomli_w
-
-    return tomli_w.dumps({"v": value}).removeprefix("v = ").rstrip("\n")

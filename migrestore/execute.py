@@ -14,10 +14,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from migrestore import runs
+from migrestore.consumers import KNOWN_GPU_CLIENTS
 from migrestore.errors import GpuError, MigrestoreError, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
-from migrestore.model import DEFAULT_STOP_UNITS, Placement
+from migrestore.model import Placement
 from migrestore.plan import (
     CreateComputeInstance,
     CreateGpuInstance,
@@ -31,15 +32,6 @@ from migrestore.plan import (
 from migrestore.systemd import restart_order
 
 RESET_TIMEOUT = 120.0
-# Units known to hold GPUs open: named when a reset is refused and they still run.
-KNOWN_GPU_CLIENTS = (
-    *DEFAULT_STOP_UNITS,
-    "nvidia-persistenced.service",
-    "kubelet.service",
-    "k3s.service",
-    "k3s-agent.service",
-    "display-manager.service",
-)
 UNIT_STOP_TIMEOUT = 120.0
 
 

@@ -16,9 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import tomli_w
-
-from migrestore import config, layout, offline, profiles
+from migrestore import config, layout, offline, profiles, writer
 from migrestore.errors import ConfigError
 from migrestore.model import (
     CiProfile,
@@ -29,7 +27,6 @@ from migrestore.model import (
     Placement,
     Selector,
     SelectorKind,
-    TargetInstance,
     TargetLayout,
 )
 from migrestore.profiles import ModelInfo
@@ -476,39 +473,19 @@ def _check_order(blocks: list[Block], source: str) -> None:
 
 def render(blocks: list[Block], source: str, label: str) -> str:
     """The layout file text."""
-    lines = [
-        f'# mig-config "{label}" of the mig-parted config {source},',
-        "# converted by `migrestore import-mig-parted`. Placements were chosen by migrestore's",
-        "# planner: every boot restores exactly this layout. Review it with `migrestore check`",
-        "# and `migrestore plan` before using it.",
-        f"version = {config.FORMAT_VERSION}",
-    ]
-    for block in blocks:
-        lines += ["", *(f"# {c}" for c in block.comments), "[[gpu]]"]
-        lines += [f"select = {_selector(block.selector)}", f"mig = {_toml(block.target.mig)}"]
-        for instance in block.target.instances:
-            lines += ["", "  [[gpu.instance]]", *_instance_lines(instance)]
-    return "\n".join(lines) + "\n"
-
-
-def _selector(selector: Selector) -> str:
-    if selector.kind is SelectorKind.ALL:
-        return '"all"'
-    return f"{{ {selector.kind.value} = {_toml(selector.value)} }}"
-
-
-def _instance_lines(instance: TargetInstance) -> list[str]:
-    lines = [f"  profile = {_toml(instance.profile.short_name)}"]
-    lines.append(f"  placement = {instance.placement.start}")
-    only = instance.compute[0] if len(instance.compute) == 1 else None
-    if only is not None and only.profile.default and only.placement.start == 0:
-        return lines
+    header = (
+        f'mig-config "{label}" of the mig-parted config {source},',
+        "converted by `migrestore import-mig-parted`. Placements were chosen by migrestore's",
+        "planner: every boot restores exactly this layout. Review it with `migrestore check`",
+        "and `migrestore plan` before using it.",
+    )
     entries = [
-        f"    {{ profile = {_toml(c.profile.short_name)}, placement = {c.placement.start} }},"
-        for c in instance.compute
+        writer.Entry(
+            select=block.selector,
+            mig=block.target.mig,
+            instances=tuple(writer.target_instance(i) for i in block.target.instances),
+            comments=block.comments,
+        )
+        for block in blocks
     ]
-    return [*lines, "  compute = [", *entries, "  ]"]
-
-
-def _toml(value: str | int | bool) -> str:
-    return tomli_w.dumps({"v": value}).removeprefix("v = ").rstrip("\n")
+    return writer.render(header, entries)

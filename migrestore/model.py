@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from migrestore.consumers import DEFAULT_REFRESH_UNITS, DEFAULT_STOP_UNITS
+
 
 class StrEnum(str, enum.Enum):
     """A string enum whose str() and format() give its value, as `enum.StrEnum` (3.11+) does."""
@@ -323,26 +325,6 @@ class GpuSpec:
     mig: bool = True
     instances: tuple[InstanceSpec, ...] = ()
     where: str = ""
-
-
-DEFAULT_STOP_UNITS: tuple[str, ...] = (
-    "nvsm.service",
-    "nvsm-core.service",
-    "nvsm-api-gateway.service",
-    "nvsm-mqtt.service",
-    "nvsm-notifier.service",
-    "nvidia-dcgm.service",
-    "dcgm.service",
-    "dcgm-exporter.service",
-    "nvidia-device-plugin.service",
-    "gpu-feature-discovery.service",
-)
-
-DEFAULT_REFRESH_UNITS: tuple[str, ...] = (
-    "nvidia-cdi-refresh.service",
-    "nvidia-device-plugin.service",
-    "gpu-feature-discovery.service",
-)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NoReturn, Union
 
-from migrestore import layout
+from migrestore import layout, profiles
 from migrestore.errors import ConfigError
 from migrestore.model import (
     CiProfile,
@@ -174,26 +174,13 @@ def _teardown(gpu: GpuState, instances: tuple[GpuInstance, ...]) -> tuple[Step, 
     return tuple(steps)
 
 
-def gi_name(gpu: GpuState, profile_id: int) -> str:
-    """The short name of a GPU-instance profile id on this GPU (or `profile N`)."""
-    profile = gpu.profiles.gi_by_id(profile_id)
-    return profile.short_name if profile else f"profile {profile_id}"
-
-
-def ci_name(gpu: GpuState, gi_profile_id: int, ci_profile_id: int) -> str:
-    """The short name of a compute-instance profile id in a GPU-instance profile."""
-    cis = gpu.profiles.ci_for(gi_profile_id)
-    profile = next((c for c in cis if c.id == ci_profile_id), None)
-    return profile.short_name if profile else f"profile {ci_profile_id}"
-
-
 def _destroy_ci(gpu: GpuState, gi: GpuInstance, ci: ComputeInstance) -> DestroyComputeInstance:
-    name = ci_name(gpu, gi.profile_id, ci.profile_id)
+    name = profiles.ci_label(gpu.profiles, gi.profile_id, ci.profile_id)
     return DestroyComputeInstance(gi.id, ci.id, name, ci.placement, ci.processes)
 
 
 def _destroy_gi(gpu: GpuState, gi: GpuInstance) -> DestroyGpuInstance:
-    return DestroyGpuInstance(gi.id, gi_name(gpu, gi.profile_id), gi.placement)
+    return DestroyGpuInstance(gi.id, profiles.gi_label(gpu.profiles, gi.profile_id), gi.placement)
 
 
 def _diff(

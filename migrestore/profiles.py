@@ -179,6 +179,36 @@ def ci_names(table: ProfileTable, gi: GiProfile) -> str:
     return ", ".join(c.short_name for c in sorted(table.ci_for(gi.id), key=lambda c: c.slices))
 
 
+def gi_label(table: ProfileTable, profile_id: int) -> str:
+    """The short name of a GPU-instance profile id in this table, for people (or `profile N`)."""
+    profile = table.gi_by_id(profile_id)
+    return profile.short_name if profile else f"profile {profile_id}"
+
+
+def ci_label(table: ProfileTable, gi_profile_id: int, ci_profile_id: int) -> str:
+    """The short name of a compute-instance profile id of a GPU-instance profile (or profile N)."""
+    profile = next((c for c in table.ci_for(gi_profile_id) if c.id == ci_profile_id), None)
+    return profile.short_name if profile else f"profile {ci_profile_id}"
+
+
+def written_gi_name(table: ProfileTable, profile_id: int) -> str | int:
+    """How a layout file names a GPU-instance profile: its short name if that resolves back to this
+    profile in this table, else the numeric id."""
+    profile = table.gi_by_id(profile_id)
+    if profile is None or resolve_gi(table, profile.short_name) != profile:
+        return profile_id
+    return profile.short_name
+
+
+def written_ci_name(table: ProfileTable, gi_profile_id: int, profile_id: int) -> str | int:
+    """How a layout file names a compute-instance profile (short name, else the numeric id)."""
+    gi = table.gi_by_id(gi_profile_id)
+    ci = next((c for c in table.ci_for(gi_profile_id) if c.id == profile_id), None)
+    if gi is None or ci is None or resolve_ci(table, gi, ci.short_name) != ci:
+        return profile_id
+    return ci.short_name
+
+
 def fits(placement: Placement, taken: list[Placement] | tuple[Placement, ...]) -> bool:
     """True if `placement` overlaps none of `taken`."""
     return not any(placement.overlaps(t) for t in taken)

@@ -11,13 +11,10 @@ anyway. Restart is stop-then-start over `interfaces.Units`; the start is queued,
 
 from __future__ import annotations
 
+from migrestore.consumers import ONESHOT_REFRESH_UNITS
 from migrestore.errors import UnitError
 from migrestore.events import log
 from migrestore.interfaces import Units
-
-# Oneshot units that do their work when started: run again whenever they exist, not only while
-# active (a oneshot without RemainAfterExit is inactive once it has run).
-ONESHOT_REFRESH_UNITS: tuple[str, ...] = ("nvidia-cdi-refresh.service",)
 
 
 def refresh_consumers(

@@ -6,6 +6,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from migrestore import profiles
 from migrestore.model import GpuInstance, GpuState, NodeState, Placement
 from migrestore.plan import (
     UNREAD_TABLE,
@@ -16,8 +17,6 @@ from migrestore.plan import (
     NodePlan,
     SetMigMode,
     Step,
-    ci_name,
-    gi_name,
 )
 
 if TYPE_CHECKING:
@@ -41,12 +40,12 @@ def dumps(document: dict[str, Any]) -> str:
 def _instance_json(gpu: GpuState, gi: GpuInstance) -> dict[str, Any]:
     return {
         "id": gi.id,
-        "profile": gi_name(gpu, gi.profile_id),
+        "profile": profiles.gi_label(gpu.profiles, gi.profile_id),
         "placement": {"start": gi.placement.start, "size": gi.placement.size},
         "compute": [
             {
                 "id": ci.id,
-                "profile": ci_name(gpu, gi.profile_id, ci.profile_id),
+                "profile": profiles.ci_label(gpu.profiles, gi.profile_id, ci.profile_id),
                 "placement": {"start": ci.placement.start, "size": ci.placement.size},
                 "uuid": ci.uuid,
                 "processes": [{"pid": p.pid, "name": p.name} for p in ci.processes],
@@ -108,9 +107,11 @@ def gpu_text(gpu: GpuState, note: str = "") -> list[str]:
     lines = [head + (f"  [{note}]" if note else "")]
     for gi in gpu.instances:
         where = f"{gi.placement.start}:{gi.placement.size}"
-        lines.append(f"  GI {gi.id:<2} {gi_name(gpu, gi.profile_id):<14} at {where}")
+        lines.append(
+            f"  GI {gi.id:<2} {profiles.gi_label(gpu.profiles, gi.profile_id):<14} at {where}"
+        )
         for ci in gi.compute:
-            name = ci_name(gpu, gi.profile_id, ci.profile_id)
+            name = profiles.ci_label(gpu.profiles, gi.profile_id, ci.profile_id)
             procs = (
                 f"  processes: {', '.join(str(p) for p in ci.processes)}" if ci.processes else ""
             )

@@ -1,4 +1,4 @@
-"""`config.dump` (migrestore export): the state as a layout file that reproduces it exactly."""
+"""`writer.dump` (migrestore export): the state as a layout file that reproduces it exactly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Optional
 
 import pytest
 
-from migrestore import config, profiles, toml
+from migrestore import config, profiles, toml, writer
 from migrestore.errors import ConfigError
 from migrestore.model import (
     ComputeInstance,
@@ -152,7 +152,7 @@ def resolved(spec: GpuSpec, state: GpuState) -> Layout:
 
 def assert_round_trip(state: NodeState, select_by: str) -> None:
     """parse(dump(state)) governs every GPU with an entry describing exactly its state."""
-    desired = config.parse(config.dump(state, select_by=select_by, host="h", when=WHEN), "export")
+    desired = config.parse(writer.dump(state, select_by=select_by, host="h", when=WHEN), "export")
     selection = match(desired, state)
     assert selection.unmanaged == ()
     assert selection.missing == ()
@@ -162,7 +162,7 @@ def assert_round_trip(state: NodeState, select_by: str) -> None:
         assert resolved(spec, gpu_state) == observed(gpu_state)
 
 
-@pytest.mark.parametrize("select_by", config.SELECT_BY)
+@pytest.mark.parametrize("select_by", writer.SELECT_BY)
 @pytest.mark.parametrize("name", STATES)
 def test_round_trip(name: str, select_by: str) -> None:
     """Every state exports to a file that describes it exactly, whatever the selectors."""
@@ -172,7 +172,7 @@ def test_round_trip(name: str, select_by: str) -> None:
 def test_golden_output() -> None:
     """The exported text: header, one commented entry per GPU, compute only where needed."""
     state = NodeState((gpu(0, H100, H100_ONE_SMALL_CI), gpu(1, A30, mig=False)), "580.159.04")
-    assert config.dump(state, host="dgx01", when=WHEN) == (
+    assert writer.dump(state, host="dgx01", when=WHEN) == (
         "# MIG layout of host dgx01, exported by `migrestore export`\n"
         "# at 2025-03-01T12:30:00+00:00 (NVIDIA driver 580.159.04). "
         "`migrestore apply` restores it;\n"
@@ -214,7 +214,7 @@ class TestByModel:
 
     def test_one_entry_per_model(self) -> None:
         """GPUs of one model with one layout collapse into a model entry."""
-        text = config.dump(STATES["same layout per model"], select_by="model", host="h", when=WHEN)
+        text = writer.dump(STATES["same layout per model"], select_by="model", host="h", when=WHEN)
         selects = [entry["select"] for entry in entries(text)]
         assert selects == [{"model": H100}, {"model": A30}]
         assert f"# {H100}: GPUs 0, 1\n" in text
@@ -222,7 +222,7 @@ class TestByModel:
     def test_differing_layouts_fall_back_to_uuid(self) -> None:
         """A model whose GPUs differ is exported per UUID, with a comment saying why."""
         state = STATES["layouts differ within a model"]
-        text = config.dump(state, select_by="model", host="h", when=WHEN)
+        text = writer.dump(state, select_by="model", host="h", when=WHEN)
         selects = [entry["select"] for entry in entries(text)]
         assert selects == [
             {"uuid": state.gpus[0].uuid},
@@ -244,17 +244,17 @@ class TestHeaderAndEdges:
     def test_simulated_host_is_marked(self) -> None:
         """An export from the simulator says so."""
         state = NodeState((gpu(0, A30),), simulated=True)
-        header = config.dump(state, host="sim", when=WHEN).splitlines()[:4]
+        header = writer.dump(state, host="sim", when=WHEN).splitlines()[:4]
         assert header[0] == "# MIG layout of host sim (SIMULATED), exported by `migrestore export`"
         assert header[3].startswith("# SIMULATED: these GPUs come from the migrestore simulator")
 
     def test_real_host_is_not_marked(self) -> None:
         """An export from real GPUs does not mention the simulator."""
-        assert "SIMULATED" not in config.dump(STATES["h100 mixed"], host="dgx", when=WHEN)
+        assert "SIMULATED" not in writer.dump(STATES["h100 mixed"], host="dgx", when=WHEN)
 
     def test_defaults_to_this_host_and_now(self) -> None:
         """Without host and time, the header names this machine and a current UTC time."""
-        text = config.dump(NodeState(()))
+        text = writer.dump(NodeState(()))
         assert text.startswith("# MIG layout of host ")
         assert f"# at {datetime.now(timezone.utc).year}-" in text
 
@@ -262,14 +262,14 @@ class TestHeaderAndEdges:
         """A MIG mode change waiting for a reset is noted, and the pending (asked-for) mode is
         exported, so `verify` against the export reports the pending reset, not drift."""
         pending = replace(gpu(0, A30), mig=MigMode(current=False, pending=True))
-        text = config.dump(NodeState((pending,)), host="h", when=WHEN)
+        text = writer.dump(NodeState((pending,)), host="h", when=WHEN)
         assert "# MIG mode on is pending a GPU reset.\nmig = true\n" in text
 
     def test_profile_missing_from_the_table_is_exported_by_id(self) -> None:
         """A GPU instance whose profile the GPU's table lacks is written by numeric id."""
         odd = GpuInstance(1, 99, Placement(0, 1), (ComputeInstance(0, 5, Placement(0, 1)),))
         state = NodeState((replace(gpu(0, A30), instances=(odd,)),))
-        instance = entries(config.dump(state, host="h", when=WHEN))[0]["instance"]
+        instance = entries(writer.dump(state, host="h", when=WHEN))[0]["instance"]
         assert instance == [
             {"profile": 99, "placement": 0, "compute": [{"profile": 5, "placement": 0}]}
         ]
@@ -277,4 +277,4 @@ class TestHeaderAndEdges:
     def test_unknown_select_by(self) -> None:
         """Selecting by anything but uuid, index or model is refused."""
         with pytest.raises(ConfigError, match="cannot select GPUs by 'serial'"):
-            config.dump(NodeState(()), select_by="serial")
+            writer.dump(NodeState(()), select_by="serial")

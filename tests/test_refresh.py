@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import structlog
 
+from migrestore.consumers import DEFAULT_REFRESH_UNITS
 from migrestore.errors import UnitError
-from migrestore.model import DEFAULT_REFRESH_UNITS
 from migrestore.refresh import refresh_consumers
 from migrestore.systemd import SystemdUnits
 

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from migrestore import caps, config, holders, host, nvml, profiles, report, runs
+from migrestore.consumers import DEFAULT_STOP_UNITS
 from migrestore.context import Context
 from migrestore.errors import ConfigError, DriverError, ExitCode, GpuError, UnitError, one_line
 from migrestore.interfaces import Units
 from migrestore.model import (
-    DEFAULT_STOP_UNITS,
     Architecture,
     DesiredNode,
     GpuState,

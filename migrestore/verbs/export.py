@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from migrestore import config
+from migrestore import writer
 from migrestore.context import Context
 from migrestore.errors import ExitCode
 from migrestore.verbs.common import read
@@ -20,5 +20,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(ctx: Context, args: argparse.Namespace) -> int:
     """Print the layout file on stdout."""
     select_by = "model" if args.by_model else "index" if args.by_index else "uuid"
-    print(config.dump(read(ctx, details="layout"), select_by=select_by), end="")
+    print(writer.dump(read(ctx, details="layout"), select_by=select_by), end="")
     return ExitCode.OK

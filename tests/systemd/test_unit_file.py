@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from migrestore import consumers
+
 from .usermanager import ROOT, UserManager
 
 pytestmark = [
@@ -37,17 +39,6 @@ OFFLINE_ANALYZE = pytest.mark.skipif(
 )
 GATE = ROOT / "units" / "gate-consumers.conf"
 MAX_EXPOSURE = 2.5
-CONSUMERS = (
-    "nvsm.service",
-    "nvidia-dcgm.service",
-    "dcgm.service",
-    "dcgm-exporter.service",
-    "kubelet.service",
-    "docker.service",
-    "containerd.service",
-    "slurmd.service",
-    "nvidia-gpu-reset.target",
-)
 
 
 def installed_root(tmp_path: Path) -> Path:
@@ -119,10 +110,9 @@ def test_loaded_unit_keeps_its_design(booted: UserManager) -> None:
         "main",
         "yes",
     )
-    assert {*CONSUMERS, "shutdown.target"} <= set(shown["Before"].split())
-    assert {"nvidia-persistenced.service", "nvidia-fabricmanager.service"} <= set(
-        shown["After"].split()
-    )
+    before = {*consumers.STARTED_AFTER, "nvidia-gpu-reset.target", "shutdown.target"}
+    assert before <= set(shown["Before"].split())
+    assert set(consumers.STARTED_BEFORE) <= set(shown["After"].split())
     assert not {"sysinit.target", "basic.target"} & set(shown["Before"].split())
     assert set(shown["Conflicts"].split()) == {"shutdown.target", "nvidia-mig-manager.service"}
     assert shown["TimeoutStartUSec"] == "5min"

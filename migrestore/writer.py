@@ -1,0 +1,225 @@
+"""The one writer of layout files: `export` (a host's state) and `import-mig-parted` (a converted
+mig-parted config) both describe their entries as `Entry` values and `render` writes the text.
+
+Whatever it writes, `config.parse` reads back to the same layout (tests/test_export.py and
+tests/test_migparted.py hold it to that).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import tomli_w
+
+from migrestore import profiles
+from migrestore.config import FORMAT_VERSION
+from migrestore.errors import ConfigError
+from migrestore.model import (
+    GpuInstance,
+    GpuState,
+    NodeState,
+    Selector,
+    SelectorKind,
+    TargetInstance,
+)
+from migrestore.selection import model_matches
+
+SELECT_BY = ("uuid", "model", "index")
+
+
+@dataclass(frozen=True)
+class Compute:
+    """One compute instance as written: a profile name (or id) at a placement."""
+
+    profile: str | int
+    placement: int
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One `[[gpu.instance]]`; `compute` None means only the default compute instance (left out)."""
+
+    profile: str | int
+    placement: int
+    compute: tuple[Compute, ...] | None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One `[[gpu]]` with the comment lines above it and notes below its selector."""
+
+    select: Selector
+    mig: bool
+    instances: tuple[Instance, ...] = ()
+    comments: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def render(header: Sequence[str], entries: Sequence[Entry]) -> str:
+    """The layout file: header comments, the version, then each entry."""
+    lines = [f"# {line}" if line else "#" for line in header]
+    lines.append(f"version = {FORMAT_VERSION}")
+    for entry in entries:
+        lines += ["", *(f"# {c}" for c in entry.comments), "[[gpu]]"]
+        lines.append(f"select = {_selector(entry.select)}")
+        lines += [f"# {note}" for note in entry.notes]
+        lines.append(f"mig = {toml_value(entry.mig)}")
+        for instance in entry.instances:
+            lines += ["", "  [[gpu.instance]]", *_instance_lines(instance)]
+    return "\n".join(lines) + "\n"
+
+
+def _selector(selector: Selector) -> str:
+    if selector.kind is SelectorKind.ALL:
+        return '"all"'
+    return _inline_table({selector.kind.value: selector.value})
+
+
+def _instance_lines(instance: Instance) -> list[str]:
+    lines = [f"  profile = {toml_value(instance.profile)}", f"  placement = {instance.placement}"]
+    if instance.compute is None:
+        return lines
+    if not instance.compute:
+        return [*lines, "  compute = []"]
+    entries = [
+        f"    {_inline_table({'profile': c.profile, 'placement': c.placement})},"
+        for c in instance.compute
+    ]
+    return [*lines, "  compute = [", *entries, "  ]"]
+
+
+def _inline_table(items: dict[str, str | int]) -> str:
+    return "{ " + ", ".join(f"{key} = {toml_value(value)}" for key, value in items.items()) + " }"
+
+
+def toml_value(value: str | int | bool) -> str:
+    """A TOML scalar, escaped by tomli_w."""
+    return tomli_w.dumps({"v": value}).removeprefix("v = ").rstrip("\n")
+
+
+# ---- a converted target (import-mig-parted) ----
+
+
+def target_instance(instance: TargetInstance) -> Instance:
+    """A planned GPU instance as written; its default compute instance alone is left out."""
+    only = instance.compute[0] if len(instance.compute) == 1 else None
+    if only is not None and only.profile.default and only.placement.start == 0:
+        compute = None
+    else:
+        compute = tuple(Compute(c.profile.short_name, c.placement.start) for c in instance.compute)
+    return Instance(instance.profile.short_name, instance.placement.start, compute)
+
+
+# ---- a host's state (export) ----
+
+
+def dump(
+    state: NodeState,
+    *,
+    select_by: str = "uuid",
+    host: str | None = None,
+    when: datetime | None = None,
+) -> str:
+    """The state of every GPU as a layout file that `apply` reproduces exactly.
+
+    `select_by` is "uuid" (default), "index" or "model"; `host` and `when` default to this host's
+    name and the current time, for the header comment.
+    """
+    if select_by not in SELECT_BY:
+        raise ConfigError(f"export: cannot select GPUs by {select_by!r}; use uuid, index or model")
+    header = _header(state, host or socket.gethostname(), when or datetime.now(timezone.utc))
+    entries = _model_entries(state) if select_by == "model" else _gpu_entries(state.gpus, select_by)
+    return render(header, entries)
+
+
+def _header(state: NodeState, host: str, when: datetime) -> list[str]:
+    origin = f"{host} (SIMULATED)" if state.simulated else host
+    driver = f" (NVIDIA driver {state.driver_version})" if state.driver_version else ""
+    lines = [
+        f"MIG layout of host {origin}, exported by `migrestore export`",
+        f"at {when.isoformat(timespec='seconds')}{driver}. `migrestore apply` restores it;",
+        "`migrestore verify` against this file exits 0 while the GPUs keep this layout.",
+    ]
+    if state.simulated:
+        lines.append("SIMULATED: these GPUs come from the migrestore simulator, not from a driver.")
+    if not state.gpus:
+        lines.append("No GPUs were found, so no [[gpu]] entry follows.")
+    return lines
+
+
+def _gpu_entries(gpus: Sequence[GpuState], select_by: str) -> list[Entry]:
+    return [
+        _state_entry(
+            gpu,
+            Selector(SelectorKind(select_by), gpu.index if select_by == "index" else gpu.uuid),
+            (f"GPU {gpu.index}: {gpu.name}, {gpu.pci}, {gpu.uuid}",),
+        )
+        for gpu in gpus
+    ]
+
+
+def _model_entries(state: NodeState) -> list[Entry]:
+    """One entry per model whose GPUs all share one layout; per-UUID entries for the others."""
+    entries: list[Entry] = []
+    for name in dict.fromkeys(gpu.name for gpu in state.gpus):
+        group = [gpu for gpu in state.gpus if gpu.name == name]
+        selected = [gpu for gpu in state.gpus if model_matches(name, gpu.name)]
+        if selected == group and len({_layout_key(gpu) for gpu in group}) == 1:
+            indices = ", ".join(str(gpu.index) for gpu in group)
+            select = Selector(SelectorKind.MODEL, name)
+            entries.append(_state_entry(group[0], select, (f"{name}: GPUs {indices}",)))
+            continue
+        reason = "layouts differ" if selected == group else "the model name also selects others"
+        per_gpu = _gpu_entries(group, "uuid")
+        first = per_gpu[0]
+        comments = (f"{name}: {reason}, so each GPU is selected by UUID.", *first.comments)
+        entries += [_with_comments(first, comments), *per_gpu[1:]]
+    return entries
+
+
+def _with_comments(entry: Entry, comments: tuple[str, ...]) -> Entry:
+    return Entry(entry.select, entry.mig, entry.instances, comments, entry.notes)
+
+
+def _layout_key(gpu: GpuState) -> tuple[object, ...]:
+    """Equal for two GPUs exactly when `dump` writes the same layout for both."""
+    instances = (
+        (
+            gi.profile_id,
+            gi.placement,
+            tuple(sorted((c.profile_id, c.placement) for c in gi.compute)),
+        )
+        for gi in gpu.instances
+    )
+    return (gpu.mig, tuple(sorted(instances)))
+
+
+def _state_entry(gpu: GpuState, select: Selector, comments: tuple[str, ...]) -> Entry:
+    notes: tuple[str, ...] = ()
+    if gpu.mig.is_pending:
+        notes = (f"MIG mode {'on' if gpu.mig.pending else 'off'} is pending a GPU reset.",)
+    # The pending mode is what the operator asked for last: exporting it keeps that request.
+    instances: tuple[Instance, ...] = ()
+    if gpu.mig.pending:
+        ordered = sorted(gpu.instances, key=lambda gi: gi.placement)
+        instances = tuple(_state_instance(gpu, gi) for gi in ordered)
+    return Entry(select, gpu.mig.pending, instances, comments, notes)
+
+
+def _state_instance(gpu: GpuState, gi: GpuInstance) -> Instance:
+    table = gpu.profiles
+    profile = profiles.written_gi_name(table, gi.profile_id)
+    default = table.default_ci(gi.profile_id)
+    computes = sorted(gi.compute, key=lambda ci: ci.placement)
+    if len(computes) == 1 and default is not None:
+        only = computes[0]
+        if only.profile_id == default.id and only.placement.start == 0:
+            return Instance(profile, gi.placement.start, None)
+    written = tuple(
+        Compute(profiles.written_ci_name(table, gi.profile_id, ci.profile_id), ci.placement.start)
+        for ci in computes
+    )
+    return Instance(profile, gi.placement.start, written)
