@@ -8,6 +8,7 @@ import pytest
 import structlog
 
 from migrestore import events
+from tests.guard import SystemBus, guarded, stand_in_system_bus
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +19,20 @@ def fresh_logging() -> Iterator[None]:
     yield
     structlog.reset_defaults()
     events.setup("text", debug=False)
+
+
+@pytest.fixture(name="stand_in_system_bus", scope="session")
+def fixture_stand_in_system_bus() -> Iterator[SystemBus]:
+    """The system bus every test sees: a tripwire (tests/guard.py)."""
+    with stand_in_system_bus() as bus:
+        yield bus
+
+
+@pytest.fixture(autouse=True)
+def no_real_nvml_or_system_bus(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    stand_in_system_bus: SystemBus,
+) -> Iterator[None]:
+    """Fail a test that reaches the real NVML library or the host's system bus (tests/guard.py)."""
+    yield from guarded(request, monkeypatch, stand_in_system_bus)

@@ -12,9 +12,9 @@ import pytest
 
 from migrestore import cli, runs, simulator
 from migrestore.context import Context
-from migrestore.errors import UnitError
 from migrestore.verbs import doctor
 from migrestore.verbs.doctor import Check, Status
+from tests.fakes import FakeUnits, fake_process
 
 HARDWARE = Path(__file__).parent / "fixtures" / "simulator" / "h200-driver-580"
 H200_UUID = "GPU-5fff1434-755c-2f33-9fa1-fb59d3346498"
@@ -22,28 +22,6 @@ H200_BUS = "00000000:00:06.0"
 A100 = "NVIDIA A100-SXM4-40GB"
 H100 = "NVIDIA H100 80GB HBM3"
 UNIT_TEXT = "[Unit]\nDescription=Restore NVIDIA MIG partitioning\n"
-
-
-class FakeUnits:
-    """interfaces.Units with a fixed set of running units, or systemd out of reach."""
-
-    def __init__(self, running: tuple[str, ...] = (), reachable: bool = True) -> None:
-        self.running = running
-        self.reachable = reachable
-
-    def active(self, names: tuple[str, ...]) -> tuple[str, ...]:
-        """The running units of `names`; UnitError when systemd is out of reach."""
-        if not self.reachable:
-            raise UnitError("cannot reach systemd on the system bus (D-Bus unavailable)")
-        return tuple(n for n in names if n in self.running)
-
-    def stop(self, names: tuple[str, ...]) -> None:
-        """Never called by doctor."""
-        raise AssertionError(f"doctor must not stop {names}")
-
-    def start(self, names: tuple[str, ...]) -> None:
-        """Never called by doctor."""
-        raise AssertionError(f"doctor must not start {names}")
 
 
 def context(
@@ -80,14 +58,6 @@ def make_node(path: Path, minor: int, mode: int) -> None:
     os.mknod(path, stat.S_IFCHR | mode, os.makedev(241, minor))
 
 
-def fake_process(root: Path, pid: int, name: str, targets: tuple[str, ...] = ()) -> None:
-    """/proc/PID with a comm and descriptors on `targets`."""
-    (root / "proc" / str(pid) / "fd").mkdir(parents=True)
-    (root / "proc" / str(pid) / "comm").write_text(name + "\n")
-    for number, target in enumerate(targets):
-        (root / "proc" / str(pid) / "fd" / str(number)).symlink_to(target)
-
-
 def probe_section(name: str) -> list[str]:
     """The lines of one `== name` section of the real H200's read-only probe."""
     lines = (HARDWARE / "host-readonly-probe.txt").read_text().splitlines()
@@ -118,7 +88,7 @@ def fixture_h200(tmp_path: Path) -> Context:
 
 def test_real_h200_mig_disabled_driver_ok_no_reset_blockers(h200: Context) -> None:
     """The H200 readings: MIG mode disabled, driver 580.159.04 fine for H200, nothing blocks."""
-    checks = by_id(doctor.diagnose(h200, FakeUnits()))
+    checks = by_id(doctor.diagnose(h200, FakeUnits(read_only=True)))
     assert checks["gpu0.model"].status is Status.PASS
     assert H200_BUS in checks["gpu0.model"].message
     assert checks["gpu0.mig-mode"].message == "MIG mode disabled"
@@ -178,7 +148,7 @@ def ampere_blockers(tmp_path: Path, *gpus: tuple[str, int]) -> Path:
 def test_reset_blockers_on_ampere_are_named(tmp_path: Path) -> None:
     """On an A100 each blocker is a warning naming it; running client units are listed."""
     state = ampere_blockers(tmp_path, (A100, 1))
-    units = FakeUnits(running=("nvsm.service", "nvidia-persistenced.service"))
+    units = FakeUnits(read_only=True, running=("nvsm.service", "nvidia-persistenced.service"))
     checks = by_id(doctor.diagnose(context(tmp_path, state, tmp_path / "root"), units))
     assert checks["reset.units"].status is Status.PASS
     assert "nvsm.service" in checks["reset.units"].message
@@ -197,7 +167,7 @@ def test_reset_blockers_on_ampere_are_named(tmp_path: Path) -> None:
 def test_fabric_manager_running_passes(tmp_path: Path) -> None:
     """With fabric manager active the NVSwitch Ampere host passes that check."""
     state = ampere_blockers(tmp_path, (A100, 1))
-    units = FakeUnits(running=("nvidia-fabricmanager.service",))
+    units = FakeUnits(read_only=True, running=("nvidia-fabricmanager.service",))
     checks = by_id(doctor.diagnose(context(tmp_path, state, tmp_path / "root"), units))
     assert checks["reset.fabric-manager"].status is Status.PASS
 
@@ -205,7 +175,9 @@ def test_fabric_manager_running_passes(tmp_path: Path) -> None:
 def test_the_same_blockers_do_not_matter_on_hopper(tmp_path: Path) -> None:
     """On an H100-only host nothing needs a reset: the findings are reported, not warned about."""
     state = ampere_blockers(tmp_path, (H100, 1))
-    checks = by_id(doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits()))
+    checks = by_id(
+        doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits(read_only=True))
+    )
     for name in ("reset.processes", "reset.nvidia-drm", "reset.persistence"):
         assert checks[name].status is Status.PASS, checks[name]
         assert "no GPU here needs a reset" in checks[name].message
@@ -216,7 +188,7 @@ def test_the_same_blockers_do_not_matter_on_hopper(tmp_path: Path) -> None:
 def test_systemd_out_of_reach_is_a_warning(tmp_path: Path) -> None:
     """D-Bus unavailable: the unit check warns; the others still run from the files."""
     state = ampere_blockers(tmp_path, (A100, 1))
-    units = FakeUnits(reachable=False)
+    units = FakeUnits(read_only=True, reachable=False)
     checks = by_id(doctor.diagnose(context(tmp_path, state, tmp_path / "root"), units))
     assert checks["reset.units"].status is Status.WARN
     assert "D-Bus unavailable" in checks["reset.units"].message
@@ -227,7 +199,7 @@ def test_systemd_out_of_reach_is_a_warning(tmp_path: Path) -> None:
 def test_simulated_host_without_sysroot_skips_file_checks(tmp_path: Path) -> None:
     """Without --sysroot a simulated host has no files: those checks say skip, nothing fails."""
     state = simulated(tmp_path, (H100, 2))
-    checks = doctor.diagnose(context(tmp_path, state, None), FakeUnits())
+    checks = doctor.diagnose(context(tmp_path, state, None), FakeUnits(read_only=True))
     skipped = {c.id for c in checks if c.status is Status.SKIP}
     assert {"reset.processes", "reset.nvidia-drm", "caps.interface", "unit", "tooling"} <= skipped
     assert not any(c.status is Status.FAIL for c in checks)
@@ -237,7 +209,7 @@ def test_simulated_host_without_sysroot_skips_file_checks(tmp_path: Path) -> Non
 def test_old_driver_fails_and_exit_status_is_1(tmp_path: Path) -> None:
     """Driver 535.104.05 is older than the H200's 550.90.07: a failure, exit 1."""
     state = simulated(tmp_path, ("NVIDIA H200", 1), driver="535.104.05")
-    checks = by_id(doctor.diagnose(context(tmp_path, state, None), FakeUnits()))
+    checks = by_id(doctor.diagnose(context(tmp_path, state, None), FakeUnits(read_only=True)))
     check = checks["driver.nvidia-h200"]
     assert check.status is Status.FAIL
     assert "older than 550.90.07" in check.message
@@ -323,14 +295,14 @@ def test_layout_valid_and_feasible(tmp_path: Path) -> None:
     """A valid layout is checked on the GPUs it selects; before apply it has steps to do."""
     state = simulated(tmp_path, (H100, 2))
     ctx = context(tmp_path, state, None, write_layout(tmp_path, LAYOUT))
-    checks = by_id(doctor.diagnose(ctx, FakeUnits()))
+    checks = by_id(doctor.diagnose(ctx, FakeUnits(read_only=True)))
     assert checks["layout"].status is Status.PASS
     fit = checks["layout.fit"]
     assert fit.status is Status.PASS
     assert "fits all 2 GPU(s) it selects" in fit.message
     assert "step(s) for `migrestore apply`" in fit.message
     assert cli.main(["--simulate", str(state), "--config", str(ctx.config), "apply"]) == 0
-    after = by_id(doctor.diagnose(ctx, FakeUnits()))
+    after = by_id(doctor.diagnose(ctx, FakeUnits(read_only=True)))
     assert after["layout.fit"].message.endswith("in sync")
 
 
@@ -338,7 +310,9 @@ def test_layout_that_does_not_fit_fails(tmp_path: Path) -> None:
     """Three 3g.40gb on an H100 cannot fit: the planner's error is the failure, exit 1."""
     state = simulated(tmp_path, (H100, 1))
     layout = write_layout(tmp_path, LAYOUT.replace("count = 2", "count = 3"))
-    checks = by_id(doctor.diagnose(context(tmp_path, state, None, layout), FakeUnits()))
+    checks = by_id(
+        doctor.diagnose(context(tmp_path, state, None, layout), FakeUnits(read_only=True))
+    )
     assert checks["layout.fit"].status is Status.FAIL
     assert "3 x 3g.40gb asked, at most 2 fit" in checks["layout.fit"].message
     assert cli.main(["--simulate", str(state), "--config", str(layout), "doctor"]) == 1
@@ -348,7 +322,9 @@ def test_invalid_layout_file_fails(tmp_path: Path) -> None:
     """A layout file with an unknown key is a failure carrying the key path."""
     state = simulated(tmp_path, (H100, 1))
     layout = write_layout(tmp_path, "version = 1\nmystery = 2\n")
-    checks = by_id(doctor.diagnose(context(tmp_path, state, None, layout), FakeUnits()))
+    checks = by_id(
+        doctor.diagnose(context(tmp_path, state, None, layout), FakeUnits(read_only=True))
+    )
     assert checks["layout"].status is Status.FAIL
     assert "mystery: unknown key" in checks["layout"].message
     assert "layout.fit" not in checks
@@ -368,7 +344,9 @@ def test_unit_installed_and_enabled(tmp_path: Path) -> None:
     """The unit below the sysroot, enabled for multi-user.target: pass."""
     state = simulated(tmp_path, (H100, 1))
     install_unit(tmp_path / "root", enabled=True)
-    checks = by_id(doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits()))
+    checks = by_id(
+        doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits(read_only=True))
+    )
     assert checks["unit"].status is Status.PASS
     assert "enabled (multi-user.target)" in checks["unit"].message
 
@@ -377,7 +355,9 @@ def test_hopper_without_enabled_unit_warns_that_mig_mode_is_lost(tmp_path: Path)
     """Hopper forgets MIG mode at reboot: a disabled unit warns that the mode will be lost."""
     state = simulated(tmp_path, (H100, 1))
     install_unit(tmp_path / "root", enabled=False)
-    checks = by_id(doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits()))
+    checks = by_id(
+        doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits(read_only=True))
+    )
     unit = checks["unit"]
     assert unit.status is Status.WARN
     assert "not enabled: MIG mode and instances will be lost at the next reboot" in unit.message
@@ -387,7 +367,9 @@ def test_hopper_without_enabled_unit_warns_that_mig_mode_is_lost(tmp_path: Path)
 def test_ampere_without_unit_loses_instances_only(tmp_path: Path) -> None:
     """An A100 keeps its mode: the warning speaks of the instances."""
     state = simulated(tmp_path, (A100, 1))
-    checks = by_id(doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits()))
+    checks = by_id(
+        doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits(read_only=True))
+    )
     assert "not installed: MIG instances will be lost" in checks["unit"].message
 
 
@@ -407,7 +389,7 @@ def test_kill_switch_and_failed_last_run_warn(tmp_path: Path) -> None:
         boot=True,
     )
     runs.save(record, ctx.state_dir)
-    checks = by_id(doctor.diagnose(ctx, FakeUnits()))
+    checks = by_id(doctor.diagnose(ctx, FakeUnits(read_only=True)))
     assert checks["unit.kill-switch"].status is Status.WARN
     last = checks["unit.last-run"]
     assert last.status is Status.WARN
@@ -426,11 +408,13 @@ def test_missing_instance_nodes_are_named(tmp_path: Path) -> None:
     base = ["--simulate", str(state), "--sysroot", str(root), "--config", str(layout)]
     assert cli.main([*base, "apply"]) == 0
     ctx = context(tmp_path, state, root, layout)
-    assert by_id(doctor.diagnose(ctx, FakeUnits()))["caps.nodes"].status is Status.PASS
+    assert (
+        by_id(doctor.diagnose(ctx, FakeUnits(read_only=True)))["caps.nodes"].status is Status.PASS
+    )
     nodes = sorted((root / "dev/nvidia-caps").glob("nvidia-cap*"))
     assert len(nodes) == 4  # config, monitor, one GI and its CI
     nodes[-1].unlink()
-    check = by_id(doctor.diagnose(ctx, FakeUnits()))["caps.nodes"]
+    check = by_id(doctor.diagnose(ctx, FakeUnits(read_only=True)))["caps.nodes"]
     assert check.status is Status.WARN
     assert nodes[-1].name in check.message
 
@@ -440,7 +424,7 @@ def test_legacy_proc_capabilities_warn(tmp_path: Path) -> None:
     state = simulated(tmp_path, (H100, 1))
     root = tmp_path / "root"
     (root / "proc/driver/nvidia-caps/mig-minors").unlink()
-    checks = by_id(doctor.diagnose(context(tmp_path, state, root), FakeUnits()))
+    checks = by_id(doctor.diagnose(context(tmp_path, state, root), FakeUnits(read_only=True)))
     assert checks["caps.interface"].status is Status.WARN
     assert "legacy /proc mode" in checks["caps.interface"].message
     assert "caps.nodes" not in checks
@@ -466,7 +450,7 @@ def test_container_tooling_versions(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "var/lib/dpkg").mkdir(parents=True)
     (root / "var/lib/dpkg/status").write_text(DPKG_STATUS)
-    checks = by_id(doctor.diagnose(context(tmp_path, state, root), FakeUnits()))
+    checks = by_id(doctor.diagnose(context(tmp_path, state, root), FakeUnits(read_only=True)))
     docker = checks["tooling.nvidia-docker2"]
     assert docker.status is Status.WARN
     assert "2.4.0-1 is older than 2.5.0" in docker.message
@@ -494,7 +478,9 @@ def test_masked_unit_warns(tmp_path: Path) -> None:
     etc = tmp_path / "root/etc/systemd/system"
     etc.mkdir(parents=True)
     (etc / "migrestore.service").symlink_to("/dev/null")
-    checks = by_id(doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits()))
+    checks = by_id(
+        doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits(read_only=True))
+    )
     assert checks["unit"].status is Status.WARN
     assert "migrestore.service is masked" in checks["unit"].message
 
@@ -503,7 +489,9 @@ def test_driver_not_loaded_fails(tmp_path: Path) -> None:
     """Without the kernel driver NVML cannot read the GPUs: a failure with a hint, exit 1."""
     state = simulated(tmp_path, (H100, 1))
     simulator.unload_driver(state)
-    checks = by_id(doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits()))
+    checks = by_id(
+        doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits(read_only=True))
+    )
     driver = checks["driver"]
     assert driver.status is Status.FAIL
     assert "the NVIDIA kernel driver is not loaded" in driver.message

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from migrestore.verbs import doctor
 from migrestore.verbs.doctor import Status, Survey
+from tests.fakes import FakeUnits
 from tests.simhost import ROOT
-from tests.test_doctor import H100, FakeUnits, by_id, context, simulated
+from tests.test_doctor import H100, by_id, context, simulated
 
 NO_PYSTEMD = (
     "import sys; sys.modules['pystemd'] = None; from migrestore import cli; "
@@ -39,7 +40,7 @@ def test_without_pystemd_doctor_reports_what_it_cannot_check(tmp_path: Path) -> 
 
 def test_without_a_bus_doctor_reports_what_it_cannot_check(tmp_path: Path) -> None:
     """No reachable bus: the GPU-client check is a "cannot check" line naming D-Bus."""
-    units = FakeUnits(reachable=False)
+    units = FakeUnits(read_only=True, reachable=False)
     state = simulated(tmp_path, (H100, 1))
     checks = by_id(doctor.diagnose(context(tmp_path, state, tmp_path / "root"), units))
     message = checks["reset.units"].message
@@ -66,7 +67,7 @@ def test_without_proc_the_process_check_says_it_cannot_look(tmp_path: Path) -> N
     state = simulated(tmp_path, (H100, 1))
     empty = tmp_path / "empty-root"
     empty.mkdir()
-    checks = by_id(doctor.diagnose(context(tmp_path, state, empty), FakeUnits()))
+    checks = by_id(doctor.diagnose(context(tmp_path, state, empty), FakeUnits(read_only=True)))
     processes = checks["reset.processes"]
     assert processes.status is Status.SKIP
     assert processes.message.startswith("cannot check which processes hold /dev/nvidia*: ")

@@ -10,10 +10,11 @@ from migrestore import cli, simulator
 from migrestore.systemd import SystemdUnits
 from migrestore.verbs import doctor
 from migrestore.verbs.doctor import Status
+from tests.fakes import FakeUnits
 from tests.systemd.bootrig import MIG_MANAGER, MIG_MANAGER_UNIT
 from tests.systemd.conftest import fixture_booted, fixture_manager  # noqa: F401
 from tests.systemd.usermanager import UserManager
-from tests.test_doctor import H100, FakeUnits, by_id, context, simulated
+from tests.test_doctor import H100, by_id, context, simulated
 
 
 def enable_mig_manager(root: Path, target: str = "multi-user.target") -> None:
@@ -28,7 +29,9 @@ def test_enabled_mig_manager_fails(tmp_path: Path) -> None:
     state = simulated(tmp_path, (H100, 1))
     enable_mig_manager(tmp_path / "root")
     enable_mig_manager(tmp_path / "root", "nvidia-gpu-reset.target")
-    checks = by_id(doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits()))
+    checks = by_id(
+        doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits(read_only=True))
+    )
     check = checks["owner.mig-manager"]
     assert check.status is Status.FAIL
     assert f"{MIG_MANAGER} is enabled (multi-user.target, nvidia-gpu-reset.target)" in (
@@ -46,11 +49,11 @@ def test_mig_manager_not_enabled_or_masked_passes(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "lib/systemd/system").mkdir(parents=True)
     (root / "lib/systemd/system" / MIG_MANAGER).write_text(MIG_MANAGER_UNIT)
-    checks = by_id(doctor.diagnose(context(tmp_path, state, root), FakeUnits()))
+    checks = by_id(doctor.diagnose(context(tmp_path, state, root), FakeUnits(read_only=True)))
     assert checks["owner.mig-manager"].status is Status.PASS
     enable_mig_manager(root)
     (root / "etc/systemd/system" / MIG_MANAGER).symlink_to("/dev/null")
-    checks = by_id(doctor.diagnose(context(tmp_path, state, root), FakeUnits()))
+    checks = by_id(doctor.diagnose(context(tmp_path, state, root), FakeUnits(read_only=True)))
     assert checks["owner.mig-manager"].status is Status.PASS
     assert "masked" in checks["owner.mig-manager"].message
 
@@ -77,7 +80,9 @@ def test_containerized_driver_has_its_own_message(tmp_path: Path) -> None:
     state = simulated(tmp_path, (H100, 1))
     simulator.unload_driver(state)
     (tmp_path / "root/run/nvidia/driver").mkdir(parents=True)
-    checks = by_id(doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits()))
+    checks = by_id(
+        doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits(read_only=True))
+    )
     driver = checks["driver"]
     assert driver.status is Status.FAIL
     assert driver.message.startswith("the NVIDIA driver runs in a container (/run/nvidia/driver)")
@@ -89,12 +94,14 @@ def test_containerized_driver_with_nvml_is_not_flagged(tmp_path: Path) -> None:
     """/run/nvidia/driver present but NVML works on the host: the usual driver line."""
     state = simulated(tmp_path, (H100, 1))
     (tmp_path / "root/run/nvidia/driver").mkdir(parents=True)
-    checks = by_id(doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits()))
+    checks = by_id(
+        doctor.diagnose(context(tmp_path, state, tmp_path / "root"), FakeUnits(read_only=True))
+    )
     assert checks["driver"].status is Status.PASS
 
 
 def test_simulated_host_without_sysroot_checks_no_owner_files(tmp_path: Path) -> None:
     """No --sysroot on a simulated host: the owner checks are skipped, not run on this machine."""
     state = simulated(tmp_path, (H100, 1))
-    checks = by_id(doctor.diagnose(context(tmp_path, state, None), FakeUnits()))
+    checks = by_id(doctor.diagnose(context(tmp_path, state, None), FakeUnits(read_only=True)))
     assert checks["owner"].status is Status.SKIP

@@ -11,33 +11,9 @@ from migrestore.errors import UnitError
 from migrestore.nvml import NvmlGpus
 from migrestore.plan import plan_node
 from migrestore.systemd import NullNotifier
+from tests.fakes import FakeUnits
 
 LAYOUT = 'version = 1\n[[gpu]]\nselect = "all"\n[[gpu.instance]]\nprofile = "7g.80gb"\n'
-
-
-class FakeUnits:
-    """Units in memory: which are active, what was stopped and started, what refuses."""
-
-    def __init__(self, active: tuple[str, ...], refuse_start: bool = False) -> None:
-        self.running = set(active)
-        self.calls: list[tuple[str, tuple[str, ...]]] = []
-        self.refuse_start = refuse_start
-
-    def active(self, names: tuple[str, ...]) -> tuple[str, ...]:
-        """The running ones, in the given order."""
-        return tuple(n for n in names if n in self.running)
-
-    def stop(self, names: tuple[str, ...]) -> None:
-        """Stop them."""
-        self.calls.append(("stop", names))
-        self.running -= set(names)
-
-    def start(self, names: tuple[str, ...]) -> None:
-        """Start them, or refuse."""
-        self.calls.append(("start", names))
-        if self.refuse_start:
-            raise UnitError(f"{names[0]}: start refused")
-        self.running |= set(names)
 
 
 def run(tmp_path: Path, units: FakeUnits) -> execute.Execution:
@@ -55,7 +31,7 @@ def run(tmp_path: Path, units: FakeUnits) -> execute.Execution:
 
 def test_only_active_units_are_bounced_in_reverse_order(tmp_path: Path) -> None:
     """Active clients are stopped one by one and started again in reverse; inactive stay so."""
-    units = FakeUnits(active=("nvsm.service", "dcgm.service"))
+    units = FakeUnits(running=("nvsm.service", "dcgm.service"))
     result = run(tmp_path, units)
     assert all(o.ok for o in result.outcomes)
     assert units.calls == [
@@ -68,7 +44,7 @@ def test_only_active_units_are_bounced_in_reverse_order(tmp_path: Path) -> None:
 
 def test_a_unit_that_will_not_start_again_keeps_the_gpu_results(tmp_path: Path) -> None:
     """The GPUs' outcomes survive a refused start; the problem is reported, not raised."""
-    result = run(tmp_path, FakeUnits(active=("nvsm.service",), refuse_start=True))
+    result = run(tmp_path, FakeUnits(running=("nvsm.service",), refuse_start=("nvsm.service",)))
     assert all(o.ok for o in result.outcomes)
     assert "could not start GPU clients again" in result.unit_error
 
@@ -76,14 +52,7 @@ def test_a_unit_that_will_not_start_again_keeps_the_gpu_results(tmp_path: Path) 
 def test_a_unit_that_will_not_stop_aborts_before_any_gpu_is_touched(tmp_path: Path) -> None:
     """A stop that fails raises, after starting again what was already stopped."""
 
-    class Stubborn(FakeUnits):
-        def stop(self, names: tuple[str, ...]) -> None:
-            """The second unit refuses."""
-            if names == ("dcgm.service",):
-                raise UnitError("dcgm.service: stop timed out")
-            super().stop(names)
-
-    units = Stubborn(active=("nvsm.service", "dcgm.service"))
+    units = FakeUnits(running=("nvsm.service", "dcgm.service"), refuse_stop=("dcgm.service",))
     with pytest.raises(UnitError):
         run(tmp_path, units)
     assert units.calls[-1] == ("start", ("nvsm.service",))
@@ -96,7 +65,7 @@ def test_refused_reset_names_client_units_still_running(tmp_path: Path) -> None:
     simulator.init_host(state, [("NVIDIA A100-SXM4-80GB", 1)])
     simulator.attach(state, 0, "nvidia-persistenced")
     gpus = NvmlGpus(simulator.Simulator(state), lambda pci: simulator.reset_gpus(state, list(pci)))
-    units = FakeUnits(active=("nvidia-persistenced.service",))
+    units = FakeUnits(running=("nvidia-persistenced.service",))
     with gpus:
         node = plan_node(config.parse(LAYOUT, "t.toml"), gpus.read_state())
         result = execute.execute(node.gpus, gpus, units, NullNotifier(), execute.Options())
@@ -112,7 +81,7 @@ def test_a_unit_that_will_not_start_again_is_reported_as_failed(tmp_path: Path) 
     from migrestore.model import NodeState
     from migrestore.plan import NodePlan
 
-    result = run(tmp_path, FakeUnits(active=("nvsm.service",), refuse_start=True))
+    result = run(tmp_path, FakeUnits(running=("nvsm.service",), refuse_start=("nvsm.service",)))
     text = report.apply_text(result, NodePlan(gpus=()), NodeState(gpus=()))
     assert "stopped and restarted" not in text
     assert "stopped: nvsm.service; FAILED: could not start GPU clients again" in text

@@ -10,19 +10,7 @@ from pathlib import Path
 import pytest
 
 from migrestore.holders import Holder, describe, holders
-
-
-def fake_process(
-    sysroot: Path, pid: int, comm: str | None, targets: list[str], cmdline: bytes = b""
-) -> None:
-    """Lay out /proc/PID with a comm file, a cmdline and fd links as the kernel shows them."""
-    pid_dir = sysroot / "proc" / str(pid)
-    (pid_dir / "fd").mkdir(parents=True)
-    if comm is not None:
-        (pid_dir / "comm").write_text(comm + "\n")
-    (pid_dir / "cmdline").write_bytes(cmdline)
-    for number, target in enumerate(targets):
-        (pid_dir / "fd" / str(number)).symlink_to(target)
+from tests.fakes import fake_process
 
 
 def test_holders_below_sysroot(tmp_path: Path) -> None:

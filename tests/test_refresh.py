@@ -14,6 +14,7 @@ from migrestore.consumers import DEFAULT_REFRESH_UNITS
 from migrestore.errors import UnitError
 from migrestore.refresh import refresh_consumers
 from migrestore.systemd import SystemdUnits
+from tests.fakes import FakeUnits
 
 from .systemd.usermanager import UserManager, wait_until
 
@@ -28,42 +29,12 @@ def default_logging() -> None:
     structlog.reset_defaults()
 
 
-class FakeUnits:
-    """interfaces.Units over a dict of unit states; records every call; absent units refuse."""
-
-    def __init__(self, states: dict[str, str], refuse_stop: tuple[str, ...] = ()) -> None:
-        self.states = dict(states)
-        self.refuse_stop = refuse_stop
-        self.calls: list[tuple[str, tuple[str, ...]]] = []
-
-    def active(self, names: tuple[str, ...]) -> tuple[str, ...]:
-        """The running units of `names`, in order."""
-        self.calls.append(("active", names))
-        return tuple(n for n in names if self.states.get(n) == "active")
-
-    def stop(self, names: tuple[str, ...]) -> None:
-        """Stop, or refuse for the units told to refuse."""
-        self.calls.append(("stop", names))
-        for name in names:
-            if name in self.refuse_stop:
-                raise UnitError(f"systemd refused to stop {name}")
-            self.states[name] = "inactive"
-
-    def start(self, names: tuple[str, ...]) -> None:
-        """Start; a unit that does not exist is refused as systemd refuses it."""
-        self.calls.append(("start", names))
-        for name in names:
-            if name not in self.states:
-                raise UnitError(f"Unit {name} not found.")
-            self.states[name] = "active"
-
-
 def test_running_consumers_restarted_and_cdi_oneshot_rerun() -> None:
     """Device plugin and GFD running, CDI oneshot exited: all three refreshed, in config order."""
     units = FakeUnits({CDI: "inactive", PLUGIN: "active", GFD: "active"})
     assert refresh_consumers(units, DEFAULT_REFRESH_UNITS) == (CDI, PLUGIN, GFD)
+    assert units.queries == [DEFAULT_REFRESH_UNITS]
     assert units.calls == [
-        ("active", DEFAULT_REFRESH_UNITS),
         ("start", (CDI,)),
         ("stop", (PLUGIN,)),
         ("start", (PLUGIN,)),
@@ -90,14 +61,14 @@ def test_active_cdi_oneshot_is_restarted() -> None:
     """A oneshot with RemainAfterExit (still active) is stopped and started, so it runs again."""
     units = FakeUnits({CDI: "active"})
     assert refresh_consumers(units, (CDI,)) == (CDI,)
-    assert units.calls[1:] == [("stop", (CDI,)), ("start", (CDI,))]
+    assert units.calls == [("stop", (CDI,)), ("start", (CDI,))]
 
 
 def test_no_refresh_units_means_no_calls() -> None:
     """`refresh-units = []` turns the refresh off: systemd is not even asked."""
     units = FakeUnits({PLUGIN: "active"})
     assert refresh_consumers(units, ()) == ()
-    assert units.calls == []
+    assert (units.calls, units.queries) == ([], [])
 
 
 def test_one_failure_does_not_stop_the_others() -> None:
