@@ -91,6 +91,20 @@ def _globals(parser: argparse.ArgumentParser, *, after_verb: bool = False) -> No
         default=default(None, False),
         help="debug logs and tracebacks",
     )
+    add(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default(None, False),
+        help="also show the events (each step) on a terminal; they always go to the journal",
+    )
+    add(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(None, False),
+        help="print only errors",
+    )
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -140,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser(only=_verb_named_in(argv)).parse_args(argv)
         from migrestore import events
 
-        events.setup(args.log_format, args.debug)
+        if getattr(args, "quiet", False) and getattr(args, "verbose", False):
+            raise ConfigError("-q/--quiet and -v/--verbose exclude each other")
+        events.setup(args.log_format, args.debug, context.verbosity(args))
         verb = named(args.verb)
         assert verb is not None  # argparse allows only the table's verbs
         return verb.runner()(context.from_args(args), args)

@@ -27,6 +27,7 @@ class Context:
     sysroot_given: bool
     allow_insecure_config: bool
     debug: bool
+    verbosity: int = 0  # -1 with -q (errors only), 1 with -v (the events on a terminal too)
 
     @property
     def simulated(self) -> bool:
@@ -47,4 +48,10 @@ def from_args(args: argparse.Namespace) -> Context:
         sysroot_given=bool(args.sysroot),
         allow_insecure_config=args.allow_insecure_config,
         debug=args.debug,
+        verbosity=verbosity(args),
     )
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    """-1 for `-q`, 1 for `-v`, else 0 (the parser refuses both at once)."""
+    return -1 if getattr(args, "quiet", False) else 1 if getattr(args, "verbose", False) else 0

@@ -16,11 +16,13 @@ class _LazyLogger:
     def __init__(self) -> None:
         self._fmt: Literal["text", "json"] = "text"
         self._debug = False
+        self._verbosity = 0
         self._bound: Any = None
 
-    def setup(self, fmt: Literal["text", "json"], debug: bool) -> None:
-        """Remember how to configure logging; nothing is imported yet."""
-        self._fmt, self._debug, self._bound = fmt, debug, None
+    def setup(self, fmt: Literal["text", "json"], debug: bool, verbosity: int = 0) -> None:
+        """Remember how to configure logging (verbosity: -1 quiet, 0, 1 verbose); nothing is
+        imported yet."""
+        self._fmt, self._debug, self._verbosity, self._bound = fmt, debug, verbosity, None
 
     def __getattr__(self, method: str) -> Any:
         if self._bound is None:
@@ -28,7 +30,7 @@ class _LazyLogger:
 
             from migrestore import logs
 
-            logs.configure(self._fmt, self._debug)
+            logs.configure(self._fmt, self._debug, verbosity=self._verbosity)
             self._bound = structlog.get_logger("migrestore")
         return getattr(self._bound, method)
 

@@ -94,8 +94,21 @@ def units(ctx: Context) -> Units:
     return SystemdUnits()
 
 
-def notifier(boot: bool) -> Notifier:
-    """sd_notify at boot (no-op without NOTIFY_SOCKET), nothing by hand."""
+def notifier(boot: bool, verbosity: int = 0) -> Notifier:
+    """sd_notify at boot (no-op without NOTIFY_SOCKET); by hand, a progress line when stderr is
+    a person's terminal (not the journal, not with -q), else nothing."""
+    import sys
+
+    from migrestore.logs import is_terminal, journal_attached
     from migrestore.systemd import NullNotifier, SdNotifier
 
-    return SdNotifier() if boot else NullNotifier()
+    if boot:
+        return SdNotifier()
+    attended = is_terminal(sys.stderr) and not journal_attached(
+        os.environ.get("JOURNAL_STREAM"), sys.stderr
+    )
+    if attended and verbosity == 0:
+        from migrestore.progress import TerminalProgress
+
+        return TerminalProgress(sys.stderr)
+    return NullNotifier()

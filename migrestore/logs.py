@@ -7,7 +7,9 @@
   records the level (journald adds the time and the unit);
 - `--log-format json`: one JSON object per line.
 
-The level is DEBUG with `--debug`, else the one `SYSTEMD_LOG_LEVEL` names, else INFO.
+The level is DEBUG with `--debug`, else ERROR with `-q`, else the one `SYSTEMD_LOG_LEVEL` names,
+else INFO; on a terminal the default is WARNING (events are for the journal and `-v`: a person gets
+the progress line and the summary), and `-v` shows INFO there too.
 """
 
 from __future__ import annotations
@@ -47,28 +49,36 @@ def configure(
     debug: bool = False,
     stream: TextIO | None = None,
     environ: Mapping[str, str] | None = None,
+    verbosity: int = 0,
 ) -> None:
     """Configure structlog for this process: call once, early, from the command line entry."""
     out = sys.stderr if stream is None else stream
     env = os.environ if environ is None else environ
+    journal = journal_attached(env.get("JOURNAL_STREAM"), out)
+    for_person = fmt == "text" and not journal and is_terminal(out)
+    level = log_level(debug, env.get("SYSTEMD_LOG_LEVEL"), verbosity, for_person)
     structlog.configure(
-        processors=processors(fmt, journal_attached(env.get("JOURNAL_STREAM"), out), out),
-        wrapper_class=structlog.make_filtering_bound_logger(
-            log_level(debug, env.get("SYSTEMD_LOG_LEVEL"))
-        ),
+        processors=processors(fmt, journal, out),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
 
 
-def log_level(debug: bool, systemd_log_level: str | None) -> int:
-    """DEBUG with --debug, else the level SYSTEMD_LOG_LEVEL names (name or 0-7), else INFO."""
+def log_level(
+    debug: bool, systemd_log_level: str | None, verbosity: int = 0, for_person: bool = False
+) -> int:
+    """DEBUG with --debug; ERROR with -q; else the level SYSTEMD_LOG_LEVEL names (name or 0-7);
+    else INFO, or WARNING on a person's terminal unless -v."""
     if debug:
         return logging.DEBUG
+    if verbosity < 0:
+        return logging.ERROR
     value = (systemd_log_level or "").strip().lower()
     if value.isdigit() and int(value) < len(SYSTEMD_LEVEL_NAMES):
         value = SYSTEMD_LEVEL_NAMES[int(value)]
-    return SYSTEMD_LEVELS.get(value, logging.INFO)
+    default = logging.WARNING if for_person and verbosity == 0 else logging.INFO
+    return SYSTEMD_LEVELS.get(value, default)
 
 
 def journal_attached(journal_stream: str | None, stream: TextIO) -> bool:

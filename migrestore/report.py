@@ -20,7 +20,7 @@ from migrestore.plan import (
 )
 
 if TYPE_CHECKING:
-    from migrestore.execute import Execution
+    from migrestore.execute import Execution, GpuOutcome
     from migrestore.runs import RunRecord
 
 
@@ -266,21 +266,56 @@ def apply_json(execution: Execution, final: NodePlan, changed: tuple[str, ...]) 
 
 def apply_text(execution: Execution, final: NodePlan, after: NodeState) -> str:
     """`apply`: per GPU ok or what failed, and the state each failed GPU was left in."""
+    lines = [_outcome_lines(o, after) for o in execution.outcomes]
+    return "\n".join([line for group in lines for line in group] + _after_lines(execution, final))
+
+
+def apply_table(execution: Execution, final: NodePlan, after: NodeState) -> str:
+    """`apply` on a terminal: one row per GPU (result, changes, time), then what went wrong."""
+    rows = [("GPU", "RESULT", "CHANGES", "TIME")]
+    rows += [
+        (o.label, "ok" if o.ok else "FAILED", str(o.steps_done), f"{o.seconds:.1f} s")
+        for o in execution.outcomes
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    table = [
+        f"{label:<{widths[0]}}  {result:<{widths[1]}}  {changes:>{widths[2]}}  {time}"
+        for label, result, changes, time in rows
+    ]
+    failures = apply_failures_text(execution, final, after)
+    return "\n".join(table + ([failures] if failures else []))
+
+
+def apply_failures_text(execution: Execution, final: NodePlan, after: NodeState) -> str:
+    """Only what went wrong (`apply -q`): each failed GPU and its state, the units, problems."""
+    lines = [line for o in execution.outcomes if not o.ok for line in _outcome_lines(o, after)]
+    after_lines = _after_lines(execution, final)
+    if execution.stopped_units and not execution.unit_error:
+        after_lines = after_lines[1:]  # "stopped and restarted" is not a problem
+    return "\n".join(lines + after_lines)
+
+
+def _done(outcome: GpuOutcome) -> str:
+    return f"{outcome.steps_done} change(s)" if outcome.steps_done else "already in layout"
+
+
+def _outcome_lines(o: GpuOutcome, after: NodeState) -> list[str]:
+    if o.ok:
+        return [f"{o.label}: ok ({_done(o)})"]
+    lines = [f"{o.label}: FAILED at '{o.failed_step or 'check'}': {o.error}"]
+    gpu = after.by_uuid(o.uuid)
+    if gpu is not None:
+        lines.append(f"  left as: MIG {_mode(gpu)}, {len(gpu.instances)} GPU instance(s)")
+        lines.extend("  " + line for line in gpu_text(gpu)[1:])
+    return lines
+
+
+def _after_lines(execution: Execution, final: NodePlan) -> list[str]:
     lines: list[str] = []
-    for o in execution.outcomes:
-        if o.ok:
-            done = f"{o.steps_done} change(s)" if o.steps_done else "already in layout"
-            lines.append(f"{o.label}: ok ({done})")
-            continue
-        lines.append(f"{o.label}: FAILED at '{o.failed_step or 'check'}': {o.error}")
-        gpu = after.by_uuid(o.uuid)
-        if gpu is not None:
-            lines.append(f"  left as: MIG {_mode(gpu)}, {len(gpu.instances)} GPU instance(s)")
-            lines.extend("  " + line for line in gpu_text(gpu)[1:])
     if execution.stopped_units and execution.unit_error:
         stopped = ", ".join(execution.stopped_units)
         lines.append(f"stopped: {stopped}; FAILED: {execution.unit_error}")
     elif execution.stopped_units:
         lines.append(f"stopped and restarted: {', '.join(execution.stopped_units)}")
     lines.extend(_problems(final))
-    return "\n".join(lines)
+    return lines

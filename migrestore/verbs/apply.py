@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,8 +21,10 @@ from migrestore.context import Context
 from migrestore.errors import ConfigError, ExitCode, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
+from migrestore.logs import failures_at_error_priority, is_terminal
 from migrestore.model import DesiredNode, NodeState
 from migrestore.plan import GpuPlan, NodePlan, plan_node
+from migrestore.progress import TerminalProgress
 from migrestore.systemd import restart_order
 from migrestore.verbs.common import add_json_flag, emit, load_layout, seconds, warn_renamed
 
@@ -52,7 +55,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         from migrestore.verbs import plan
 
         return plan.run(ctx, args)
-    notifier = host.notifier(args.boot)
+    notifier = host.notifier(args.boot, ctx.verbosity)
     # lexists: a dangling or looping symlink is a layout file that cannot be read (exit 2).
     if args.boot and not os.path.lexists(ctx.config):
         return _nothing_to_do(ctx, notifier, f"no layout file at {ctx.config}: nothing to restore")
@@ -68,6 +71,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         try:
             code = _apply_locked(ctx, args, desired, gpus, notifier)
         finally:
+            _end_progress(notifier)
             gpus.close()
     return ExitCode.FAILURE if left and code == ExitCode.OK else code
 
@@ -166,6 +170,7 @@ def _apply_locked(
     record = _record(ctx, args, desired, after, execution, code)
     changed = runs.changed_devices(runs.last(ctx.state_dir), record)
     _save(_with_notes(replace(record, notes=notes), changed), ctx)
+    _end_progress(notifier)
     _report(ctx, args, execution, final, after, changed)
     _summary(notifier, node, execution, final, code, time.monotonic() - started, notes)
     return code
@@ -324,10 +329,20 @@ def _report(
                 {"simulated": ctx.simulated, **report.apply_json(execution, final, changed)}
             )
         )
+    elif ctx.verbosity < 0:
+        failures = report.apply_failures_text(execution, final, after)
+        if failures:
+            print(failures)
+    elif is_terminal(sys.stdout):
+        emit(ctx, report.apply_table(execution, final, after))
     else:
-        from migrestore.logs import failures_at_error_priority
-
         emit(ctx, failures_at_error_priority(report.apply_text(execution, final, after)))
+
+
+def _end_progress(notifier: Notifier) -> None:
+    """Take a person's progress line away before anything else is printed."""
+    if isinstance(notifier, TerminalProgress):
+        notifier.clear()
 
 
 def _summary(
