@@ -65,3 +65,12 @@ def test_generator_refuses_an_unknown_shell() -> None:
     done = _generate("fish")
     assert (done.returncode, done.stdout) == (2, "")
     assert "usage:" in done.stderr
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_the_shipped_completion_is_current(shell: str) -> None:
+    """completions/ (what the packages install) is what the command line generates today:
+    run `dev/completion.py --write` after changing an option."""
+    done = _generate(shell)
+    shipped = {"bash": "migrestore.bash", "zsh": "_migrestore"}[shell]
+    assert (ROOT / "completions" / shipped).read_text() == done.stdout

@@ -54,13 +54,16 @@ def test_simulated_status_with_debian_libraries(installed: Overlay) -> None:
 
 
 def test_unit_enabled_and_files_in_place(installed: Overlay) -> None:
-    """The unit is enabled; layout conffile, man page, state directory and drop-in are in place."""
+    """The unit is enabled; layout conffile, man page, state directory, drop-in and the shell
+    completions are in place."""
     script = """
         systemctl --root="$ROOT" is-enabled migrestore.service
         readlink "$ROOT/etc/systemd/system/multi-user.target.wants/migrestore.service"
         cat "$ROOT/var/lib/dpkg/info/migrestore.conffiles"
         for path in usr/share/man/man8/migrestore.8.gz var/lib/migrestore \\
-                usr/share/migrestore/gate-consumers.conf usr/lib/migrestore/vendor/pynvml.py; do
+                usr/share/migrestore/gate-consumers.conf usr/lib/migrestore/vendor/pynvml.py \\
+                usr/share/bash-completion/completions/migrestore \\
+                usr/share/zsh/vendor-completions/_migrestore; do
             test -e "$ROOT/$path" && echo "present $path"
         done
     """
@@ -72,7 +75,7 @@ def test_unit_enabled_and_files_in_place(installed: Overlay) -> None:
         "/lib/systemd/system/migrestore.service",
         "/etc/migrestore/migrestore.toml",
     ]
-    assert len([line for line in lines if line.startswith("present ")]) == 4
+    assert len([line for line in lines if line.startswith("present ")]) == 6
 
 
 def test_unit_verifies_in_installed_root(installed: Overlay) -> None:
@@ -92,3 +95,18 @@ def test_shipped_layout_restores_nothing(installed: Overlay) -> None:
     """
     done = installed.container(["sh", "-euc", script])
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_bash_completes_the_verbs(installed: Overlay) -> None:
+    """The installed bash completion registers for `migrestore` and offers its verbs."""
+    script = (
+        ". /usr/share/bash-completion/completions/migrestore\n"
+        "complete -p migrestore\n"
+        "COMP_WORDS=(migrestore ap); COMP_CWORD=1; COMP_LINE='migrestore ap'; COMP_POINT=13\n"
+        '$(complete -p migrestore | sed -E "s/.*-F ([^ ]+) .*/\\1/") migrestore ap migrestore\n'
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    done = installed.container(["bash", "-c", script])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[0].endswith(" migrestore")
+    assert "apply" in done.stdout.splitlines()[1:]

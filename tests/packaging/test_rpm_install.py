@@ -31,8 +31,10 @@ DEB_ONLY = {
     "/usr/share/lintian/overrides/migrestore",  # lintian overrides, each with its reason
     "/usr/share/python3/runtime.d/migrestore.rtupdate",  # dh_python3: recompile on upgrades
     "/usr/lib/python3.9/site-packages/migrestore-0.1.0.dist-info/RECORD",  # pip's; rpm owns
+    "/usr/share/zsh/vendor-completions/_migrestore",  # Debian's directory for zsh completions
 }
 RPM_ONLY = {
+    "/usr/share/zsh/site-functions/_migrestore",  # Fedora's and RHEL's directory for it
     "/usr/lib/systemd/system-preset/50-migrestore.preset",  # rpm enables through presets
     "/usr/share/licenses/migrestore/LICENSE.nvidia-ml-py",  # %license (deb: in copyright)
     "/usr/share/licenses/migrestore/LICENSE",  # %license (deb: in copyright)
