@@ -46,7 +46,13 @@ MAX_DRIVER_TIMEOUT = 86400.0  # a day
 _CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 _TOP_KEYS = ("version", "restore", "gpu")
-_RESTORE_KEYS = ("stop-units", "refresh-units", "driver-timeout", "strict-profile-names")
+_RESTORE_KEYS = (
+    "stop-units",
+    "refresh-units",
+    "driver-timeout",
+    "strict-profile-names",
+    "metrics-dir",
+)
 _GPU_KEYS = ("select", "mig", "instance")
 _SELECT_KEYS = ("uuid", "pci", "index", "model")
 _INSTANCE_KEYS = ("profile", "placement", "count", "compute")
@@ -322,6 +328,7 @@ def _restore(value: object, key: _Key) -> RestoreOptions:
         refresh_units=_units(table, "refresh-units", key, defaults.refresh_units),
         driver_timeout=_seconds(table.get("driver-timeout", defaults.driver_timeout), key),
         strict_profile_names=_flag(table, "strict-profile-names", key),
+        metrics_dir=_directory(table, "metrics-dir", key),
     )
 
 
@@ -329,6 +336,16 @@ def _flag(table: dict[str, Any], name: str, key: _Key) -> bool:
     value = table.get(name, False)
     if not isinstance(value, bool):
         key.child(name).fail(f"must be true or false, got {_describe(value)}")
+    return value
+
+
+def _directory(table: dict[str, Any], name: str, key: _Key) -> str | None:
+    if name not in table:
+        return None
+    value, key = table[name], key.child(name)
+    if not isinstance(value, str) or not value.startswith("/"):
+        wanted = 'an absolute directory path such as "/srv/metrics"'
+        key.fail(f"must be {wanted}, got {_describe(value)}")
     return value
 
 

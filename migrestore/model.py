@@ -335,6 +335,7 @@ class RestoreOptions:
     refresh_units: tuple[str, ...] = DEFAULT_REFRESH_UNITS
     driver_timeout: float = 120.0
     strict_profile_names: bool = False  # no match by geometry for names the driver renamed
+    metrics_dir: str | None = None  # node_exporter's textfile collector directory, if not default
 
 
 @dataclass(frozen=True)

@@ -57,11 +57,7 @@ class RunRecord:
 def locked(run_dir: Path, timeout: float) -> Iterator[None]:
     """Hold `run_dir/lock` exclusively; wait at most `timeout` seconds for another run to finish."""
     path = run_dir / "lock"
-    try:
-        _private_dir(run_dir)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise ConfigError(f"{run_dir}: cannot keep the lock here: {exc.strerror or exc}") from None
+    fd = _open_lock(path, os.O_RDWR)
     try:
         _acquire(fd, path, timeout)
         os.ftruncate(fd, 0)
@@ -69,6 +65,34 @@ def locked(run_dir: Path, timeout: float) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def shared_unless_applying(run_dir: Path) -> Iterator[bool]:
+    """Hold `run_dir/lock` shared, beside other readers, and yield True; yield False, holding
+    nothing, while a run holds it exclusively (an apply). Never waits: an apply that comes later
+    waits for the readers (its --lock-wait), so a reader never holds NVML during its reset."""
+    fd = _open_lock(run_dir / "lock", os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            free = True
+        except BlockingIOError:
+            free = False
+        yield free
+    finally:
+        os.close(fd)
+
+
+def _open_lock(path: Path, mode: int) -> int:
+    """The lock file, created root-only if missing; ConfigError if the directory cannot hold it."""
+    try:
+        _private_dir(path.parent)
+        return os.open(path, mode | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"{path.parent}: cannot keep the lock here: {exc.strerror or exc}"
+        ) from None
 
 
 def _acquire(fd: int, path: Path, timeout: float) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from migrestore import config
+from migrestore import config, metrics
 from migrestore.errors import ConfigError, ExitCode
 from migrestore.model import (
     ComputeSpec,
@@ -126,6 +127,12 @@ class TestParse:
         text = "version = 1\n[restore]\ndriver-timeout = 2.5\n"
         assert config.parse(text, SOURCE).restore.driver_timeout == 2.5
 
+    def test_metrics_dir(self) -> None:
+        """metrics-dir lands in the model as written; without it the default applies (None)."""
+        text = 'version = 1\n[restore]\nmetrics-dir = "/srv/node-exporter"\n'
+        assert config.parse(text, SOURCE).restore.metrics_dir == "/srv/node-exporter"
+        assert config.parse("version = 1\n", SOURCE).restore.metrics_dir is None
+
     def test_empty_gpu_array(self) -> None:
         """`gpu = []` is an empty layout too."""
         assert config.parse("version = 1\ngpu = []\n", SOURCE).gpus == ()
@@ -149,7 +156,7 @@ ERRORS = [
     (
         "version = 1\n[restore]\nstop_units = []",
         "restore.stop_units: unknown key (known here: stop-units, refresh-units, driver-timeout, "
-        "strict-profile-names)",
+        "strict-profile-names, metrics-dir)",
     ),
     (
         'version = 1\n[restore]\nstop-units = "nvsm.service"',
@@ -183,6 +190,15 @@ ERRORS = [
     (
         "version = 1\n[restore]\ndriver-timeout = inf",
         "restore.driver-timeout: must be a number of seconds > 0, got inf",
+    ),
+    (
+        'version = 1\n[restore]\nmetrics-dir = "metrics"',
+        'restore.metrics-dir: must be an absolute directory path such as "/srv/metrics", '
+        'got "metrics"',
+    ),
+    (
+        "version = 1\n[restore]\nmetrics-dir = false",
+        'restore.metrics-dir: must be an absolute directory path such as "/srv/metrics", got false',
     ),
     # [[gpu]]
     (
@@ -427,7 +443,10 @@ class TestExample:
     def test_documented_defaults_are_the_real_ones(self) -> None:
         """The [restore] values shown in the example are the built-in defaults."""
         desired = config.parse(uncomment_settings(EXAMPLE.read_text()), "example")
-        assert desired.restore == RestoreOptions()
+        # metrics-dir is unset by default: a real host then uses node_exporter's directory, which
+        # the example shows (a simulated host uses none unless one is given).
+        assert desired.restore.metrics_dir == metrics.DEFAULT_DIR
+        assert replace(desired.restore, metrics_dir=None) == RestoreOptions()
 
 
 class TestDigest:

@@ -11,10 +11,10 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from migrestore import config
+from migrestore import config, metrics
 from migrestore.model import RestoreOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,4 +121,7 @@ def test_layout_example_restore_table_is_the_defaults() -> None:
         lines.append(line[4:])
     example = "\n".join(lines)
     assert "[restore]" in example
-    assert config.parse(example, "README.md").restore == RestoreOptions()
+    restore = config.parse(example, "README.md").restore
+    # metrics-dir is unset by default: a real host then uses node_exporter's directory, shown.
+    assert restore.metrics_dir == metrics.DEFAULT_DIR
+    assert replace(restore, metrics_dir=None) == RestoreOptions()

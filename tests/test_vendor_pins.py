@@ -18,7 +18,7 @@ def test_every_vendored_library_is_pinned_for_development_at_the_same_version() 
     """dev/requirements.txt installs each vendored wheel at the version the packages carry."""
     vendored = _pins(ROOT / "packaging" / "vendor" / "requirements.txt")
     development = _pins(ROOT / "dev" / "requirements.txt")
-    assert set(vendored) == {"nvidia-ml-py", "structlog", "tomli", "tomli-w"}
+    assert set(vendored) == {"nvidia-ml-py", "prometheus-client", "structlog", "tomli", "tomli-w"}
     assert {name: development.get(name) for name in vendored} == vendored
 
 

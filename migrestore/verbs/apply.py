@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from migrestore import caps, config, execute, host, nvml, refresh, report, runs
+from migrestore import caps, config, execute, host, metrics, nvml, refresh, report, runs
 from migrestore.context import Context
 from migrestore.errors import ConfigError, ExitCode, UnitError
 from migrestore.events import log
@@ -30,7 +30,7 @@ from migrestore.verbs.common import add_json_flag, emit, load_layout, seconds, w
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--force`, `--dry-run`, `--boot`, `--json`, `--lock-wait`."""
+    """`--force`, `--dry-run`, `--boot`, `--json`, `--lock-wait`, `--metrics-dir`."""
     add = parser.add_argument
     add("--force", action="store_true", help="destroy instances even if processes run on them")
     add("--dry-run", action="store_true", help="only show the plan (same as `plan`)")
@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long to wait for another run to finish (default 30)",
     )
+    metrics.add_argument(parser)
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
@@ -65,14 +66,16 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             ctx, notifier, f"{ctx.config} has no [[gpu]] entries: nothing to restore"
         )
     gpus = host.gpus(ctx)
+    target = metrics.directory(args.metrics_dir, desired.restore.metrics_dir, ctx.simulated)
     with runs.locked(ctx.run_dir, args.lock_wait), _signals_interrupt():
         left = _start_left_stopped(ctx)
-        _open(gpus, args.boot, desired, notifier)
-        try:
-            code = _apply_locked(ctx, args, desired, gpus, notifier)
-        finally:
-            _end_progress(notifier)
-            gpus.close()
+        with metrics.Recorder(target) as recorder:
+            _open(gpus, args.boot, desired, notifier)
+            try:
+                code = _apply_locked(ctx, args, desired, gpus, notifier, recorder)
+            finally:
+                _end_progress(notifier)
+                gpus.close()
     return ExitCode.FAILURE if left and code == ExitCode.OK else code
 
 
@@ -131,7 +134,12 @@ def _nothing_to_do(ctx: Context, notifier: Notifier, message: str) -> int:
 
 
 def _apply_locked(
-    ctx: Context, args: argparse.Namespace, desired: DesiredNode, gpus: Gpus, notifier: Notifier
+    ctx: Context,
+    args: argparse.Namespace,
+    desired: DesiredNode,
+    gpus: Gpus,
+    notifier: Notifier,
+    recorder: metrics.Recorder,
 ) -> int:
     started = time.monotonic()
     notifier.status("reading GPUs")
@@ -172,6 +180,9 @@ def _apply_locked(
     _save(_with_notes(replace(record, notes=notes), changed), ctx)
     _end_progress(notifier)
     _report(ctx, args, execution, final, after, changed)
+    pending = any(o.reset_pending for o in execution.outcomes)
+    changes = sum(o.steps_done for o in execution.outcomes)
+    recorder.done(final, code, changes=changes, reset_pending=pending)
     _summary(notifier, node, execution, final, code, time.monotonic() - started, notes)
     return code
 

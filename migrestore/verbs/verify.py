@@ -1,29 +1,75 @@
-"""`verify`: does the host match the layout file? 0 in sync, 3 drift, 4 a reset pending."""
+"""`verify`: does the host match the layout file? 0 in sync, 3 drift, 4 a reset pending.
+
+Also the drift check of a live host: migrestore-verify.timer runs `verify --skip-during-apply`
+every few minutes. That takes the run lock shared, so an apply that starts meanwhile waits until
+the check has closed NVML (an open NVML session makes a GPU reset fail), and while an apply holds
+the lock it skips: one info line, exit 0, neither the GPUs nor the metrics touched, so a layout
+half-way through its change is never reported as drift. Under the journal each difference is a
+line at warning priority. Every verify rewrites the metrics file (`migrestore.metrics`), the drift
+check while it still holds the lock.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from migrestore import report
+from migrestore import metrics, report, runs
 from migrestore.context import Context
 from migrestore.errors import ExitCode
-from migrestore.plan import NodePlan
-from migrestore.verbs.common import add_json_flag, emit, planned
+from migrestore.events import log
+from migrestore.plan import NodePlan, plan_node
+from migrestore.verbs.common import add_json_flag, emit, load_layout, read, warn_renamed
+
+WARNING = 4  # syslog priority of each difference in the journal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--json`."""
+    """`--json`, `--skip-during-apply`, `--metrics-dir`."""
     add_json_flag(parser)
+    parser.add_argument(
+        "--skip-during-apply",
+        action="store_true",
+        help=(
+            "take the run lock shared; while an apply holds it, exit 0 without reading the GPUs "
+            "or writing metrics (the drift timer)"
+        ),
+    )
+    metrics.add_argument(parser)
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    """Print the differences and exit with the verdict."""
-    node = planned(ctx, details="layout")
-    if args.json:
-        print(report.dumps({"simulated": ctx.simulated, **report.plan_json(node)}))
-    else:
-        emit(ctx, report.drift_text(node))
-    return verdict(node)
+    """Print the differences, refresh the metrics and exit with the verdict."""
+    if not args.skip_during_apply:
+        return _verify(ctx, args)
+    with runs.shared_unless_applying(ctx.run_dir) as free:
+        if free:
+            return _verify(ctx, args)
+    log.info("verify_skipped", reason="an apply is running", lock=str(ctx.run_dir / "lock"))
+    return ExitCode.OK
+
+
+def _verify(ctx: Context, args: argparse.Namespace) -> int:
+    desired = load_layout(ctx)
+    target = metrics.directory(args.metrics_dir, desired.restore.metrics_dir, ctx.simulated)
+    with metrics.Recorder(target) as recorder:
+        node = warn_renamed(plan_node(desired, read(ctx, details="layout")))
+        if args.json:
+            print(report.dumps({"simulated": ctx.simulated, **report.plan_json(node)}))
+        else:
+            emit(ctx, _differences_as_warnings(node, report.drift_text(node)))
+        code = verdict(node)
+        recorder.done(node, code)
+    return code
+
+
+def _differences_as_warnings(node: NodePlan, text: str) -> str:
+    """Under the journal (stdout is its stream), every line of a verify that is not in sync
+    carries the warning priority prefix; on a terminal the text is unchanged."""
+    from migrestore.logs import journal_prefix
+
+    prefix = "" if node.is_empty else journal_prefix(WARNING, sys.stdout)
+    return "\n".join(prefix + line for line in text.split("\n"))
 
 
 def verdict(node: NodePlan) -> ExitCode:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.packaging.debian_root import Overlay
+from tests.packaging.package_builds import Build
 
 pytestmark = [pytest.mark.packages, pytest.mark.nspawn]
 
@@ -79,12 +80,53 @@ def test_unit_enabled_and_files_in_place(installed: Overlay) -> None:
 
 
 def test_unit_verifies_in_installed_root(installed: Overlay) -> None:
-    """systemd-analyze accepts the installed unit (its ExecStart= binary exists in the root)."""
-    done = installed.shell(
-        'systemd-analyze verify --man=no --root="$ROOT" /lib/systemd/system/migrestore.service'
-    )
+    """systemd-analyze accepts the installed units (their ExecStart= binary exists in the root)."""
+    units = ("migrestore.service", "migrestore-verify.service", "migrestore-verify.timer")
+    paths = " ".join(f"/lib/systemd/system/{unit}" for unit in units)
+    done = installed.shell(f'systemd-analyze verify --man=no --root="$ROOT" {paths}')
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "migrestore.service" not in done.stderr
+    assert "migrestore" not in done.stderr
+
+
+def test_drift_timer_shipped_but_not_enabled(installed: Overlay) -> None:
+    """The drift timer and its service are installed; neither is enabled by the package."""
+    done = installed.shell(
+        'systemctl --root="$ROOT" is-enabled migrestore-verify.timer migrestore-verify.service\n'
+        'ls -R "$ROOT/etc/systemd/system"'
+    )
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["disabled", "static"], done.stdout + done.stderr
+    assert "migrestore.service" in lines[2:]
+    assert not [line for line in lines[2:] if "migrestore-verify" in line]
+
+
+def test_an_enabled_drift_timer_stays_enabled_on_upgrade(
+    installed: Overlay, builds: dict[str, Build]
+) -> None:
+    """An administrator's `systemctl enable` of the timer survives dpkg -i of a newer build."""
+    enable = installed.shell('systemctl --root="$ROOT" enable migrestore-verify.timer')
+    assert enable.returncode == 0, enable.stderr
+    newer = builds["deb-2"].path
+    upgrade = ["dpkg", "-i", f"/packages/{newer.name}"]
+    done = installed.container(upgrade, {newer.parent: "/packages"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    enabled = installed.shell('systemctl --root="$ROOT" is-enabled migrestore-verify.timer')
+    assert enabled.stdout.strip() == "enabled"
+
+
+def test_metrics_with_the_vendored_prometheus_client(installed: Overlay) -> None:
+    """The packaged command writes the metrics file with the vendored prometheus_client."""
+    script = """
+        migrestore simulate init /tmp/host.json --gpu "NVIDIA H100 80GB HBM3:1" > /dev/null
+        mkdir /tmp/node-exporter
+        migrestore --simulate /tmp/host.json verify --metrics-dir /tmp/node-exporter
+        cat /tmp/node-exporter/migrestore.prom
+        python3 -c 'import prometheus_client' 2>/dev/null || echo "no system-wide prometheus_client"
+    """
+    done = installed.container(["sh", "-euc", script])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "migrestore_last_run_success 1.0" in done.stdout.splitlines()
+    assert "no system-wide prometheus_client" in done.stdout
 
 
 def test_shipped_layout_restores_nothing(installed: Overlay) -> None:

@@ -7,7 +7,14 @@ import subprocess
 
 import pytest
 
-from tests.packaging.package_builds import ROOT, Build, maintainer_scripts, output, rpm_paths
+from tests.packaging.package_builds import (
+    ROOT,
+    Build,
+    deb_paths,
+    maintainer_scripts,
+    output,
+    rpm_paths,
+)
 
 pytestmark = pytest.mark.packages
 
@@ -19,7 +26,7 @@ DEBIAN_PACKAGE = {
     "pystemd": "python3-pystemd",
     "pyyaml": "python3-yaml",
 }
-VENDORED = {"nvidia-ml-py", "structlog", "tomli", "tomli-w"}
+VENDORED = {"nvidia-ml-py", "prometheus-client", "structlog", "tomli", "tomli-w"}
 # Everything the RHEL 9 .rpm may require: RHEL 9 + EPEL for the default python3 (3.9).
 RHEL9_PROVIDES = {
     "/bin/sh",
@@ -84,7 +91,7 @@ def test_deb_depends_on_debian_packages(builds: dict[str, Build]) -> None:
         if name not in VENDORED:
             assert f"{DEBIAN_PACKAGE[name]} (>= {version})" in depends, name
     assert "python3 (>= 3.9)" in depends
-    vendored = ("nvidia", "pynvml", "structlog", "tomli", "sdnotify")
+    vendored = ("nvidia", "pynvml", "prometheus", "structlog", "tomli", "sdnotify")
     assert not [item for item in depends if any(name in item for name in vendored)]
 
 
@@ -116,11 +123,21 @@ def test_deb_maintainer_scripts_never_start_stop_or_restart(builds: dict[str, Bu
 
 
 def test_rpm_scriptlets_never_start_stop_or_restart(builds: dict[str, Build]) -> None:
-    """The .rpm's scriptlets preset on install and disable on erase, never start or stop."""
+    """The .rpm's scriptlets preset on install and disable on erase, never start or stop; the
+    drift timer and its service go through the same macros."""
     scriptlets = output(["rpm", "-qp", "--scripts", str(builds["rpm"].path)])
-    assert "preset migrestore.service" in scriptlets
-    assert "disable migrestore.service" in scriptlets
+    units = "migrestore.service migrestore-verify.timer migrestore-verify.service"
+    assert f"preset {units}" in scriptlets
+    assert f"disable {units}" in scriptlets
     assert not re.search(r"\b(start|restart|try-restart|--now)\b", scriptlets)
+
+
+def test_both_packages_ship_the_drift_timer(builds: dict[str, Build]) -> None:
+    """The drift check's timer and service are in both packages, beside the boot unit."""
+    deb, rpm = deb_paths(builds["deb"].path), rpm_paths(builds["rpm"].path)
+    for unit in ("migrestore-verify.timer", "migrestore-verify.service"):
+        assert f"/lib/systemd/system/{unit}" in deb
+        assert f"/usr/lib/systemd/system/{unit}" in rpm
 
 
 def test_man_page_renders_without_warnings(tools: None) -> None:

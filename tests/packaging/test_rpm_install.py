@@ -48,6 +48,8 @@ RPM_ONLY = {
     "/usr/share/licenses/migrestore/structlog-NOTICE",
     "/usr/share/licenses/migrestore/tomli-LICENSE",
     "/usr/share/licenses/migrestore/tomli-w-LICENSE",
+    "/usr/share/licenses/migrestore/prometheus-client-LICENSE",
+    "/usr/share/licenses/migrestore/prometheus-client-NOTICE",
 }
 
 
@@ -82,6 +84,12 @@ def test_install_enables_the_unit_by_preset(rpm_root: Overlay) -> None:
     assert "migrestore.service" in done.stdout.split()
 
 
+def test_install_leaves_the_drift_timer_disabled(rpm_root: Overlay) -> None:
+    """%post's preset leaves the drift timer disabled (the shipped preset says so)."""
+    done = rpm_root.shell('systemctl --root="$ROOT" is-enabled migrestore-verify.timer')
+    assert done.stdout.strip() == "disabled", done.stdout + done.stderr
+
+
 def test_installed_payload_runs(rpm_root: Overlay) -> None:
     """The rpm's launcher, package and vendored libraries run on Python 3.9 with pystemd 0.7."""
     script = """
@@ -89,6 +97,9 @@ def test_installed_payload_runs(rpm_root: Overlay) -> None:
         migrestore --version
         migrestore simulate init /tmp/host.json --gpu "NVIDIA H200:1" > /dev/null
         migrestore --simulate /tmp/host.json status
+        mkdir /tmp/node-exporter
+        migrestore --simulate /tmp/host.json verify --metrics-dir /tmp/node-exporter
+        cat /tmp/node-exporter/migrestore.prom
     """
     done = rpm_root.container(["sh", "-euc", script])
     assert done.returncode == 0, done.stdout + done.stderr
@@ -96,6 +107,7 @@ def test_installed_payload_runs(rpm_root: Overlay) -> None:
     assert lines[0] == "migrestore 0.1.0"
     assert "(packaged, /usr/lib/migrestore/vendor/pynvml.py)" in lines[1]
     assert "SIMULATED HOST (/tmp/host.json)" in done.stdout
+    assert "migrestore_last_run_success 1.0" in lines
 
 
 def test_upgrade_keeps_the_edited_layout_and_enablement(

@@ -23,6 +23,8 @@ from .usermanager import ROOT, UserManager
 PYTHON = sys.executable
 UNIT = ROOT / "units" / "migrestore.service"
 GATE = ROOT / "units" / "gate-consumers.conf"
+VERIFY_SERVICE = ROOT / "units" / "migrestore-verify.service"
+VERIFY_TIMER = ROOT / "units" / "migrestore-verify.timer"
 
 CONSUMER_SCRIPT = """\
 # consumer.py start|stop NAME: a GPU consumer (driver client) on the simulated host.
@@ -147,6 +149,33 @@ class BootRig:
             "PrivateTmp=no\n" + _checkout_visible() + _kernel_log_protectable() + extra,
         )
         self.manager.write_unit("multi-user.target", STAND_IN_MULTI_USER)
+
+    def install_verify_timer(self, every: float) -> None:
+        """The shipped drift check and its timer; a drop-in points the service at this checkout
+        and host, as for migrestore.service, and makes the timer fire every `every` seconds."""
+        self.manager.write_unit("migrestore-verify.service", VERIFY_SERVICE.read_text())
+        self.manager.write_unit("migrestore-verify.timer", VERIFY_TIMER.read_text())
+        environment = " ".join(f"{key}={value}" for key, value in self.environment.items())
+        self.manager.write_drop_in(
+            "migrestore-verify.service",
+            "50-test.conf",
+            # Checks every fraction of a second would hit the default start rate limit (5 in 10 s).
+            "[Unit]\nStartLimitIntervalSec=0\n"
+            "[Service]\nExecStart=\n"
+            f"ExecStart={PYTHON} -m migrestore verify --skip-during-apply\n"
+            f"Environment={environment}\n"
+            f"ReadWritePaths={self.base}\n"
+            "PrivateTmp=no\n" + _checkout_visible() + _kernel_log_protectable(),
+        )
+        # OnBootSec= counts from the machine's boot, long past: the first check comes `every`
+        # seconds after the timer starts instead, then `every` seconds after each check began.
+        # (One empty assignment resets every monotonic timer of the unit, OnUnitActiveSec= too.)
+        self.manager.write_drop_in(
+            "migrestore-verify.timer",
+            "50-test.conf",
+            f"[Timer]\nOnBootSec=\nOnActiveSec={every}s\nOnUnitActiveSec={every}s\n"
+            "AccuracySec=10ms\n",
+        )
 
     def install_consumer(self, name: str, gpus: str = "0", gated: bool = False) -> None:
         """A fake GPU consumer unit; `gated` installs the shipped gate-consumers.conf for it."""

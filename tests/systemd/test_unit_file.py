@@ -19,6 +19,8 @@ pytestmark = [
 ]
 
 UNIT = ROOT / "units" / "migrestore.service"
+VERIFY_SERVICE = ROOT / "units" / "migrestore-verify.service"
+VERIFY_TIMER = ROOT / "units" / "migrestore-verify.timer"
 
 
 def systemd_version() -> int:
@@ -46,7 +48,10 @@ def installed_root(tmp_path: Path) -> Path:
     root = tmp_path / "root"
     units = root / "etc" / "systemd" / "system"
     units.mkdir(parents=True)
-    shutil.copy(UNIT, units)
+    for unit in (UNIT, VERIFY_SERVICE, VERIFY_TIMER):
+        shutil.copy(unit, units)
+    # The drift check's units keep their default dependencies, which need this target to exist.
+    (units / "sysinit.target").write_text("[Unit]\nDescription=stand-in\n")
     (units / "kubelet.service").write_text(
         "[Unit]\nDefaultDependencies=no\n[Service]\nExecStart=/usr/bin/kubelet\n"
     )
@@ -67,19 +72,28 @@ def analyze(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @OFFLINE_ANALYZE
-@pytest.mark.parametrize("unit", ["migrestore.service", "kubelet.service"])
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "migrestore.service",
+        "kubelet.service",
+        "migrestore-verify.service",
+        "migrestore-verify.timer",
+    ],
+)
 def test_verify_is_clean(tmp_path: Path, unit: str) -> None:
-    """`systemd-analyze verify` prints nothing (it exits 0 even on unknown keys) for the unit
-    and for a consumer carrying the gate drop-in."""
+    """`systemd-analyze verify` prints nothing (it exits 0 even on unknown keys) for the units,
+    the drift timer and its service, and for a consumer carrying the gate drop-in."""
     result = analyze("verify", "--man=no", f"--root={installed_root(tmp_path)}", unit)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
 @OFFLINE_ANALYZE
-def test_security_exposure() -> None:
+@pytest.mark.parametrize("unit", [UNIT, VERIFY_SERVICE])
+def test_security_exposure(unit: Path) -> None:
     """The hardening keeps `systemd-analyze security` exposure at or below 2.5."""
-    result = analyze("security", "--offline=yes", str(UNIT))
-    found = re.search(r"Overall exposure level for migrestore.service: (\d+\.\d+)", result.stdout)
+    result = analyze("security", "--offline=yes", str(unit))
+    found = re.search(rf"Overall exposure level for {unit.name}: (\d+\.\d+)", result.stdout)
     assert found, result.stdout + result.stderr
     assert float(found.group(1)) <= MAX_EXPOSURE
 
@@ -150,5 +164,43 @@ def test_ships_no_reset_target_of_its_own() -> None:
     """units/ holds no nvidia-gpu-reset.target (nor a drop-in for it): that file is NVIDIA's."""
     assert sorted(p.name for p in UNIT.parent.iterdir()) == [
         "gate-consumers.conf",
+        "migrestore-verify.service",
+        "migrestore-verify.timer",
         "migrestore.service",
     ]
+
+
+def test_loaded_drift_check_keeps_its_design(booted: UserManager) -> None:
+    """The drift timer fires 5 minutes after boot and 5 minutes after each check; its service
+    only reads (verify, skipping during an apply), after the restore, with CAP_SYS_ADMIN alone,
+    sharing /run/migrestore (kept when it stops) and writing only the collector directory."""
+    booted.write_unit("migrestore-verify.service", VERIFY_SERVICE.read_text())
+    booted.write_unit("migrestore-verify.timer", VERIFY_TIMER.read_text())
+    booted.reload()
+    timer = booted.show("migrestore-verify.timer", "Unit", "UnitFileState")
+    assert timer == {"Unit": "migrestore-verify.service", "UnitFileState": "disabled"}
+    # One TimersMonotonic= line per timer (show() would keep only the last).
+    timers = booted.systemctl("show", "migrestore-verify.timer", "-p", "TimersMonotonic").stdout
+    assert "{ OnBootUSec=5min ;" in timers
+    assert "{ OnUnitActiveUSec=5min ;" in timers
+    shown = booted.show(
+        "migrestore-verify.service",
+        "Type",
+        "ExecStart",
+        "After",
+        "CapabilityBoundingSet",
+        "RuntimeDirectory",
+        "RuntimeDirectoryPreserve",
+        "ReadWritePaths",
+        "ProtectSystem",
+        "UnitFileState",
+    )
+    assert shown["Type"] == "oneshot"
+    command = "argv[]=/usr/bin/migrestore verify --skip-during-apply ;"
+    assert command in shown["ExecStart"]
+    assert "migrestore.service" in shown["After"].split()
+    assert shown["CapabilityBoundingSet"] == "cap_sys_admin"
+    assert (shown["RuntimeDirectory"], shown["RuntimeDirectoryPreserve"]) == ("migrestore", "yes")
+    assert shown["ReadWritePaths"] == "-/var/lib/prometheus/node-exporter"
+    assert shown["ProtectSystem"] == "strict"
+    assert shown["UnitFileState"] == "static"
