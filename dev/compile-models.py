@@ -20,13 +20,20 @@ from typing import Any
 
 ARCH_BY_PREFIX = (
     ("NVIDIA A100", "ampere", 7),
+    ("NVIDIA A800", "ampere", 7),
     ("NVIDIA A30", "ampere", 7),
+    ("NVIDIA PG506", "ampere", 7),
     ("NVIDIA H", "hopper", 9),
     ("NVIDIA GH200", "hopper", 9),
     ("NVIDIA B200", "blackwell", 10),
     ("NVIDIA GB200", "blackwell", 10),
+    ("NVIDIA B300", "blackwell", 10),
+    ("NVIDIA GB300", "blackwell", 10),
     ("NVIDIA RTX PRO", "blackwell", 10),
 )
+
+# What a model with `table_from` takes from the model it names, unless it states its own.
+INHERITED = ("memory_mb", "sm_total_mig", "placement_units", "gi_profiles", "ci_profiles")
 
 # 8-memory-slice parts: placements by GI profile index (the documented geometry; see
 # docs/catalogue/mig-profiles.md).
@@ -135,7 +142,25 @@ def compile_gi(model: dict[str, Any], gi: dict[str, Any], sm_per_slice: int) -> 
         "ofa": gi.get("ofa") or 0,
         "placements": [list(p) for p in placements],
         "derived": not (gi["placements"] and gi["memory_mb"] and gi.get("sms")),
+        # a name that disagrees with mig-parted's naming of its memory, and why it stands
+        **({"name_exception": gi["name_exception"]} if gi.get("name_exception") else {}),
     }
+
+
+def with_table(key: str, model: dict[str, Any], models: dict[str, Any]) -> dict[str, Any]:
+    """A model whose `table_from` names another: that model's tables, its own identity.
+
+    Variants of one chip (PCIe and SXM boards, export versions) share the profile table but not
+    the NVML name or PCI id, so each is a model of its own; the table is stated once.
+    """
+    base_key = model.get("table_from")
+    if base_key is None:
+        return model
+    base = models.get(base_key)
+    if base is None or base.get("table_from"):
+        raise SystemExit(f"{key}: table_from {base_key!r} is not a model with its own table")
+    inherited = {field: base.get(field) for field in INHERITED if model.get(field) is None}
+    return {**model, **inherited}
 
 
 def compile_model(key: str, model: dict[str, Any]) -> dict[str, Any]:
@@ -155,9 +180,16 @@ def compile_model(key: str, model: dict[str, Any]) -> dict[str, Any]:
         )
         for ci in gi["ci"]:
             ci["placements"] = [list(p) for p in ci["placements"]]
+    if model.get("table_from"):
+        # carried over from another model: every value is by analogy, none measured on this one
+        for gi in gis:
+            gi["derived"] = True
+            for ci in gi["ci"]:
+                ci["derived"] = True
     memory_mb = model.get("memory_mb") or max(g["memory_mb"] for g in gis)
     return {
         "key": key,
+        **({"table_from": model["table_from"]} if model.get("table_from") else {}),
         "name": name,
         "aliases": model.get("aliases", []),
         "architecture": arch,
@@ -180,7 +212,8 @@ COMPILED_FROM = "docs/catalogue/mig-profiles.json"
 
 def compile_table(reference: dict[str, Any]) -> str:
     """The text of models.json for a catalogue."""
-    models = [compile_model(k, m) for k, m in reference["models"].items()]
+    catalogue = reference["models"]
+    models = [compile_model(k, with_table(k, m, catalogue)) for k, m in catalogue.items()]
     h200 = next(m for m in reference["models"].values() if m["nvml_name"] == "NVIDIA H200")
     behaviour = h200["nvml_index_behaviour"]
     table = {

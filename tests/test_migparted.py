@@ -95,14 +95,14 @@ def test_empty_mig_devices_means_mig_on_without_instances() -> None:
 
 
 def test_device_filter_becomes_one_model_entry_per_model() -> None:
-    """Four A100-40GB PCI ids give one entry; two H100 ids give one entry per H100 model."""
+    """Each filter id becomes its own model's entry: the A100-40GB ids name SXM4, PCIe and A800."""
     desired = config.parse(convert("all-1g-per-model.yaml", "all-1g"))
     models = [spec.selector.value for spec in desired.gpus]
-    assert models[0] == A100_40
-    assert models.count(A100_40) == 1
+    assert models[:3] == [A100_40, "NVIDIA A100-PCIE-40GB", "NVIDIA A800 40GB Active"]
+    assert "NVIDIA A100 80GB PCIe" in models
     assert H100_SXM in models
     assert "NVIDIA H100 PCIe" in models
-    assert len(models) == len(set(models)) == 9
+    assert len(models) == len(set(models)) == 14
 
 
 def test_unquoted_pci_id_is_read_as_written() -> None:

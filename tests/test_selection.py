@@ -203,8 +203,10 @@ class TestModelMatching:
 
     def test_unknown_model_selects_by_name(self) -> None:
         """A model the catalogue does not know still selects GPUs with exactly that name."""
-        host = NodeState(gpus=(gpu(0, "NVIDIA B300 SXM6 AC", "00000000:1B:00.0"),))
-        selection = match(desired('{ model = "NVIDIA B300 SXM6 AC" }'), host)
+        unknown = "NVIDIA RTX PRO 5000 Blackwell"
+        assert profiles.find_model(unknown) is None
+        host = NodeState(gpus=(gpu(0, unknown, "00000000:1B:00.0"),))
+        selection = match(desired(f'{{ model = "{unknown}" }}'), host)
         assert governing(selection) == {0: "gpu[0]"}
 
 

@@ -131,11 +131,13 @@ def models() -> list[ModelSummary]:
 
 
 def models_text() -> list[str]:
-    """`simulate models` output, one line per model."""
+    """`simulate models` output, one line per model, names in a column as wide as the longest."""
+    listed = models()
+    width = max(len(m.name) for m in listed)
     return [
-        f"{m.name:<46} {m.architecture:<9} {m.slices} slices {m.memory_mb:>7} MiB  "
+        f"{m.name:<{width}} {m.architecture:<9} {m.slices} slices {m.memory_mb:>7} MiB  "
         + " ".join(m.profiles)
-        for m in models()
+        for m in listed
     ]
 
 
