@@ -36,3 +36,13 @@ def no_real_nvml_or_system_bus(
 ) -> Iterator[None]:
     """Fail a test that reaches the real NVML library or the host's system bus (tests/guard.py)."""
     yield from guarded(request, monkeypatch, stand_in_system_bus)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that boot a private systemd manager run one after another on one worker when the
+    fast tier runs in parallel (`./dev/test`, pytest-xdist `--dist loadgroup`): they mostly wait,
+    so the other worker runs the rest meanwhile, and they never compete with each other."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if item.get_closest_marker("systemd") or {"manager", "booted"} & set(fixtures):
+            item.add_marker(pytest.mark.xdist_group("systemd"))
