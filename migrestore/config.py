@@ -33,7 +33,10 @@ from migrestore.model import (
 )
 from migrestore.selection import normalise_pci
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this migrestore reads (and writes, when a file needs it)
+# What each version added: a file using it must say at least that version, so that an older
+# migrestore refuses the file at its version line rather than at the unknown key.
+_SINCE_VERSION_2 = ("select.device-id", "optional")
 
 # Bounds checked before any work: a layout file is small, shallow and holds small numbers.
 MAX_FILE_BYTES = 1 << 20
@@ -53,8 +56,9 @@ _RESTORE_KEYS = (
     "strict-profile-names",
     "metrics-dir",
 )
-_GPU_KEYS = ("select", "mig", "instance")
-_SELECT_KEYS = ("uuid", "pci", "index", "model")
+_GPU_KEYS = ("select", "mig", "instance", "optional")
+_SELECT_KEYS = ("uuid", "pci", "index", "device-id", "model")
+_DEVICE_ID = re.compile(r"0x([0-9a-f]{8})(?::0x([0-9a-f]{8}))?", re.IGNORECASE)
 _INSTANCE_KEYS = ("profile", "placement", "count", "compute")
 _COMPUTE_KEYS = ("profile", "placement")
 
@@ -90,11 +94,12 @@ def parse(text: str, source: str = "<string>") -> DesiredNode:
     decoded = _decode_toml(text, source)
     _check_shape(decoded, root)
     document = _table(decoded, root, _TOP_KEYS)
-    _check_version(document, root.child("version"))
+    version = _check_version(document, root.child("version"))
     restore = RestoreOptions()
     if "restore" in document:
         restore = _restore(document["restore"], root.child("restore"))
     gpus = _array_of_tables(document.get("gpu", []), root.child("gpu"), _gpu)
+    _check_needed_version(gpus, version, root.child("version"))
     _check_distinct_selectors(gpus, source)
     return DesiredNode(gpus=gpus, restore=restore, source=source)
 
@@ -307,14 +312,32 @@ def _required(table: dict[str, Any], name: str, key: _Key, example: str) -> obje
     return table[name]
 
 
-def _check_version(document: dict[str, Any], key: _Key) -> None:
+def _check_version(document: dict[str, Any], key: _Key) -> int:
     if "version" not in document:
         key.fail(f"missing; the file must start with version = {FORMAT_VERSION}")
     version = document["version"]
     if isinstance(version, bool) or not isinstance(version, int):
-        key.fail(f"must be the integer {FORMAT_VERSION}, got {_describe(version)}")
-    if version != FORMAT_VERSION:
-        key.fail(f"unsupported version {version}; this migrestore reads version {FORMAT_VERSION}")
+        key.fail(f"must be an integer such as {FORMAT_VERSION}, got {_describe(version)}")
+    if not 1 <= version <= FORMAT_VERSION:
+        key.fail(
+            f"unsupported version {version}; this migrestore reads versions 1 to {FORMAT_VERSION}"
+        )
+    return version
+
+
+def needed_version(gpus: Sequence[GpuSpec]) -> int:
+    """The lowest file version that can say these entries (2 for device-id or optional)."""
+    newer = any(s.optional or s.selector.kind is SelectorKind.DEVICE_ID for s in gpus)
+    return 2 if newer else 1
+
+
+def _check_needed_version(gpus: Sequence[GpuSpec], version: int, key: _Key) -> None:
+    needed = needed_version(gpus)
+    if version < needed:
+        key.fail(
+            f"is {version}, but the file uses {' or '.join(_SINCE_VERSION_2)} (version {needed}); "
+            f"write version = {needed}"
+        )
 
 
 # ---- [restore] ----
@@ -395,7 +418,10 @@ def _gpu(value: object, key: _Key) -> GpuSpec:
     instances = _array_of_tables(table.get("instance", []), key.child("instance"), _instance)
     if instances and not mig:
         key.child("instance").fail("not allowed with mig = false (MIG off means no instances)")
-    return GpuSpec(selector=selector, mig=mig, instances=instances, where=key.path)
+    optional = table.get("optional", False)
+    if not isinstance(optional, bool):
+        key.child("optional").fail(f"must be true or false, got {_describe(optional)}")
+    return GpuSpec(selector, mig, instances, where=key.path, optional=optional)
 
 
 def _selector(value: object, key: _Key) -> Selector:
@@ -417,6 +443,8 @@ def _selector_value(kind: SelectorKind, value: object, key: _Key) -> str | int:
         return _integer(value, key, 0)
     if kind is SelectorKind.MODEL:
         return _text(value, key, 'a GPU model name such as "NVIDIA H100 80GB HBM3"')
+    if kind is SelectorKind.DEVICE_ID:
+        return _device_id(value, key)
     if kind is SelectorKind.UUID:
         uuid = value.strip() if isinstance(value, str) else ""
         if not uuid.upper().startswith("GPU-") or len(uuid) <= len("GPU-"):
@@ -426,6 +454,19 @@ def _selector_value(kind: SelectorKind, value: object, key: _Key) -> str | int:
     if pci is None:
         key.fail(f'must be a PCI bus id such as "0000:3b:00.0", got {_describe(value)}')
     return pci
+
+
+def _device_id(value: object, key: _Key) -> str:
+    """`0x20F110DE` (device and vendor, as nvidia-smi and mig-parted write it), optionally with
+    the subsystem id: `0x20F110DE:0x145F10DE`; returned in that form, upper-case hex."""
+    found = _DEVICE_ID.fullmatch(value.strip()) if isinstance(value, str) else None
+    if found is None:
+        key.fail(
+            'must be a PCI device id such as "0x20F110DE" (optionally ":0x" and the subsystem '
+            f"id), got {_describe(value)}"
+        )
+    device, subsystem = found.groups()
+    return f"0x{device.upper()}" + (f":0x{subsystem.upper()}" if subsystem else "")
 
 
 def _check_distinct_selectors(gpus: Sequence[GpuSpec], source: str) -> None:

@@ -213,6 +213,7 @@ class GpuState:
     profiles: ProfileTable
     instances: tuple[GpuInstance, ...] = ()
     pci_device_id: int = 0
+    pci_subsystem_id: int = 0
     persistence: bool | None = None  # persistence mode; None when not read
     mig_capable: bool = True  # the MIG-mode query answers, or the catalogue knows the model
 
@@ -268,20 +269,21 @@ class SelectorKind(StrEnum):
     UUID = "uuid"
     PCI = "pci"
     INDEX = "index"
+    DEVICE_ID = "device-id"
     MODEL = "model"
     ALL = "all"
 
     @property
     def rank(self) -> int:
-        """Higher wins: identity selectors 2, model 1, all 0."""
+        """Higher wins: identity selectors 3, PCI device id 2, model 1, all 0."""
         if self in (SelectorKind.UUID, SelectorKind.PCI, SelectorKind.INDEX):
-            return 2
-        return 1 if self is SelectorKind.MODEL else 0
+            return 3
+        return {SelectorKind.DEVICE_ID: 2, SelectorKind.MODEL: 1}.get(self, 0)
 
     @property
     def is_identity(self) -> bool:
         """Names one particular GPU."""
-        return self.rank == 2
+        return self.rank == 3
 
 
 @dataclass(frozen=True)
@@ -325,6 +327,7 @@ class GpuSpec:
     mig: bool = True
     instances: tuple[InstanceSpec, ...] = ()
     where: str = ""
+    optional: bool = False  # selecting no GPU here is fine (a fleet file's entry for other hosts)
 
 
 @dataclass(frozen=True)

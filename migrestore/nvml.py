@@ -333,6 +333,7 @@ class NvmlGpus:
             profiles=table,
             instances=self._read_instances(dev, uuid, table, details) if mig.current else (),
             pci_device_id=pci.pciDeviceId,
+            pci_subsystem_id=pci.pciSubSystemId,
             persistence=self._persistence(dev) if full and arch.mode_change_needs_reset else None,
             mig_capable=capable,
         )

@@ -250,6 +250,8 @@ class NodePlan:
     unmanaged: tuple[GpuState, ...] = ()
     missing: tuple[GpuSpec, ...] = ()
     mismatched: tuple[MismatchedGpu, ...] = ()
+    absent: tuple[GpuSpec, ...] = ()
+    """Fleet entries for GPUs this host does not have (a known model or device id, or optional)."""
     unplanned: tuple[GpuState, ...] = ()
     """GPUs whose entry asks for MIG but whose profile table the driver hides until MIG is on:
     their plan holds only the mode change; the instances are planned once the table is read."""
@@ -287,6 +289,7 @@ def plan_node(desired: DesiredNode, state: NodeState) -> NodePlan:
         gpus=tuple(p for part in parts for p in part.gpus),
         unmanaged=unmanaged,
         missing=selection.missing,
+        absent=selection.absent,
         mismatched=tuple(m for part in parts for m in part.mismatched),
         unplanned=tuple(g for part in parts for g in part.unplanned),
         renamed=tuple(r for part in parts for r in part.renamed),

@@ -194,6 +194,7 @@ def plan_json(plan: NodePlan) -> dict[str, Any]:
         ],
         "unmanaged": [g.uuid for g in plan.unmanaged],
         "missing": [str(s.selector) for s in plan.missing],
+        "absent": [{"entry": s.where, "select": str(s.selector)} for s in plan.absent],
         "mismatched": [{"uuid": m.gpu.uuid, "problem": m.problem} for m in plan.mismatched],
         "unplanned": [{"uuid": g.uuid, "problem": UNREAD_TABLE} for g in plan.unplanned],
         "unreadable": [
@@ -216,7 +217,16 @@ def plan_text(plan: NodePlan) -> str:
             lines.append("  ! instances in use; apply refuses unless --force")
     lines.extend(_problems(plan))
     lines.extend(f"{g.label}: unmanaged (no [[gpu]] entry selects it)" for g in plan.unmanaged)
+    lines.extend(absent_lines(plan))
     return "\n".join(lines)
+
+
+def absent_lines(plan: NodePlan) -> list[str]:
+    """One line per fleet entry for GPUs this host does not have."""
+    return [
+        f"{s.where} (select {s.selector}): no such GPU on this host; entry skipped"
+        for s in plan.absent
+    ]
 
 
 def _problems(plan: NodePlan) -> list[str]:
@@ -230,7 +240,9 @@ def _problems(plan: NodePlan) -> list[str]:
 def drift_text(plan: NodePlan) -> str:
     """`verify`: each difference named, or that the host is in sync."""
     if plan.is_empty:
-        return f"in sync: {len(plan.gpus)} GPU(s) match the layout"
+        return "\n".join(
+            [f"in sync: {len(plan.gpus)} GPU(s) match the layout", *absent_lines(plan)]
+        )
     lines = []
     for p in plan.gpus:
         if p.reset_pending:

@@ -1,16 +1,21 @@
 """Which `[[gpu]]` entry of the layout file governs which GPU of this host.
 
-Precedence: an identity selector (`uuid`, `pci`, `index`) beats a `model` selector, which beats
-`"all"`. Two entries of the same precedence that both select one GPU are a configuration error
-naming both. GPUs that no entry selects are *unmanaged*: migrestore leaves them untouched.
+Precedence: an identity selector (`uuid`, `pci`, `index`) beats a PCI `device-id` selector, which
+beats a `model` selector, which beats `"all"`. Two entries of the same precedence that both select
+one GPU are a configuration error naming both. GPUs that no entry selects are *unmanaged*:
+migrestore leaves them untouched.
 
 Entries that select nothing are treated by kind, on purpose:
 
 - An identity selector naming a GPU that is not present is **missing**, not a configuration error:
   the GPU fell off the bus, was replaced or its driver failed. The file is still right, so `apply`
   restores every other GPU, reports the missing ones and exits 1 (a runtime failure).
-- A `model` selector or `"all"` that selects no GPU at all is a **configuration error** (exit 2):
-  the file was written for another host, or the model name is misspelt.
+- A `device-id` or `model` selector that selects no GPU here is **absent**, not an error, when
+  it names a GPU migrestore's catalogue knows (a fleet file holds entries for other hosts' GPUs),
+  and so is any entry marked `optional = true`: the verbs say so on one info line and in
+  `--json`. A name or id the catalogue does not know that selects nothing stays a
+  **configuration error** (exit 2): a typo must not silently do nothing. So does `"all"` on a
+  host without GPUs.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class Selection:
     """UUIDs of the GPUs no entry selects; left untouched."""
     missing: tuple[GpuSpec, ...] = ()
     """Entries with an identity selector naming a GPU that is not present."""
+    absent: tuple[GpuSpec, ...] = ()
+    """Fleet entries (a known model or device id, or `optional`) for GPUs this host lacks."""
 
     def spec_for(self, uuid: str) -> GpuSpec | None:
         """The entry that governs the GPU with this UUID, or None if it is unmanaged."""
@@ -83,7 +90,28 @@ def selects(selector: Selector, gpu: GpuState) -> bool:
     if kind is SelectorKind.PCI:
         wanted = normalise_pci(str(value))
         return wanted is not None and wanted == normalise_pci(gpu.pci)
+    if kind is SelectorKind.DEVICE_ID:
+        return device_id_matches(str(value), gpu)
     return model_matches(str(value), gpu.name)
+
+
+def device_id_matches(wanted: str, gpu: GpuState) -> bool:
+    """`0x20F110DE` matches the GPU's packed PCI device id; `0x20F110DE:0x145F10DE` also its
+    subsystem id."""
+    device, _, subsystem = wanted.partition(":")
+    if int(device, 16) != gpu.pci_device_id:
+        return False
+    return not subsystem or int(subsystem, 16) == gpu.pci_subsystem_id
+
+
+def known_to_the_catalogue(selector: Selector) -> bool:
+    """A model name or device id of a GPU migrestore's catalogue knows."""
+    if selector.kind is SelectorKind.MODEL:
+        return profiles.find_model(str(selector.value)) is not None
+    if selector.kind is SelectorKind.DEVICE_ID:
+        device = int(str(selector.value).partition(":")[0], 16)
+        return profiles.find_model_by_pci_id(device) is not None
+    return False
 
 
 def match(desired: DesiredNode, state: NodeState) -> Selection:
@@ -97,11 +125,13 @@ def match(desired: DesiredNode, state: NodeState) -> Selection:
         else:
             governed.append((gpu.uuid, spec))
     unmatched = [s for s in desired.gpus if not any(selects(s.selector, g) for g in state.gpus)]
+    absent = tuple(s for s in unmatched if s.optional or known_to_the_catalogue(s.selector))
     for spec in unmatched:
         # With a GPU that cannot be read, the entry may be for that GPU: missing, not a mistake.
-        if not spec.selector.kind.is_identity and not state.unreadable:
+        if not spec.selector.kind.is_identity and not state.unreadable and spec not in absent:
             _fail_selects_nothing(desired.source, spec, state)
-    return Selection(tuple(governed), tuple(unmanaged), tuple(unmatched))
+    missing = tuple(s for s in unmatched if s not in absent)
+    return Selection(tuple(governed), tuple(unmanaged), missing, absent)
 
 
 def _governing(desired: DesiredNode, gpu: GpuState) -> GpuSpec | None:
@@ -127,7 +157,8 @@ def _fail_selects_nothing(source: str, spec: GpuSpec, state: NodeState) -> NoRet
     present = f"GPUs here: {', '.join(names)}" if names else "no GPUs found"
     raise ConfigError(
         f"{source}: {spec.where}.select: {_quoted(spec.selector)} selects no GPU on this host "
-        f"({present})"
+        f"({present}) and names no GPU migrestore knows",
+        hint="check the spelling, or mark the entry optional = true if it is for other hosts",
     )
 
 

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 import tomli_w
 
 from migrestore import profiles
-from migrestore.config import FORMAT_VERSION
 from migrestore.errors import ConfigError
 from migrestore.model import (
     GpuInstance,
@@ -61,7 +60,9 @@ class Entry:
 def render(header: Sequence[str], entries: Sequence[Entry]) -> str:
     """The layout file: header comments, the version, then each entry."""
     lines = [f"# {line}" if line else "#" for line in header]
-    lines.append(f"version = {FORMAT_VERSION}")
+    # The oldest version that says it: an older migrestore reads what needs nothing newer.
+    newer = any(e.select.kind is SelectorKind.DEVICE_ID for e in entries)
+    lines.append(f"version = {2 if newer else 1}")
     for entry in entries:
         lines += ["", *(f"# {c}" for c in entry.comments), "[[gpu]]"]
         lines.append(f"select = {_selector(entry.select)}")

@@ -136,9 +136,9 @@ def test_error_messages_escape_control_characters(tmp_path: Path) -> None:
     """A file name with a newline still gives one line, the newline escaped."""
     host = make_host(tmp_path, (H100, 1))
     named = Host(host.state, tmp_path / "bad\nname.toml")
-    named.write_layout("version = 2\n")
+    named.write_layout("version = 3\n")
     line = one_line_error(named.run("check"))
-    assert "bad\\x0aname.toml: version: unsupported version 2" in line
+    assert "bad\\x0aname.toml: version: unsupported version 3" in line
 
 
 @pytest.mark.parametrize("kind", ["fifo", "directory", "device", "large"])

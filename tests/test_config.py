@@ -140,12 +140,32 @@ class TestParse:
 
 ERRORS = [
     # the document and its version
-    ("", "version: missing; the file must start with version = 1"),
-    ("version = 2", "version: unsupported version 2; this migrestore reads version 1"),
-    ('version = "1"', 'version: must be the integer 1, got "1"'),
-    ("version = true", "version: must be the integer 1, got true"),
-    ("version = 1.0", "version: must be the integer 1, got 1.0"),
-    ("version = 1979-05-27", "version: must be the integer 1, got a date"),
+    ("", "version: missing; the file must start with version = 2"),
+    ("version = 3", "version: unsupported version 3; this migrestore reads versions 1 to 2"),
+    ("version = 0", "version: unsupported version 0; this migrestore reads versions 1 to 2"),
+    ('version = "1"', 'version: must be an integer such as 2, got "1"'),
+    ("version = true", "version: must be an integer such as 2, got true"),
+    ("version = 1.0", "version: must be an integer such as 2, got 1.0"),
+    ("version = 1979-05-27", "version: must be an integer such as 2, got a date"),
+    (
+        'version = 1\n[[gpu]]\nselect = { device-id = "0x233510DE" }\n',
+        "version: is 1, but the file uses select.device-id or optional (version 2); "
+        "write version = 2",
+    ),
+    (
+        'version = 1\n[[gpu]]\nselect = "all"\noptional = true\n',
+        "version: is 1, but the file uses select.device-id or optional (version 2); "
+        "write version = 2",
+    ),
+    (
+        'version = 2\n[[gpu]]\nselect = { device-id = "20F1" }\n',
+        'gpu[0].select.device-id: must be a PCI device id such as "0x20F110DE" (optionally ":0x" '
+        'and the subsystem id), got "20F1"',
+    ),
+    (
+        'version = 2\n[[gpu]]\nselect = "all"\noptional = "yes"\n',
+        'gpu[0].optional: must be true or false, got "yes"',
+    ),
     ("version = 1\ngpus = []", "gpus: unknown key (known here: version, restore, gpu)"),
     ('"a b" = 1', '"a b": unknown key (known here: version, restore, gpu)'),
     ("version = 1\nx = [1,,]\n", "line 2, column 8: not valid TOML: invalid value"),
@@ -206,7 +226,10 @@ ERRORS = [
         "gpu: must be an array of tables ([[gpu]]), got a table",
     ),
     ("version = 1\ngpu = [1]", "gpu[0]: must be a table, got 1"),
-    (GPU + "mode = true", "gpu[0].mode: unknown key (known here: select, mig, instance)"),
+    (
+        GPU + "mode = true",
+        "gpu[0].mode: unknown key (known here: select, mig, instance, optional)",
+    ),
     ("version = 1\n[[gpu]]\nmig = true", 'gpu[0].select: missing; for example select = "all"'),
     (
         'version = 1\n[[gpu]]\nselect = "al"',
@@ -218,15 +241,17 @@ ERRORS = [
     ),
     (
         "version = 1\n[[gpu]]\nselect = {}",
-        "gpu[0].select: must name exactly one of uuid, pci, index, model, got an empty table",
+        "gpu[0].select: must name exactly one of uuid, pci, index, device-id, model, "
+        "got an empty table",
     ),
     (
         'version = 1\n[[gpu]]\nselect = { uuid = "GPU-1", index = 1 }',
-        "gpu[0].select: must name exactly one of uuid, pci, index, model, got uuid and index",
+        "gpu[0].select: must name exactly one of uuid, pci, index, device-id, model, "
+        "got uuid and index",
     ),
     (
         'version = 1\n[[gpu]]\nselect = { serial = "1" }',
-        "gpu[0].select.serial: unknown key (known here: uuid, pci, index, model)",
+        "gpu[0].select.serial: unknown key (known here: uuid, pci, index, device-id, model)",
     ),
     (
         'version = 1\n[[gpu]]\nselect = { uuid = "MIG-5d5b" }',
@@ -383,7 +408,7 @@ def test_error_message(text: str, message: str) -> None:
 def test_config_error_exits_2() -> None:
     """A layout error maps to the usage/config exit code."""
     with pytest.raises(ConfigError) as caught:
-        config.parse("version = 2\n", SOURCE)
+        config.parse("version = 3\n", SOURCE)
     assert caught.value.exit_code is ExitCode.USAGE
 
 

@@ -48,7 +48,7 @@ def uuid_of(index: int) -> str:
 def desired(*selects: str) -> DesiredNode:
     """A layout with one `[[gpu]]` entry per select expression, in order."""
     entries = "".join(f"[[gpu]]\nselect = {select}\n" for select in selects)
-    return config.parse(f"version = 1\n{entries}", SOURCE)
+    return config.parse(f"version = 2\n{entries}", SOURCE)
 
 
 def governing(selection: Selection) -> dict[int, str]:
@@ -159,20 +159,43 @@ class TestUnmatched:
         assert [spec.where for spec in selection.missing] == ["gpu[1]"]
         assert len(selection.governed) == 4
 
-    def test_model_selecting_nothing_is_an_error(self) -> None:
-        """A model entry that selects no GPU of this host is a config error naming the models."""
+    def test_unknown_model_selecting_nothing_is_an_error(self) -> None:
+        """A model name the catalogue does not know that selects no GPU here is a config error
+        naming the models present (a typo must not silently do nothing)."""
         with pytest.raises(ConfigError) as caught:
-            match(desired('{ model = "NVIDIA H200" }'), HOST)
+            match(desired('{ model = "NVIDIA H2OO" }'), HOST)
         assert str(caught.value) == (
-            f'{SOURCE}: gpu[0].select: model "NVIDIA H200" selects no GPU on this host '
-            f"(GPUs here: {A30}, {H100})"
+            f'{SOURCE}: gpu[0].select: model "NVIDIA H2OO" selects no GPU on this host '
+            f"(GPUs here: {A30}, {H100}) and names no GPU migrestore knows"
         )
+
+    @pytest.mark.parametrize(
+        "fleet_entry",
+        [
+            '{ model = "NVIDIA H200" }',
+            '{ device-id = "0x233510DE" }',
+            '{ model = "NVIDIA H2OO" }\noptional = true',
+            '{ device-id = "0x12340000" }\noptional = true',
+        ],
+    )
+    def test_a_fleet_entry_for_other_hosts_is_absent_not_an_error(self, fleet_entry: str) -> None:
+        """A known model or device id this host lacks, or an optional entry, is absent: the
+        other entries still govern their GPUs."""
+        selection = match(desired('"all"', fleet_entry), HOST)
+        assert [spec.where for spec in selection.absent] == ["gpu[1]"]
+        assert selection.missing == ()
+        assert len(selection.governed) == 4
+
+    def test_unknown_device_id_selecting_nothing_is_an_error(self) -> None:
+        """A device id no catalogue model has, selecting nothing, is a config error."""
+        with pytest.raises(ConfigError, match="names no GPU migrestore knows"):
+            match(desired('{ device-id = "0x12345678" }'), HOST)
 
     def test_all_on_a_host_without_gpus_is_an_error(self) -> None:
         """ "all" on a host with no GPU at all is a config error."""
         with pytest.raises(ConfigError) as caught:
             match(desired('"all"'), NodeState(gpus=()))
-        assert str(caught.value) == (
+        assert str(caught.value).startswith(
             f'{SOURCE}: gpu[0].select: "all" selects no GPU on this host (no GPUs found)'
         )
 

@@ -41,9 +41,12 @@ def planned(ctx: Context, *, details: Detail = "processes") -> NodePlan:
 
 
 def warn_renamed(node: NodePlan) -> NodePlan:
-    """Log each profile the driver names otherwise than the file (resolved by geometry)."""
+    """Log each profile the driver names otherwise than the file (resolved by geometry), and each
+    fleet entry for GPUs this host does not have."""
     for text in node.renamed:
         log.warning("profile_renamed", detail=text)
+    for spec in node.absent:
+        log.info("entry_selects_no_gpu_here", entry=spec.where, select=str(spec.selector))
     return node
 
 
