@@ -18,7 +18,7 @@ from migrestore import runs
 from migrestore.consumers import KNOWN_GPU_CLIENTS
 from migrestore.errors import GpuError, MigrestoreError, UnitError
 from migrestore.events import log
-from migrestore.interfaces import Gpus, Notifier, Units
+from migrestore.interfaces import RESET_TIMEOUT, UNIT_STOP_TIMEOUT, Gpus, Notifier, Units
 from migrestore.model import Placement
 from migrestore.plan import (
     CreateComputeInstance,
@@ -31,9 +31,6 @@ from migrestore.plan import (
     Step,
 )
 from migrestore.systemd import restart_order
-
-RESET_TIMEOUT = 120.0
-UNIT_STOP_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)

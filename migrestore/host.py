@@ -8,14 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from migrestore.errors import ConfigError, GpuError, UnitError
 from migrestore.events import log
-from migrestore.interfaces import Notifier, Units
+from migrestore.interfaces import RESET_TIMEOUT, Notifier, Units
 from migrestore.nvml import NvmlGpus, load_pynvml
 
 if TYPE_CHECKING:
     from migrestore.context import Context
-
-
-RESET_SECONDS = 120
 
 
 def nvidia_smi_reset(pci_ids: tuple[str, ...]) -> None:
@@ -25,14 +22,14 @@ def nvidia_smi_reset(pci_ids: tuple[str, ...]) -> None:
     command = ["nvidia-smi", "--gpu-reset", "-i", ",".join(pci_ids)]
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=RESET_SECONDS, check=False
+            command, capture_output=True, text=True, timeout=RESET_TIMEOUT, check=False
         )
     except FileNotFoundError as exc:
         raise GpuError(
             "nvidia-smi not found: cannot reset GPUs", nvml_error="ResetRequired"
         ) from exc
     except subprocess.TimeoutExpired as exc:
-        raise GpuError(f"nvidia-smi --gpu-reset timed out after {RESET_SECONDS} s") from exc
+        raise GpuError(f"nvidia-smi --gpu-reset timed out after {RESET_TIMEOUT:g} s") from exc
     if done.returncode != 0:
         lines = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
         reason = "; ".join(lines[-3:]) or f"exit status {done.returncode}"

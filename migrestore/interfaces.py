@@ -10,6 +10,11 @@ from migrestore.model import MigMode, ModeChange, NodeState, Placement
 Detail = Literal["layout", "processes", "full"]
 """How much of each GPU to read: the layout only; plus processes; plus UUIDs, minors, memory."""
 
+# How long one GPU reset may take, and one unit's stop job: the adapters give up after this, and
+# the executor extends systemd's start timeout by it (for each reset batch, and for stops).
+RESET_TIMEOUT = 120.0
+UNIT_STOP_TIMEOUT = 120.0
+
 
 class Gpus(Protocol):
     """The GPUs, through NVML (real or simulated). Implemented by `nvml.NvmlGpus`."""

@@ -21,13 +21,13 @@ from typing import Any
 
 from migrestore.errors import UnitError
 from migrestore.events import log
+from migrestore.interfaces import UNIT_STOP_TIMEOUT
 
 SYSTEMD = b"org.freedesktop.systemd1"
 MANAGER_PATH = b"/org/freedesktop/systemd1"
 MANAGER = b"org.freedesktop.systemd1.Manager"
 RUNNING_STATES = frozenset({"active", "activating", "reloading"})
 STOPPED_STATES = frozenset({"inactive", "failed"})
-DEFAULT_STOP_TIMEOUT = 120.0
 POLL_INTERVAL = 0.05
 
 
@@ -96,7 +96,7 @@ class SystemdUnits:
     """interfaces.Units over D-Bus: which driver clients run, stop them, start them again."""
 
     def __init__(
-        self, user_mode: bool | None = None, stop_timeout: float = DEFAULT_STOP_TIMEOUT
+        self, user_mode: bool | None = None, stop_timeout: float = UNIT_STOP_TIMEOUT
     ) -> None:
         self.user_mode = user_bus_requested(os.environ) if user_mode is None else user_mode
         self.stop_timeout = stop_timeout
