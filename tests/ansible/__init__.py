@@ -1,0 +1,1 @@
+"""The Ansible collection in ansible/, run by ansible-playbook against simulated hosts."""
