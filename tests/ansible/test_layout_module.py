@@ -38,6 +38,8 @@ UNKNOWN_PROFILE = LAYOUT.replace("3g.40gb", "9g.1gb")
 RENAMED_PROFILE = LAYOUT.replace("3g.40gb", "3g.41gb")  # resolved by geometry, with a warning
 APPLY = "Install the layout and restore it"  # the module's task in rollout.yml
 TASK = "Run the module"  # in refusals.yml
+# Whole ansible-playbook runs (about 35 s): the full tier (./dev/test --all, CI), not the fast one.
+pytestmark = pytest.mark.ansible
 
 
 @dataclass(frozen=True)
