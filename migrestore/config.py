@@ -27,6 +27,7 @@ from migrestore.model import (
     DesiredNode,
     GpuSpec,
     InstanceSpec,
+    ProfileShape,
     RestoreOptions,
     Selector,
     SelectorKind,
@@ -55,7 +56,9 @@ _RESTORE_KEYS = (
 )
 _GPU_KEYS = ("select", "mig", "instance")
 _SELECT_KEYS = ("uuid", "pci", "index", "model")
-_INSTANCE_KEYS = ("profile", "placement", "count", "compute")
+_INSTANCE_KEYS = ("profile", "placement", "count", "compute", "geometry")
+_GEOMETRY_KEYS = ("slices", "size", "memory-mib")
+MAX_MEMORY_MIB = 1 << 24  # 16 TiB: no GPU instance has more
 _COMPUTE_KEYS = ("profile", "placement")
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -459,7 +462,19 @@ def _instance(value: object, key: _Key) -> InstanceSpec:
     compute = None
     if "compute" in table:
         compute = _compute_list(table["compute"], key.child("compute"))
-    return InstanceSpec(profile, placement, count, compute, where=key.path)
+    shape = _geometry(table["geometry"], key.child("geometry")) if "geometry" in table else None
+    return InstanceSpec(profile, placement, count, compute, where=key.path, shape=shape)
+
+
+def _geometry(value: object, key: _Key) -> ProfileShape:
+    """`geometry = { slices = 3, size = 4, memory-mib = 40192 }`: every key required."""
+    table = _table(value, key, _GEOMETRY_KEYS)
+
+    def read(name: str, maximum: int = MAX_SMALL_INT) -> int:
+        example = "geometry = { slices = 3, size = 4, memory-mib = 40192 }"
+        return _integer(_required(table, name, key, example), key.child(name), 1, maximum)
+
+    return ProfileShape(read("slices"), read("size"), read("memory-mib", MAX_MEMORY_MIB))
 
 
 def _compute_list(value: object, key: _Key) -> tuple[ComputeSpec, ...]:

@@ -307,6 +307,17 @@ class ComputeSpec:
 
 
 @dataclass(frozen=True)
+class ProfileShape:
+    """A GPU-instance profile's geometry as `export` writes it beside the name (`geometry =`):
+    compute slices, placement size in memory slices, memory in MiB. It finds the profile again
+    when a driver names it otherwise."""
+
+    slices: int
+    size: int
+    memory_mib: int
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     """One `[[gpu.instance]]` entry. `compute=None` means one full-size compute instance."""
 
@@ -315,6 +326,7 @@ class InstanceSpec:
     count: int = 1
     compute: tuple[ComputeSpec, ...] | None = None
     where: str = ""
+    shape: ProfileShape | None = None
 
 
 @dataclass(frozen=True)

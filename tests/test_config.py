@@ -292,7 +292,21 @@ ERRORS = [
     ),
     (
         ONE_INSTANCE + "placment = 0",
-        "gpu[0].instance[0].placment: unknown key (known here: profile, placement, count, compute)",
+        "gpu[0].instance[0].placment: unknown key "
+        "(known here: profile, placement, count, compute, geometry)",
+    ),
+    (
+        ONE_INSTANCE + "geometry = { slices = 3, size = 4 }",
+        "gpu[0].instance[0].geometry.memory-mib: missing; "
+        "for example geometry = { slices = 3, size = 4, memory-mib = 40192 }",
+    ),
+    (
+        ONE_INSTANCE + 'geometry = { slices = "3", size = 4, memory-mib = 40192 }',
+        'gpu[0].instance[0].geometry.slices: must be a positive integer, got "3"',
+    ),
+    (
+        ONE_INSTANCE + "geometry = { slices = 3, size = 4, memory-mib = 40192, sms = 60 }",
+        "gpu[0].instance[0].geometry.sms: unknown key (known here: slices, size, memory-mib)",
     ),
     (
         INSTANCE + "count = 1",

@@ -187,10 +187,12 @@ def test_golden_output() -> None:
         "  [[gpu.instance]]\n"
         '  profile = "4g.40gb"\n'
         "  placement = 0\n"
+        "  geometry = { slices = 4, size = 4, memory-mib = 40448 }\n"
         "\n"
         "  [[gpu.instance]]\n"
         '  profile = "2g.20gb"\n'
         "  placement = 4\n"
+        "  geometry = { slices = 2, size = 2, memory-mib = 20096 }\n"
         "  compute = [\n"
         '    { profile = "1c.2g.20gb", placement = 1 },\n'
         "  ]\n"
