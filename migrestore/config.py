@@ -27,6 +27,7 @@ from migrestore.model import (
     DesiredNode,
     GpuSpec,
     InstanceSpec,
+    ProfileShape,
     RestoreOptions,
     Selector,
     SelectorKind,
@@ -36,7 +37,7 @@ from migrestore.selection import normalise_pci
 FORMAT_VERSION = 2  # the newest this migrestore reads (and writes, when a file needs it)
 # What each version added: a file using it must say at least that version, so that an older
 # migrestore refuses the file at its version line rather than at the unknown key.
-_SINCE_VERSION_2 = ("select.device-id", "optional")
+_SINCE_VERSION_2 = ("select.device-id", "optional", "geometry")
 
 # Bounds checked before any work: a layout file is small, shallow and holds small numbers.
 MAX_FILE_BYTES = 1 << 20
@@ -59,7 +60,9 @@ _RESTORE_KEYS = (
 _GPU_KEYS = ("select", "mig", "instance", "optional")
 _SELECT_KEYS = ("uuid", "pci", "index", "device-id", "model")
 _DEVICE_ID = re.compile(r"0x([0-9a-f]{8})(?::0x([0-9a-f]{8}))?", re.IGNORECASE)
-_INSTANCE_KEYS = ("profile", "placement", "count", "compute")
+_INSTANCE_KEYS = ("profile", "placement", "count", "compute", "geometry")
+_GEOMETRY_KEYS = ("slices", "size", "memory-mib")
+MAX_MEMORY_MIB = 1 << 24  # 16 TiB: no GPU instance has more
 _COMPUTE_KEYS = ("profile", "placement")
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -326,8 +329,14 @@ def _check_version(document: dict[str, Any], key: _Key) -> int:
 
 
 def needed_version(gpus: Sequence[GpuSpec]) -> int:
-    """The lowest file version that can say these entries (2 for device-id or optional)."""
-    newer = any(s.optional or s.selector.kind is SelectorKind.DEVICE_ID for s in gpus)
+    """The lowest file version that can say these entries (2 for device-id, optional or an
+    instance's geometry)."""
+    newer = any(
+        s.optional
+        or s.selector.kind is SelectorKind.DEVICE_ID
+        or any(i.shape is not None for i in s.instances)
+        for s in gpus
+    )
     return 2 if newer else 1
 
 
@@ -335,7 +344,8 @@ def _check_needed_version(gpus: Sequence[GpuSpec], version: int, key: _Key) -> N
     needed = needed_version(gpus)
     if version < needed:
         key.fail(
-            f"is {version}, but the file uses {' or '.join(_SINCE_VERSION_2)} (version {needed}); "
+            f"is {version}, but the file uses {', '.join(_SINCE_VERSION_2)} or the like "
+            f"(version {needed}); "
             f"write version = {needed}"
         )
 
@@ -500,7 +510,19 @@ def _instance(value: object, key: _Key) -> InstanceSpec:
     compute = None
     if "compute" in table:
         compute = _compute_list(table["compute"], key.child("compute"))
-    return InstanceSpec(profile, placement, count, compute, where=key.path)
+    shape = _geometry(table["geometry"], key.child("geometry")) if "geometry" in table else None
+    return InstanceSpec(profile, placement, count, compute, where=key.path, shape=shape)
+
+
+def _geometry(value: object, key: _Key) -> ProfileShape:
+    """`geometry = { slices = 3, size = 4, memory-mib = 40192 }`: every key required."""
+    table = _table(value, key, _GEOMETRY_KEYS)
+
+    def read(name: str, maximum: int = MAX_SMALL_INT) -> int:
+        example = "geometry = { slices = 3, size = 4, memory-mib = 40192 }"
+        return _integer(_required(table, name, key, example), key.child(name), 1, maximum)
+
+    return ProfileShape(read("slices"), read("size"), read("memory-mib", MAX_MEMORY_MIB))
 
 
 def _compute_list(value: object, key: _Key) -> tuple[ComputeSpec, ...]:

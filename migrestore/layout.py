@@ -85,7 +85,7 @@ def _expand(spec: GpuSpec, gpu: GpuState, source: str, strict: bool) -> list[_Wa
         profile = profiles.resolve_gi(gpu.profiles, inst.profile)
         renamed_from = ""
         if profile is None and not strict:
-            profile = profiles.resolve_renamed(gpu.profiles, inst.profile)
+            profile = profiles.resolve_renamed(gpu.profiles, inst.profile, inst.shape)
             renamed_from = str(inst.profile)
         if profile is None:
             _unknown_profile(inst, gpu, source)

@@ -309,6 +309,17 @@ class ComputeSpec:
 
 
 @dataclass(frozen=True)
+class ProfileShape:
+    """A GPU-instance profile's geometry as `export` writes it beside the name (`geometry =`):
+    compute slices, placement size in memory slices, memory in MiB. It finds the profile again
+    when a driver names it otherwise."""
+
+    slices: int
+    size: int
+    memory_mib: int
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     """One `[[gpu.instance]]` entry. `compute=None` means one full-size compute instance."""
 
@@ -317,6 +328,7 @@ class InstanceSpec:
     count: int = 1
     compute: tuple[ComputeSpec, ...] | None = None
     where: str = ""
+    shape: ProfileShape | None = None
 
 
 @dataclass(frozen=True)

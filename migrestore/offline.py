@@ -9,14 +9,15 @@ from migrestore.model import (
     GpuSpec,
     GpuState,
     MigMode,
+    ProfileTable,
     SelectorKind,
     TargetLayout,
 )
 from migrestore.profiles import ModelInfo
 
 
-def modelled_gpu(model: ModelInfo, index: int = 0) -> GpuState:
-    """A GPU of this model with MIG off and nothing on it."""
+def modelled_gpu(model: ModelInfo, index: int = 0, table: ProfileTable | None = None) -> GpuState:
+    """A GPU of this model with MIG off and nothing on it (with `table`: that profile table)."""
     return GpuState(
         index=index,
         uuid=f"GPU-modelled-{index}",
@@ -26,7 +27,7 @@ def modelled_gpu(model: ModelInfo, index: int = 0) -> GpuState:
         architecture=model.architecture,
         memory_mb=model.memory_mb,
         mig=MigMode(False, False),
-        profiles=model.table,
+        profiles=model.table if table is None else table,
     )
 
 
@@ -70,14 +71,21 @@ def describe(target: TargetLayout) -> str:
     return " + ".join(parts) or "MIG on, no instances"
 
 
-def check(desired: DesiredNode, model_name: str | None) -> list[str]:
-    """One line per entry: the exact layout it gives on its model; ConfigError on a problem."""
+def check(
+    desired: DesiredNode, model_name: str | None, table: ProfileTable | None = None
+) -> list[str]:
+    """One line per entry: the exact layout it gives on its model; ConfigError on a problem.
+    With `table` (a driver's captured table) every entry is checked against it instead of the
+    catalogue's, and profile renames are reported as `apply` would warn about them."""
     _check_stand_in(desired, model_name)
     lines = []
+    strict = desired.restore.strict_profile_names
     for spec in desired.gpus:
         model = _model_for(spec, model_name, desired.source)
-        target = layout.resolve(spec, modelled_gpu(model), desired.source)
+        gpu = modelled_gpu(model, table=table)
+        target = layout.resolve(spec, gpu, desired.source, strict=strict)
         lines.append(f"{spec.where} ({spec.selector}) on {model.name}: {describe(target)}")
+        lines += [f"warning: {renamed}" for renamed in target.renamed]
     if not lines:
         lines.append(f"{desired.source}: valid, no [[gpu]] entries (restores nothing)")
     return lines

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from migrestore.model import Architecture, CiProfile, GiProfile, Placement, ProfileTable
+from migrestore.model import (
+    Architecture,
+    CiProfile,
+    GiProfile,
+    Placement,
+    ProfileShape,
+    ProfileTable,
+)
 
 
 @dataclass(frozen=True)
@@ -146,13 +153,39 @@ def geometry_name(name: str) -> str:
     return _normalise(name)
 
 
-def resolve_renamed(table: ProfileTable, wanted: str | int) -> GiProfile | None:
-    """For a name this driver does not know: the one profile of the table with its geometry."""
+def resolve_renamed(
+    table: ProfileTable, wanted: str | int, shape: ProfileShape | None = None
+) -> GiProfile | None:
+    """For a name this driver does not know: the one profile of the table with its geometry.
+
+    With the `geometry` an export wrote beside the name (`shape`), that decides: same compute
+    slices, same placement size, memory within 10%, and the name's attributes (`+me`) when both
+    names carry them. Without it, the geometry the name spells (`3g.40gb`) decides.
+    """
     want = geometry(wanted) if isinstance(wanted, str) else None
-    if want is None:
+    if shape is not None:
+        matches = [p for p in table.gi if _same_shape(shape, want, p)]
+    elif want is not None:
+        matches = [p for p in table.gi if _same_class(want, p)]
+    else:
         return None
-    matches = [p for p in table.gi if _same_class(want, p)]
     return matches[0] if len(matches) == 1 else None
+
+
+def shape_of(profile: GiProfile) -> ProfileShape:
+    """What `export` writes beside a profile's name."""
+    size = profile.placements[0].size if profile.placements else profile.slices
+    return ProfileShape(profile.slices, size, profile.memory_mb)
+
+
+def _same_shape(shape: ProfileShape, named: Geometry | None, profile: GiProfile) -> bool:
+    have = shape_of(profile)
+    memory = max(shape.memory_mib, have.memory_mib)
+    close = abs(shape.memory_mib - have.memory_mib) * 10 <= memory
+    if (shape.slices, shape.size) != (have.slices, have.size) or not close:
+        return False
+    spelled = geometry(profile.name)
+    return named is None or spelled is None or named.attributes == spelled.attributes
 
 
 def _same_class(want: Geometry, profile: GiProfile) -> bool:

@@ -8,7 +8,7 @@ tests/test_migparted.py hold it to that).
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -20,6 +20,7 @@ from migrestore.model import (
     GpuInstance,
     GpuState,
     NodeState,
+    ProfileShape,
     Selector,
     SelectorKind,
     TargetInstance,
@@ -39,11 +40,13 @@ class Compute:
 
 @dataclass(frozen=True)
 class Instance:
-    """One `[[gpu.instance]]`; `compute` None means only the default compute instance (left out)."""
+    """One `[[gpu.instance]]`; `compute` None means only the default compute instance (left out);
+    `geometry` the profile's geometry, written beside its name so a renamed profile resolves."""
 
     profile: str | int
     placement: int
     compute: tuple[Compute, ...] | None
+    geometry: ProfileShape | None = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,10 @@ def render(header: Sequence[str], entries: Sequence[Entry]) -> str:
     """The layout file: header comments, the version, then each entry."""
     lines = [f"# {line}" if line else "#" for line in header]
     # The oldest version that says it: an older migrestore reads what needs nothing newer.
-    newer = any(e.select.kind is SelectorKind.DEVICE_ID for e in entries)
+    newer = any(
+        e.select.kind is SelectorKind.DEVICE_ID or any(i.geometry for i in e.instances)
+        for e in entries
+    )
     lines.append(f"version = {2 if newer else 1}")
     for entry in entries:
         lines += ["", *(f"# {c}" for c in entry.comments), "[[gpu]]"]
@@ -81,6 +87,10 @@ def _selector(selector: Selector) -> str:
 
 def _instance_lines(instance: Instance) -> list[str]:
     lines = [f"  profile = {toml_value(instance.profile)}", f"  placement = {instance.placement}"]
+    if instance.geometry is not None:
+        shape = instance.geometry
+        items = {"slices": shape.slices, "size": shape.size, "memory-mib": shape.memory_mib}
+        lines.append(f"  geometry = {_inline_table(items)}")
     if instance.compute is None:
         return lines
     if not instance.compute:
@@ -92,7 +102,7 @@ def _instance_lines(instance: Instance) -> list[str]:
     return [*lines, "  compute = [", *entries, "  ]"]
 
 
-def _inline_table(items: dict[str, str | int]) -> str:
+def _inline_table(items: Mapping[str, str | int]) -> str:
     return "{ " + ", ".join(f"{key} = {toml_value(value)}" for key, value in items.items()) + " }"
 
 
@@ -213,14 +223,16 @@ def _state_entry(gpu: GpuState, select: Selector, comments: tuple[str, ...]) -> 
 def _state_instance(gpu: GpuState, gi: GpuInstance) -> Instance:
     table = gpu.profiles
     profile = profiles.written_gi_name(table, gi.profile_id)
+    found = table.gi_by_id(gi.profile_id)
+    shape = profiles.shape_of(found) if found is not None else None
     default = table.default_ci(gi.profile_id)
     computes = sorted(gi.compute, key=lambda ci: ci.placement)
     if len(computes) == 1 and default is not None:
         only = computes[0]
         if only.profile_id == default.id and only.placement.start == 0:
-            return Instance(profile, gi.placement.start, None)
+            return Instance(profile, gi.placement.start, None, shape)
     written = tuple(
         Compute(profiles.written_ci_name(table, gi.profile_id, ci.profile_id), ci.placement.start)
         for ci in computes
     )
-    return Instance(profile, gi.placement.start, written)
+    return Instance(profile, gi.placement.start, written, shape)

@@ -149,12 +149,14 @@ ERRORS = [
     ("version = 1979-05-27", "version: must be an integer such as 2, got a date"),
     (
         'version = 1\n[[gpu]]\nselect = { device-id = "0x233510DE" }\n',
-        "version: is 1, but the file uses select.device-id or optional (version 2); "
+        "version: is 1, but the file uses select.device-id, optional, geometry or the like "
+        "(version 2); "
         "write version = 2",
     ),
     (
         'version = 1\n[[gpu]]\nselect = "all"\noptional = true\n',
-        "version: is 1, but the file uses select.device-id or optional (version 2); "
+        "version: is 1, but the file uses select.device-id, optional, geometry or the like "
+        "(version 2); "
         "write version = 2",
     ),
     (
@@ -317,7 +319,21 @@ ERRORS = [
     ),
     (
         ONE_INSTANCE + "placment = 0",
-        "gpu[0].instance[0].placment: unknown key (known here: profile, placement, count, compute)",
+        "gpu[0].instance[0].placment: unknown key "
+        "(known here: profile, placement, count, compute, geometry)",
+    ),
+    (
+        ONE_INSTANCE + "geometry = { slices = 3, size = 4 }",
+        "gpu[0].instance[0].geometry.memory-mib: missing; "
+        "for example geometry = { slices = 3, size = 4, memory-mib = 40192 }",
+    ),
+    (
+        ONE_INSTANCE + 'geometry = { slices = "3", size = 4, memory-mib = 40192 }',
+        'gpu[0].instance[0].geometry.slices: must be a positive integer, got "3"',
+    ),
+    (
+        ONE_INSTANCE + "geometry = { slices = 3, size = 4, memory-mib = 40192, sms = 60 }",
+        "gpu[0].instance[0].geometry.sms: unknown key (known here: slices, size, memory-mib)",
     ),
     (
         INSTANCE + "count = 1",

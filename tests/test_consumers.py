@@ -6,8 +6,9 @@ from migrestore import consumers
 from tests.simhost import ROOT
 
 UNIT_FILE = ROOT / "units" / "migrestore.service"
-# Ordered around for other reasons than using the GPUs: the shutdown, DGX's reset target.
-NOT_CONSUMERS = {"shutdown.target", "nvidia-gpu-reset.target"}
+# Ordered around for other reasons than using the GPUs: the shutdown, DGX's reset target, our own
+# restore after a driver reload.
+NOT_CONSUMERS = {"shutdown.target", "nvidia-gpu-reset.target", "migrestore-reload.service"}
 
 
 def _ordering(key: str) -> set[str]:

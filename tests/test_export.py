@@ -177,7 +177,7 @@ def test_golden_output() -> None:
         "# at 2025-03-01T12:30:00+00:00 (NVIDIA driver 580.159.04). "
         "`migrestore apply` restores it;\n"
         "# `migrestore verify` against this file exits 0 while the GPUs keep this layout.\n"
-        "version = 1\n"
+        "version = 2\n"  # geometry is a version 2 key
         "\n"
         f"# GPU 0: {H100}, 00000000:1B:00.0, GPU-00000000-1111-2222-3333-444444444444\n"
         "[[gpu]]\n"
@@ -187,10 +187,12 @@ def test_golden_output() -> None:
         "  [[gpu.instance]]\n"
         '  profile = "4g.40gb"\n'
         "  placement = 0\n"
+        "  geometry = { slices = 4, size = 4, memory-mib = 40448 }\n"
         "\n"
         "  [[gpu.instance]]\n"
         '  profile = "2g.20gb"\n'
         "  placement = 4\n"
+        "  geometry = { slices = 2, size = 2, memory-mib = 20096 }\n"
         "  compute = [\n"
         '    { profile = "1c.2g.20gb", placement = 1 },\n'
         "  ]\n"

@@ -96,3 +96,60 @@ def test_strict_profile_names_must_be_a_boolean(tmp_path: Path) -> None:
     result = host.run("check")
     assert result.code == 2
     assert "strict-profile-names: must be true or false" in result.err
+
+
+def exported_then_renamed(tmp_path: Path, new_name: str) -> tuple[str, str]:
+    """Restore 3g.40gb on an A100-80GB (R580), export it, then write the export again with the
+    profile renamed as a later driver might: (the export, the renamed export)."""
+    layout = 'version = 1\n[[gpu]]\nselect = "all"\n  [[gpu.instance]]\n  profile = "3g.40gb"\n'
+    host = make_host(tmp_path, (A100, 1), layout=layout + "  placement = 4\n")
+    assert host.run("apply").code == 0
+    exported = host.run("export", "--by-model").out
+    return exported, exported.replace('profile = "3g.40gb"', f'profile = "{new_name}"')
+
+
+def test_export_writes_the_geometry_beside_each_name(tmp_path: Path) -> None:
+    """export writes `geometry = { slices, size, memory-mib }` from the driver's table after each
+    profile name, and the export restores and verifies as before."""
+    exported, _ = exported_then_renamed(tmp_path, "3g.40gb")
+    three_g = next(p for p in table(A100).gi if p.short_name == "3g.40gb")
+    line = f"geometry = {{ slices = 3, size = 4, memory-mib = {three_g.memory_mb} }}"
+    assert exported.count(line) == 1
+    host = make_host(tmp_path / "again", (A100, 1), layout=exported)
+    assert (host.run("apply").code, host.run("verify").code) == (0, 0)
+
+
+def test_the_written_geometry_resolves_a_name_its_spelling_cannot(tmp_path: Path) -> None:
+    """A later driver's name for the profile that its spelling no longer ties to it (3g.48gb: 20%
+    more memory): without the geometry field it is an unknown profile (2); with it, the one
+    profile of that geometry restores, with the rename warning."""
+    _, renamed = exported_then_renamed(tmp_path, "3g.48gb")
+    without = "\n".join(line for line in renamed.splitlines() if "geometry =" not in line)
+    bare = make_host(tmp_path / "bare", (A100, 1), layout=without + "\n")
+    result = bare.run("verify")
+    assert result.code == 2
+    assert 'unknown profile "3g.48gb"' in result.err
+    host = make_host(tmp_path / "geometry", (A100, 1), layout=renamed)
+    assert host.run("apply").code == 0
+    verified = host.run("verify")
+    assert verified.code == 0
+    assert '"3g.48gb" is called "3g.40gb" by this driver' in verified.err
+
+
+def test_a_geometry_no_profile_has_is_an_unknown_profile(tmp_path: Path) -> None:
+    """A written geometry that fits no profile of the table (placement size 8 for 3 slices)
+    resolves nothing, even though the name's own spelling would: exit 2."""
+    _, renamed = exported_then_renamed(tmp_path, "3g.39gb")
+    wrong = renamed.replace("slices = 3, size = 4", "slices = 3, size = 8")
+    host = make_host(tmp_path / "wrong", (A100, 1), layout=wrong)
+    assert host.run("verify").code == 2
+
+
+def test_strict_profile_names_ignores_the_geometry(tmp_path: Path) -> None:
+    """With strict-profile-names the written geometry does not rescue an unknown name."""
+    _, renamed = exported_then_renamed(tmp_path, "3g.48gb")
+    strict = renamed.replace(
+        "version = 2\n", "version = 2\n[restore]\nstrict-profile-names = true\n"
+    )
+    host = make_host(tmp_path / "strict", (A100, 1), layout=strict)
+    assert host.run("verify").code == 2

@@ -915,3 +915,26 @@ def test_random_changes_keep_the_gpu_consistent(model: str, data: st.DataObject)
     for _ in range(data.draw(st.integers(min_value=1, max_value=30))):
         gpu = step(gpu, data)
         check_gpu(gpu)
+
+
+def test_a_driver_reload_drops_instances_and_hopper_mig_mode(tmp_path: Path) -> None:
+    """Unload and load the driver: every instance is gone on both GPUs; the H200 comes back with
+    MIG off (Hopper), the A100 keeps MIG on (Ampere keeps the mode) with nothing on it."""
+    state = new_host(tmp_path, (A100, 1), (H200, 1), sysroot=True)
+    nvml = opened(state)
+    create(nvml, mig_on_after_reset(nvml, state), A100, 19)
+    create(nvml, mig_on(nvml, 1), H200, 19)
+    nvml.nvmlShutdown()
+    unload_driver(state)
+    assert not (tmp_path / "root/proc/driver/nvidia").exists()
+    load_driver(state)
+    assert (tmp_path / "root/proc/driver/nvidia/capabilities/gpu0/mig").is_dir()
+    nvml = opened(state)
+    ampere, hopper = (nvml.nvmlDeviceGetHandleByIndex(i) for i in (0, 1))
+    assert nvml.nvmlDeviceGetMigMode(hopper) == [0, 0]
+    assert nvml.nvmlDeviceGetMigMode(ampere) == [1, 1]
+    count = ctypes.c_uint(1)
+    gis = (nvml.c_nvmlGpuInstance_t * 7)()
+    nvml.nvmlDeviceGetGpuInstances(ampere, 19, gis, ctypes.pointer(count))
+    assert count.value == 0
+    assert list((tmp_path / "root/proc/driver/nvidia/capabilities/gpu0/mig").iterdir()) == []

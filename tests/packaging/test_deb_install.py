@@ -55,28 +55,33 @@ def test_simulated_status_with_debian_libraries(installed: Overlay) -> None:
 
 
 def test_unit_enabled_and_files_in_place(installed: Overlay) -> None:
-    """The unit is enabled; layout conffile, man page, state directory, drop-in and the shell
-    completions are in place."""
+    """The unit is enabled; layout conffile, man page, state directory, drop-in, the shell
+    completions, the reload unit (static: only its udev rule starts it) and that rule are in
+    place."""
     script = """
         systemctl --root="$ROOT" is-enabled migrestore.service
         readlink "$ROOT/etc/systemd/system/multi-user.target.wants/migrestore.service"
         cat "$ROOT/var/lib/dpkg/info/migrestore.conffiles"
+        systemctl --root="$ROOT" is-enabled migrestore-reload.service || true
         for path in usr/share/man/man8/migrestore.8.gz var/lib/migrestore \\
                 usr/share/migrestore/gate-consumers.conf usr/lib/migrestore/vendor/pynvml.py \\
                 usr/share/bash-completion/completions/migrestore \\
-                usr/share/zsh/vendor-completions/_migrestore; do
+                usr/share/zsh/vendor-completions/_migrestore \\
+                lib/udev/rules.d/90-migrestore-reload.rules \\
+                lib/systemd/system/migrestore-reload.service; do
             test -e "$ROOT/$path" && echo "present $path"
         done
     """
     done = installed.shell(script)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert lines[:3] == [
+    assert lines[:4] == [
         "enabled",
         "/lib/systemd/system/migrestore.service",
         "/etc/migrestore/migrestore.toml",
+        "static",
     ]
-    assert len([line for line in lines if line.startswith("present ")]) == 6
+    assert len([line for line in lines if line.startswith("present ")]) == 8
 
 
 def test_unit_verifies_in_installed_root(installed: Overlay) -> None:

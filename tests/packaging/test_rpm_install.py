@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.packages, pytest.mark.nspawn]
 # Where the two distributions put the same thing: (.deb prefix, .rpm prefix).
 SAME_PLACE = (
     ("/lib/systemd/system/", "/usr/lib/systemd/system/"),
+    ("/lib/udev/rules.d/", "/usr/lib/udev/rules.d/"),
     ("/usr/lib/python3/dist-packages/", "/usr/lib/python3.9/site-packages/"),
 )
 # Files only one format has, each for a reason (packaging/README.md has the same list).
@@ -168,6 +169,10 @@ def test_rpm_payload_matches_the_deb(builds: dict[str, Build]) -> None:
     assert deb - rpm == DEB_ONLY
     assert rpm - deb == RPM_ONLY
     assert "/usr/lib/migrestore/vendor/pynvml.py" in deb & rpm
+    assert {
+        "/usr/lib/systemd/system/migrestore-reload.service",
+        "/usr/lib/udev/rules.d/90-migrestore-reload.rules",
+    } <= deb & rpm
 
 
 def test_both_packages_own_the_state_directory(builds: dict[str, Build]) -> None:

@@ -22,6 +22,7 @@ from .usermanager import ROOT, UserManager
 
 PYTHON = sys.executable
 UNIT = ROOT / "units" / "migrestore.service"
+RELOAD_UNIT = ROOT / "units" / "migrestore-reload.service"
 GATE = ROOT / "units" / "gate-consumers.conf"
 VERIFY_SERVICE = ROOT / "units" / "migrestore-verify.service"
 VERIFY_TIMER = ROOT / "units" / "migrestore-verify.timer"
@@ -135,12 +136,13 @@ class BootRig:
         self.config.write_text(text)
         self.config.chmod(0o644)
 
-    def install_migrestore(self, extra: str = "") -> None:
-        """The shipped unit, plus the drop-in that points it at this checkout and host."""
-        self.manager.write_unit("migrestore.service", UNIT.read_text())
+    def install_migrestore(self, extra: str = "", unit: Path = UNIT) -> None:
+        """A shipped unit (the boot unit unless `unit` says otherwise), plus the drop-in that
+        points it at this checkout and host."""
+        self.manager.write_unit(unit.name, unit.read_text())
         environment = " ".join(f"{key}={value}" for key, value in self.environment.items())
         self.manager.write_drop_in(
-            "migrestore.service",
+            unit.name,
             "50-test.conf",
             "[Service]\nExecStart=\n"
             f"ExecStart={PYTHON} -m migrestore apply --boot\n"
@@ -176,6 +178,10 @@ class BootRig:
             f"[Timer]\nOnBootSec=\nOnActiveSec={every}s\nOnUnitActiveSec={every}s\n"
             "AccuracySec=10ms\n",
         )
+
+    def install_reload_trigger(self) -> None:
+        """The shipped migrestore-reload.service, with the same test drop-in as the boot unit."""
+        self.install_migrestore(unit=RELOAD_UNIT)
 
     def install_consumer(self, name: str, gpus: str = "0", gated: bool = False) -> None:
         """A fake GPU consumer unit; `gated` installs the shipped gate-consumers.conf for it."""

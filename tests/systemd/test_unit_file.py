@@ -21,6 +21,7 @@ pytestmark = [
 UNIT = ROOT / "units" / "migrestore.service"
 VERIFY_SERVICE = ROOT / "units" / "migrestore-verify.service"
 VERIFY_TIMER = ROOT / "units" / "migrestore-verify.timer"
+RELOAD_UNIT = ROOT / "units" / "migrestore-reload.service"
 
 
 def systemd_version() -> int:
@@ -48,7 +49,7 @@ def installed_root(tmp_path: Path) -> Path:
     root = tmp_path / "root"
     units = root / "etc" / "systemd" / "system"
     units.mkdir(parents=True)
-    for unit in (UNIT, VERIFY_SERVICE, VERIFY_TIMER):
+    for unit in (UNIT, RELOAD_UNIT, VERIFY_SERVICE, VERIFY_TIMER):
         shutil.copy(unit, units)
     # The drift check's units keep their default dependencies, which need this target to exist.
     (units / "sysinit.target").write_text("[Unit]\nDescription=stand-in\n")
@@ -76,6 +77,7 @@ def analyze(*args: str) -> subprocess.CompletedProcess[str]:
     "unit",
     [
         "migrestore.service",
+        "migrestore-reload.service",
         "kubelet.service",
         "migrestore-verify.service",
         "migrestore-verify.timer",
@@ -83,15 +85,16 @@ def analyze(*args: str) -> subprocess.CompletedProcess[str]:
 )
 def test_verify_is_clean(tmp_path: Path, unit: str) -> None:
     """`systemd-analyze verify` prints nothing (it exits 0 even on unknown keys) for the units,
-    the drift timer and its service, and for a consumer carrying the gate drop-in."""
+    the reload unit, the drift timer and its service, and for a consumer carrying the gate
+    drop-in."""
     result = analyze("verify", "--man=no", f"--root={installed_root(tmp_path)}", unit)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
 @OFFLINE_ANALYZE
-@pytest.mark.parametrize("unit", [UNIT, VERIFY_SERVICE])
+@pytest.mark.parametrize("unit", [UNIT, RELOAD_UNIT, VERIFY_SERVICE], ids=lambda path: path.name)
 def test_security_exposure(unit: Path) -> None:
-    """The hardening keeps `systemd-analyze security` exposure at or below 2.5."""
+    """The hardening keeps `systemd-analyze security` exposure at or below 2.5 (every service)."""
     result = analyze("security", "--offline=yes", str(unit))
     found = re.search(rf"Overall exposure level for {unit.name}: (\d+\.\d+)", result.stdout)
     assert found, result.stdout + result.stderr
@@ -125,6 +128,7 @@ def test_loaded_unit_keeps_its_design(booted: UserManager) -> None:
         "yes",
     )
     before = {*consumers.STARTED_AFTER, "nvidia-gpu-reset.target", "shutdown.target"}
+    before.add("migrestore-reload.service")
     assert before <= set(shown["Before"].split())
     assert set(consumers.STARTED_BEFORE) <= set(shown["After"].split())
     assert not {"sysinit.target", "basic.target"} & set(shown["Before"].split())
@@ -163,7 +167,9 @@ def test_enabled_for_boot_and_for_the_dgx_reset_target(manager: UserManager) -> 
 def test_ships_no_reset_target_of_its_own() -> None:
     """units/ holds no nvidia-gpu-reset.target (nor a drop-in for it): that file is NVIDIA's."""
     assert sorted(p.name for p in UNIT.parent.iterdir()) == [
+        "90-migrestore-reload.rules",
         "gate-consumers.conf",
+        "migrestore-reload.service",
         "migrestore-verify.service",
         "migrestore-verify.timer",
         "migrestore.service",
