@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from migrestore import profiles
+from migrestore.audit import describe
 from migrestore.model import GpuInstance, GpuState, NodeState, Placement
 from migrestore.plan import (
     UNREAD_TABLE,
@@ -78,6 +80,9 @@ def record_json(record: RunRecord | None) -> dict[str, Any] | None:
         "config": record.config,
         "config_sha256": record.config_sha256,
         "boot": record.boot,
+        "verb": record.verb,
+        "flags": list(record.flags),
+        "who": asdict(record.who),
         "notes": list(record.notes),
         "gpus": [{"uuid": g.uuid, "result": g.result, "error": g.error} for g in record.gpus],
     }
@@ -141,7 +146,11 @@ def _last_run_text(record: RunRecord | None) -> str:
     detail = f", {len(failed)} GPU(s) failed" if failed else ""
     notes = "".join(f"\n  {n}" for n in record.notes)
     boot = " at boot" if record.boot else ""
-    return f"last run{boot}: {record.time} {record.result}{detail} ({record.config}){notes}"
+    who = describe(record.who)
+    by = f", by {who}" if who else ""
+    flags = f" with {' '.join(record.flags)}" if record.flags else ""
+    text = f"last run{boot}: {record.time} {record.result}{detail} ({record.config}{by}{flags})"
+    return text + notes
 
 
 # ---- plans ----

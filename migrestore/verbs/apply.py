@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from migrestore import caps, config, execute, host, metrics, nvml, refresh, report, runs
+from migrestore import audit, caps, config, execute, host, metrics, nvml, refresh, report, runs
 from migrestore.context import Context
 from migrestore.errors import ConfigError, ExitCode, UnitError
 from migrestore.events import log
@@ -285,14 +285,18 @@ def _record(
             result="ok" if outcomes.get(g.uuid) is None or outcomes[g.uuid].ok else "failed",
             error=outcomes[g.uuid].error if g.uuid in outcomes else "",
             mig_devices=tuple(ci.uuid for gi in g.instances for ci in gi.compute),
+            pci=g.pci,
+            steps=outcomes[g.uuid].done if g.uuid in outcomes else (),
         )
         for g in after.gpus
     )
     lost = tuple(
-        runs.GpuRecord(uuid=u.uuid, index=u.index, name=u.name, result="failed", error=u.error)
+        runs.GpuRecord(
+            uuid=u.uuid, index=u.index, name=u.name, result="failed", error=u.error, pci=u.pci
+        )
         for u in after.unreadable
     )
-    return runs.RunRecord(
+    record = runs.RunRecord(
         time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=str(ctx.config),
         config_sha256=_digest(ctx),
@@ -303,6 +307,8 @@ def _record(
         driver=after.driver_version,
         nvml_bindings=str(nvml.loaded_bindings() or ""),
     )
+    who = audit.actor(os.environ, os.getuid())
+    return audit.stamped(record, args, who, nvml.loaded_bindings())
 
 
 def _problems(
