@@ -94,7 +94,17 @@ def state_json(state: NodeState, last_run: RunRecord | None) -> dict[str, Any]:
         "simulated": state.simulated,
         "driver": state.driver_version,
         "gpus": [gpu_json(g) for g in state.gpus],
-        "unreadable": [{"index": u.index, "error": u.error} for u in state.unreadable],
+        "unreadable": [
+            {
+                "index": u.index,
+                "uuid": u.uuid,
+                "name": u.name,
+                "pci": u.pci,
+                "error": u.error,
+                "nvml_error": u.nvml_error,
+            }
+            for u in state.unreadable
+        ],
         "last_run": record_json(last_run),
     }
 
