@@ -43,9 +43,10 @@ def logged_events() -> dict[str, list[str]]:
             if not (_is_log_method(func) or (isinstance(func, ast.Name) and func.id in aliases)):
                 continue
             first = node.args[0] if node.args else None
-            literal = isinstance(first, ast.Constant) and isinstance(first.value, str)
-            name = first.value if literal else "<not a literal>"  # type: ignore[union-attr]
-            found.setdefault(str(name), []).append(f"{path.relative_to(ROOT)}:{node.lineno}")
+            name = "<not a literal>"
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                name = first.value
+            found.setdefault(name, []).append(f"{path.relative_to(ROOT)}:{node.lineno}")
     return found
 
 

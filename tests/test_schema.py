@@ -91,7 +91,7 @@ class State:
     verify_exit: int
     sysroot: Path | None = None
 
-    def document(self, verb: str) -> object:
+    def document(self, verb: str) -> Any:
         """`VERB --json` on this host, parsed (its exit status checked where it is known)."""
         extra = ("--sysroot", str(self.sysroot)) if self.sysroot else ()
         result = self.host.run(*extra, verb, "--json")
@@ -193,7 +193,7 @@ def test_output_validates(states: dict[str, State], name: str, verb: str) -> Non
 def test_the_states_cover_the_shapes(states: dict[str, State]) -> None:
     """Together the states give every kind of step and every list the schemas describe, so
     each branch of each schema is checked against real output at least once."""
-    plans: list[dict[str, Any]] = [states[name].document("plan") for name in STATES]  # type: ignore[misc]
+    plans = [states[name].document("plan") for name in STATES]
     done = {a["action"] for p in plans for g in p["gpus"] for a in g["actions"]}
     described = {
         d["properties"]["action"]["const"]
@@ -204,7 +204,7 @@ def test_the_states_cover_the_shapes(states: dict[str, State]) -> None:
     for key in ("unmanaged", "missing", "mismatched", "unplanned", "unreadable"):
         assert any(p[key] for p in plans), key
     assert any(g["busy"] for p in plans for g in p["gpus"])
-    statuses: list[dict[str, Any]] = [states[n].document("status") for n in STATES]  # type: ignore[misc]
+    statuses = [states[name].document("status") for name in STATES]
     assert any(s["unreadable"] for s in statuses)
     assert any(s["last_run"] is None for s in statuses)
     assert any(s["last_run"] and s["last_run"]["who"]["sudo_user"] for s in statuses)
