@@ -105,6 +105,7 @@ snapshot() {{
     done
     systemctl show --value -p After kubelet.service > "$dir/kubelet.after"
     journalctl -b -u migrestore.service --no-pager -o short-monotonic > "$dir/migrestore.journal"
+    journalctl -b -u migrestore.service --no-pager -o json > "$dir/migrestore.journal.json"
     systemd-analyze critical-chain kubelet.service > "$dir/critical-chain" 2>&1 || true
     ls -A /etc/systemd/system/multi-user.target.wants > "$dir/wants" 2>&1 || true
     ls -A /var/lib/migrestore > "$dir/state-dir" 2>&1 || echo absent > "$dir/state-dir"

@@ -7,10 +7,12 @@ only migrestore.service's Before= can make them start after the restore.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from migrestore.messages import MESSAGE_IDS
 from tests.packaging.booted_root import CONSUMERS, GPU_COUNT, Boot, boot
 from tests.packaging.debian_root import Overlay
 
@@ -67,6 +69,17 @@ def test_consumers_see_the_restored_layout(restored: Boot) -> None:
 def test_kubelet_is_ordered_after_the_restore(restored: Boot) -> None:
     """systemd itself orders kubelet.service after migrestore.service (from its Before=)."""
     assert "migrestore.service" in restored.text("boot/kubelet.after").split()
+
+
+def test_journal_entries_carry_message_ids(restored: Boot) -> None:
+    """Under PID 1, with the packaged unit unchanged, each event is a journal entry filed under
+    migrestore.service with its kind's MESSAGE_ID; the summary once, at priority 6."""
+    lines = restored.text("boot/migrestore.journal.json").splitlines()
+    events = [e for e in map(json.loads, lines) if "MIGRESTORE_EVENT" in e]
+    assert all(e["MESSAGE_ID"] == MESSAGE_IDS[e["MIGRESTORE_EVENT"]] for e in events)
+    finished = [e for e in events if e["MIGRESTORE_EVENT"] == "apply_finished"]
+    assert [(e["PRIORITY"], e["MIGRESTORE_RESULT"]) for e in finished] == [("6", "ok")]
+    assert len([e for e in events if e["MIGRESTORE_EVENT"] == "step_done"]) == GPU_COUNT * 8
 
 
 def test_journal_shows_the_restore(restored: Boot) -> None:
