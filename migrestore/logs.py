@@ -221,9 +221,13 @@ def report_error(
     under the journal as entries, the error with its MESSAGE_ID (and the hint as a field)."""
     out = sys.stderr if stream is None else stream
     env = os.environ if environ is None else environ
-    error = {"MESSAGE_ID": MESSAGE_IDS[ERROR], **({"MIGRESTORE_HINT": hint} if hint else {})}
+    error = {
+        "MIGRESTORE_EVENT": ERROR,
+        "MESSAGE_ID": MESSAGE_IDS[ERROR],
+        **({"MIGRESTORE_HINT": hint} if hint else {}),
+    }
     lines = [(3, f"migrestore: error: {message}", error)]
-    if hint:
+    if hint:  # its own line, as on a terminal; not an event of its own
         lines.append((5, f"migrestore: hint: {hint}", {}))
     attached = journal_attached(env.get("JOURNAL_STREAM"), out)
     writer = journal.Writer(journal.socket_path(env)) if attached else None
@@ -232,7 +236,6 @@ def report_error(
             "MESSAGE": text,
             "PRIORITY": str(priority),
             "SYSLOG_IDENTIFIER": journal.IDENTIFIER,
-            "MIGRESTORE_EVENT": ERROR,
             **extra,
         }
         if writer is None or not writer.send(fields):

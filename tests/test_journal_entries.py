@@ -138,6 +138,8 @@ def test_the_error_line_is_an_entry_with_its_hint(journald: Journald, stderr: Te
         "load the driver",
     )
     assert (hint["MESSAGE"], hint["PRIORITY"]) == ("migrestore: hint: load the driver", "5")
+    assert "MESSAGE_ID" not in hint
+    assert "MIGRESTORE_EVENT" not in hint
     assert written(stderr) == []
 
 
