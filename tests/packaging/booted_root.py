@@ -112,6 +112,7 @@ snapshot() {{
     ls -A /etc/migrestore > "$dir/etc-dir" 2>&1 || echo absent > "$dir/etc-dir"
     cat /etc/migrestore/migrestore.toml > "$dir/layout" 2>&1 || true
     wc -l < /var/lib/migrestore/runs.jsonl > "$dir/runs" 2>&1 || true
+    cat /var/lib/migrestore/last-run.json > "$dir/last-run.json" 2>&1 || true
     dpkg-query -W -f '${{Version}} ${{db:Status-Abbrev}}' migrestore > "$dir/dpkg" 2>&1 || true
     migrestore --simulate {SIM_STATE} status --json > "$dir/status.json" 2>&1 || true
 }}
