@@ -1,4 +1,5 @@
-"""The audit part of a run record: who ran it, how it was asked, and with which versions.
+"""The audit part of a run record: who ran it and with which options (verbs/apply.py adds the
+versions of migrestore, the NVML bindings and the driver).
 
 Who: the user the process runs as, the one who ran sudo (`SUDO_USER`), the kernel's login uid
 (`/proc/self/loginuid`: the user who logged in, kept across su and sudo; unset for services
@@ -12,15 +13,9 @@ from __future__ import annotations
 import argparse
 import pwd
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from migrestore import __version__
-
-if TYPE_CHECKING:
-    from migrestore.nvml import Bindings
-    from migrestore.runs import RunRecord
+from typing import Any
 
 UNSET_LOGIN_UID = 4294967295  # (uid_t)-1: no login session (boot services, kernel threads)
 # The options of `apply` a record names when given (`--lock-wait` when not the default).
@@ -94,22 +89,6 @@ def flags(args: argparse.Namespace) -> tuple[str, ...]:
     given = tuple(f"--{name.replace('_', '-')}" for name in FLAGS if getattr(args, name, False))
     wait = getattr(args, "lock_wait", DEFAULT_LOCK_WAIT)
     return (*given, f"--lock-wait={wait:g}") if wait != DEFAULT_LOCK_WAIT else given
-
-
-def stamped(
-    record: RunRecord, args: argparse.Namespace, who: Actor, bindings: Bindings | None
-) -> RunRecord:
-    """`record` with what was asked (verb, flags), by whom and with which migrestore and NVML
-    bindings (None: none were loaded)."""
-    return replace(
-        record,
-        verb=str(getattr(args, "verb", "")),
-        flags=flags(args),
-        who=who,
-        migrestore_version=__version__,
-        nvml_bindings_version=bindings.version if bindings else "",
-        nvml_bindings_path=bindings.path if bindings else "",
-    )
 
 
 def describe(who: Actor) -> str:

@@ -16,7 +16,19 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from migrestore import audit, caps, config, execute, host, metrics, nvml, refresh, report, runs
+from migrestore import (
+    __version__,
+    audit,
+    caps,
+    config,
+    execute,
+    host,
+    metrics,
+    nvml,
+    refresh,
+    report,
+    runs,
+)
 from migrestore.context import Context
 from migrestore.errors import ConfigError, ExitCode, UnitError
 from migrestore.events import log
@@ -296,7 +308,8 @@ def _record(
         )
         for u in after.unreadable
     )
-    record = runs.RunRecord(
+    bindings = nvml.loaded_bindings()
+    return runs.RunRecord(
         time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=str(ctx.config),
         config_sha256=_digest(ctx),
@@ -305,10 +318,14 @@ def _record(
         gpus=tuple(sorted((*gpus, *lost), key=lambda g: g.index)),
         boot=args.boot,
         driver=after.driver_version,
-        nvml_bindings=str(nvml.loaded_bindings() or ""),
+        nvml_bindings=str(bindings or ""),
+        verb=args.verb,
+        flags=audit.flags(args),
+        who=audit.actor(os.environ, os.getuid()),
+        migrestore_version=__version__,
+        nvml_bindings_version=bindings.version if bindings else "",
+        nvml_bindings_path=bindings.path if bindings else "",
     )
-    who = audit.actor(os.environ, os.getuid())
-    return audit.stamped(record, args, who, nvml.loaded_bindings())
 
 
 def _problems(
