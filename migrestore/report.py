@@ -8,7 +8,6 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from migrestore import profiles
-from migrestore.audit import describe
 from migrestore.model import GpuInstance, GpuState, NodeState, Placement
 from migrestore.plan import (
     UNREAD_TABLE,
@@ -156,6 +155,8 @@ def _last_run_text(record: RunRecord | None) -> str:
     detail = f", {len(failed)} GPU(s) failed" if failed else ""
     notes = "".join(f"\n  {n}" for n in record.notes)
     boot = " at boot" if record.boot else ""
+    from migrestore.audit import describe  # only status shows a record: verify never loads it
+
     who = describe(record.who)
     by = f", by {who}" if who else ""
     flags = f" with {' '.join(record.flags)}" if record.flags else ""
