@@ -144,6 +144,21 @@ KINDS = (
         "a simulated run names the units it would stop or restart",
     ),
     Kind("sd_notify", "384384aba8f94b8384823279a71d4b76", "a notification to systemd (debug)"),
+    Kind(
+        "metrics_written",
+        "e75d4e4c3e954e9bbedfc4a80f988063",
+        "the node_exporter textfile metrics were written",
+    ),
+    Kind(
+        "metrics_not_written",
+        "f4d3110f20444d6abe8d875d5513a622",
+        "the metrics file was not written: no collector directory (debug) or a write error",
+    ),
+    Kind(
+        "verify_skipped",
+        "da9c2fa7e93849e382deb3c3ce9c8e96",
+        "verify --skip-during-apply found an apply running and did nothing",
+    ),
 )
 
 MESSAGE_IDS = {kind.event: kind.message_id for kind in KINDS}
