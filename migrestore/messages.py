@@ -159,6 +159,11 @@ KINDS = (
         "da9c2fa7e93849e382deb3c3ce9c8e96",
         "verify --skip-during-apply found an apply running and did nothing",
     ),
+    Kind(
+        "entry_selects_no_gpu_here",
+        "ec05f6c33c414133aa56b6114f96dcd9",
+        "an entry for a known model or device id (or optional) selects no GPU here: skipped",
+    ),
 )
 
 MESSAGE_IDS = {kind.event: kind.message_id for kind in KINDS}

