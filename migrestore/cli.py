@@ -186,14 +186,12 @@ def _fail(exc: BaseException, code: int, debug: bool, *, bug: bool = False) -> i
         import traceback
 
         traceback.print_exc()
-    from migrestore.logs import journal_prefix
+    from migrestore.logs import report_error
 
     hint = one_line(str(getattr(exc, "hint", "")))
     kind = f"internal error ({type(exc).__name__}): " if bug else ""
     message = one_line(f"{kind}{exc}")
-    print(f"{journal_prefix(3)}migrestore: error: {message}", file=sys.stderr)
-    if hint and hint != "retry":
-        print(f"{journal_prefix(5)}migrestore: hint: {hint}", file=sys.stderr)
+    report_error(message, hint if hint != "retry" else "")
     _tell_systemd(f"FAILED: {message}")
     return int(code)
 

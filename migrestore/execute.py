@@ -45,11 +45,16 @@ class GpuOutcome:
     nvml_error: str = ""
     reset_pending: bool = False
     seconds: float = 0.0  # spent in this GPU's own steps (a shared reset is not counted)
+    done: tuple[str, ...] = ()  # the steps done, described, in the order they were done
 
     @property
     def ok(self) -> bool:
         """Every step went through."""
         return not self.error
+
+    def did(self, step: Step) -> GpuOutcome:
+        """This outcome with one more step done."""
+        return replace(self, steps_done=self.steps_done + 1, done=(*self.done, step.describe()))
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,11 @@ def merged(first: Execution, then: Execution) -> Execution:
     """Two executions on one host as one: per GPU the steps of both and the later outcome."""
     later = {o.uuid: o for o in then.outcomes}
     outcomes = tuple(
-        replace(later[o.uuid], steps_done=o.steps_done + later[o.uuid].steps_done)
+        replace(
+            later[o.uuid],
+            steps_done=o.steps_done + later[o.uuid].steps_done,
+            done=(*o.done, *later[o.uuid].done),
+        )
         if o.uuid in later
         else o
         for o in first.outcomes
@@ -253,12 +262,9 @@ def _set_modes(
                 result=mode_change_in_words(step.enabled, change.mode.current),
                 activation=change.activation or "Success",
             )
-            outcome = outcomes[p.gpu.uuid]
-            outcomes[p.gpu.uuid] = replace(
-                outcome,
-                steps_done=outcome.steps_done + 1,
-                seconds=outcome.seconds + time.monotonic() - started,
-            )
+            outcome = outcomes[p.gpu.uuid].did(step)
+            spent = outcome.seconds + time.monotonic() - started
+            outcomes[p.gpu.uuid] = replace(outcome, seconds=spent)
 
 
 def mode_change_in_words(enabled: bool, current: bool) -> str:
@@ -306,8 +312,7 @@ def _reset_pending(
             failed = _failed(outcomes[p.gpu.uuid], ResetGpu(), error)
             outcomes[p.gpu.uuid] = replace(failed, reset_pending=True)
         else:
-            done = outcomes[p.gpu.uuid].steps_done + 1
-            outcomes[p.gpu.uuid] = replace(outcomes[p.gpu.uuid], steps_done=done)
+            outcomes[p.gpu.uuid] = outcomes[p.gpu.uuid].did(ResetGpu())
 
 
 def _still_pending(gpus: Gpus, plan: GpuPlan, outcomes: dict[str, GpuOutcome]) -> bool:
@@ -358,7 +363,6 @@ def _instances(
 ) -> GpuOutcome:
     """Destroy and create this GPU's instances, stopping at the first failure."""
     gi_ids: dict[Placement, int] = {gi.placement: gi.id for gi in plan.gpu.instances}
-    done = outcome.steps_done
     started = time.monotonic()
     for step in steps:
         progress(step.describe())
@@ -366,10 +370,10 @@ def _instances(
             _one(step, plan.gpu.uuid, gpus, gi_ids)
         except MigrestoreError as exc:
             spent = outcome.seconds + time.monotonic() - started
-            return replace(_failed(outcome, step, exc), steps_done=done, seconds=spent)
-        done += 1
+            return replace(_failed(outcome, step, exc), seconds=spent)
+        outcome = outcome.did(step)
         log.info("step_done", gpu=plan.gpu.uuid, step=step.describe())
-    return replace(outcome, steps_done=done, seconds=outcome.seconds + time.monotonic() - started)
+    return replace(outcome, seconds=outcome.seconds + time.monotonic() - started)
 
 
 def _one(step: Step, uuid: str, gpus: Gpus, gi_ids: dict[Placement, int]) -> None:

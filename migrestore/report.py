@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from migrestore import profiles
@@ -78,6 +79,9 @@ def record_json(record: RunRecord | None) -> dict[str, Any] | None:
         "config": record.config,
         "config_sha256": record.config_sha256,
         "boot": record.boot,
+        "verb": record.verb,
+        "flags": list(record.flags),
+        "who": asdict(record.who),
         "notes": list(record.notes),
         "gpus": [{"uuid": g.uuid, "result": g.result, "error": g.error} for g in record.gpus],
     }
@@ -89,7 +93,17 @@ def state_json(state: NodeState, last_run: RunRecord | None) -> dict[str, Any]:
         "simulated": state.simulated,
         "driver": state.driver_version,
         "gpus": [gpu_json(g) for g in state.gpus],
-        "unreadable": [{"index": u.index, "error": u.error} for u in state.unreadable],
+        "unreadable": [
+            {
+                "index": u.index,
+                "uuid": u.uuid,
+                "name": u.name,
+                "pci": u.pci,
+                "error": u.error,
+                "nvml_error": u.nvml_error,
+            }
+            for u in state.unreadable
+        ],
         "last_run": record_json(last_run),
     }
 
@@ -141,7 +155,13 @@ def _last_run_text(record: RunRecord | None) -> str:
     detail = f", {len(failed)} GPU(s) failed" if failed else ""
     notes = "".join(f"\n  {n}" for n in record.notes)
     boot = " at boot" if record.boot else ""
-    return f"last run{boot}: {record.time} {record.result}{detail} ({record.config}){notes}"
+    from migrestore.audit import describe  # only status shows a record: verify never loads it
+
+    who = describe(record.who)
+    by = f", by {who}" if who else ""
+    flags = f" with {' '.join(record.flags)}" if record.flags else ""
+    text = f"last run{boot}: {record.time} {record.result}{detail} ({record.config}{by}{flags})"
+    return text + notes
 
 
 # ---- plans ----

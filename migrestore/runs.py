@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from migrestore import audit
 from migrestore.errors import ConfigError, LockError
 
 RECORD_NAME = "last-run.json"
@@ -31,6 +32,8 @@ class GpuRecord:
     result: str
     error: str = ""
     mig_devices: tuple[str, ...] = ()
+    pci: str = ""
+    steps: tuple[str, ...] = ()  # the steps done on this GPU, in order
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,13 @@ class RunRecord:
     notes: tuple[str, ...] = field(default=())
     driver: str = ""  # the NVIDIA driver version NVML reported
     nvml_bindings: str = ""  # the pynvml used: version, packaged or not, file
+    # The audit (audit.py): what was asked, by whom, with which versions.
+    verb: str = ""
+    flags: tuple[str, ...] = ()
+    who: audit.Actor = field(default_factory=audit.Actor)
+    migrestore_version: str = ""
+    nvml_bindings_version: str = ""
+    nvml_bindings_path: str = ""
 
     def mig_devices(self) -> dict[str, tuple[str, ...]]:
         """MIG device UUIDs per GPU UUID."""
@@ -188,9 +198,24 @@ def last(state_dir: Path) -> RunRecord | None:
 
 def _record(data: dict[str, Any]) -> RunRecord:
     gpus = tuple(
-        GpuRecord(**{**g, "mig_devices": tuple(g.get("mig_devices", ()))}) for g in data["gpus"]
+        GpuRecord(
+            **{
+                **g,
+                "mig_devices": tuple(g.get("mig_devices", ())),
+                "steps": tuple(g.get("steps", ())),
+            }
+        )
+        for g in data["gpus"]
     )
-    return RunRecord(**{**data, "gpus": gpus, "notes": tuple(data.get("notes", ()))})
+    return RunRecord(
+        **{
+            **data,
+            "gpus": gpus,
+            "notes": tuple(data.get("notes", ())),
+            "flags": tuple(data.get("flags", ())),
+            "who": audit.from_json(data.get("who", {})),
+        }
+    )
 
 
 def changed_devices(before: RunRecord | None, after: RunRecord) -> tuple[str, ...]:

@@ -31,9 +31,15 @@ def fixture_journal_file(tmp_path: Path) -> Iterator[TextIO]:
 
 
 def journal_env(stream: TextIO, **extra: str) -> dict[str, str]:
-    """The environment systemd sets when stderr is connected to the journal."""
+    """The environment systemd sets when stderr is connected to the journal, with no journald
+    to take entries (tests/test_journal_entries.py has one): the lines stay on the stream."""
     status = os.fstat(stream.fileno())
-    return {"JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}", **extra}
+    no_journald = str(Path(stream.name).parent / "no-journald")
+    return {
+        "JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}",
+        "MIGRESTORE_JOURNAL_SOCKET": no_journald,
+        **extra,
+    }
 
 
 def written(stream: TextIO) -> list[str]:

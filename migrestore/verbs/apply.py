@@ -16,7 +16,19 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from migrestore import caps, config, execute, host, metrics, nvml, refresh, report, runs
+from migrestore import (
+    __version__,
+    audit,
+    caps,
+    config,
+    execute,
+    host,
+    metrics,
+    nvml,
+    refresh,
+    report,
+    runs,
+)
 from migrestore.context import Context
 from migrestore.errors import ConfigError, ExitCode, UnitError
 from migrestore.events import log
@@ -285,13 +297,18 @@ def _record(
             result="ok" if outcomes.get(g.uuid) is None or outcomes[g.uuid].ok else "failed",
             error=outcomes[g.uuid].error if g.uuid in outcomes else "",
             mig_devices=tuple(ci.uuid for gi in g.instances for ci in gi.compute),
+            pci=g.pci,
+            steps=outcomes[g.uuid].done if g.uuid in outcomes else (),
         )
         for g in after.gpus
     )
     lost = tuple(
-        runs.GpuRecord(uuid=u.uuid, index=u.index, name=u.name, result="failed", error=u.error)
+        runs.GpuRecord(
+            uuid=u.uuid, index=u.index, name=u.name, result="failed", error=u.error, pci=u.pci
+        )
         for u in after.unreadable
     )
+    bindings = nvml.loaded_bindings()
     return runs.RunRecord(
         time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=str(ctx.config),
@@ -301,7 +318,13 @@ def _record(
         gpus=tuple(sorted((*gpus, *lost), key=lambda g: g.index)),
         boot=args.boot,
         driver=after.driver_version,
-        nvml_bindings=str(nvml.loaded_bindings() or ""),
+        nvml_bindings=str(bindings or ""),
+        verb=args.verb,
+        flags=audit.flags(args),
+        who=audit.actor(os.environ, os.getuid()),
+        migrestore_version=__version__,
+        nvml_bindings_version=bindings.version if bindings else "",
+        nvml_bindings_path=bindings.path if bindings else "",
     )
 
 

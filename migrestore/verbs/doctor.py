@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from migrestore import caps, config, holders, host, nvml, profiles, report, runs
+from migrestore import caps, config, contract, holders, host, nvml, profiles, report, runs
 from migrestore.consumers import DEFAULT_STOP_UNITS
 from migrestore.context import Context
 from migrestore.errors import ConfigError, DriverError, ExitCode, GpuError, UnitError, one_line
@@ -108,7 +108,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     """Print the checklist; 1 if anything failed."""
     checks = diagnose(ctx, host.units(ctx))
     if args.json:
-        print(report.dumps(checklist_json(checks, ctx.simulated)))
+        print(report.dumps(contract.versioned("doctor", checklist_json(checks, ctx.simulated))))
     else:
         emit(ctx, checklist_text(checks, ctx.simulated))
     return ExitCode.FAILURE if any(c.status is Status.FAIL for c in checks) else ExitCode.OK

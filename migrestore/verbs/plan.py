@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from migrestore import report
+from migrestore import contract, report
 from migrestore.context import Context
 from migrestore.errors import ExitCode
 from migrestore.verbs.common import add_json_flag, emit, planned
@@ -19,7 +19,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     """Print the plan; nothing is changed."""
     node = planned(ctx)
     if args.json:
-        print(report.dumps({"simulated": ctx.simulated, **report.plan_json(node)}))
+        document = {"simulated": ctx.simulated, **report.plan_json(node)}
+        print(report.dumps(contract.versioned("plan", document)))
     else:
         emit(ctx, report.plan_text(node))
     return ExitCode.OK

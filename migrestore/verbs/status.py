@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from migrestore import config, report, runs
+from migrestore import config, contract, report, runs
 from migrestore.context import Context
 from migrestore.errors import ConfigError, ExitCode
 from migrestore.model import NodeState
@@ -22,7 +22,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     state = read(ctx)
     last = runs.last(ctx.state_dir)
     if args.json:
-        print(report.dumps(report.state_json(state, last)))
+        print(report.dumps(contract.versioned("status", report.state_json(state, last))))
     else:
         emit(ctx, report.state_text(state, last, _unmanaged(ctx, state)))
     return ExitCode.OK

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from migrestore import metrics, report, runs
+from migrestore import contract, metrics, report, runs
 from migrestore.context import Context
 from migrestore.errors import ExitCode
 from migrestore.events import log
@@ -55,7 +55,8 @@ def _verify(ctx: Context, args: argparse.Namespace) -> int:
     with metrics.Recorder(target) as recorder:
         node = warn_renamed(plan_node(desired, read(ctx, details="layout")))
         if args.json:
-            print(report.dumps({"simulated": ctx.simulated, **report.plan_json(node)}))
+            document = {"simulated": ctx.simulated, **report.plan_json(node)}
+            print(report.dumps(contract.versioned("verify", document)))
         else:
             emit(ctx, _differences_as_warnings(node, report.drift_text(node)))
         code = verdict(node)

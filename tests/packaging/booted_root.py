@@ -105,12 +105,14 @@ snapshot() {{
     done
     systemctl show --value -p After kubelet.service > "$dir/kubelet.after"
     journalctl -b -u migrestore.service --no-pager -o short-monotonic > "$dir/migrestore.journal"
+    journalctl -b -u migrestore.service --no-pager -o json > "$dir/migrestore.journal.json"
     systemd-analyze critical-chain kubelet.service > "$dir/critical-chain" 2>&1 || true
     ls -A /etc/systemd/system/multi-user.target.wants > "$dir/wants" 2>&1 || true
     ls -A /var/lib/migrestore > "$dir/state-dir" 2>&1 || echo absent > "$dir/state-dir"
     ls -A /etc/migrestore > "$dir/etc-dir" 2>&1 || echo absent > "$dir/etc-dir"
     cat /etc/migrestore/migrestore.toml > "$dir/layout" 2>&1 || true
     wc -l < /var/lib/migrestore/runs.jsonl > "$dir/runs" 2>&1 || true
+    cat /var/lib/migrestore/last-run.json > "$dir/last-run.json" 2>&1 || true
     dpkg-query -W -f '${{Version}} ${{db:Status-Abbrev}}' migrestore > "$dir/dpkg" 2>&1 || true
     migrestore --simulate {SIM_STATE} status --json > "$dir/status.json" 2>&1 || true
 }}

@@ -7,10 +7,13 @@ only migrestore.service's Before= can make them start after the restore.
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 
+from migrestore.messages import MESSAGE_IDS
 from tests.packaging.booted_root import CONSUMERS, GPU_COUNT, Boot, boot
 from tests.packaging.debian_root import Overlay
 
@@ -67,6 +70,33 @@ def test_consumers_see_the_restored_layout(restored: Boot) -> None:
 def test_kubelet_is_ordered_after_the_restore(restored: Boot) -> None:
     """systemd itself orders kubelet.service after migrestore.service (from its Before=)."""
     assert "migrestore.service" in restored.text("boot/kubelet.after").split()
+
+
+def test_journal_entries_carry_message_ids(restored: Boot) -> None:
+    """Under PID 1, with the packaged unit unchanged, each event is a journal entry filed under
+    migrestore.service with its kind's MESSAGE_ID; the summary once, at priority 6."""
+    lines = restored.text("boot/migrestore.journal.json").splitlines()
+    events = [e for e in map(json.loads, lines) if "MIGRESTORE_EVENT" in e]
+    assert all(e["MESSAGE_ID"] == MESSAGE_IDS[e["MIGRESTORE_EVENT"]] for e in events)
+    finished = [e for e in events if e["MIGRESTORE_EVENT"] == "apply_finished"]
+    assert [(e["PRIORITY"], e["MIGRESTORE_RESULT"]) for e in finished] == [("6", "ok")]
+    assert len([e for e in events if e["MIGRESTORE_EVENT"] == "step_done"]) == GPU_COUNT * 8
+
+
+def test_the_run_record_names_the_unit(restored: Boot) -> None:
+    """The boot's run record says the unit ran it (with its invocation id, without a login
+    session), as `apply --boot`, with the packaged bindings, and each GPU's PCI bus id and steps."""
+    record = json.loads(restored.text("boot/last-run.json"))
+    who = record["who"]
+    assert (who["unit"], who["login_uid"], who["sudo_user"]) == ("migrestore.service", None, "")
+    assert re.fullmatch(r"[0-9a-f]{32}", who["invocation_id"])
+    assert (record["verb"], record["flags"], record["boot"]) == ("apply", ["--boot"], True)
+    assert record["nvml_bindings_path"] == "/usr/lib/migrestore/vendor/pynvml.py"
+    # Each H100 lost MIG mode at the boot: enable it, then the 8 instance steps (step_done).
+    assert [(g["steps"][0], len(g["steps"])) for g in record["gpus"]] == [
+        ("enable MIG mode", 9)
+    ] * GPU_COUNT
+    assert all(g["pci"] for g in record["gpus"])
 
 
 def test_journal_shows_the_restore(restored: Boot) -> None:

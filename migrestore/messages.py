@@ -1,0 +1,169 @@
+"""The journal's MESSAGE_ID for every kind of event migrestore logs, as systemd's catalog gives
+its own messages one: operators filter (`journalctl MESSAGE_ID=...`) and alert on them.
+
+Each id is a random 128-bit value, made once (`systemd-id128 new`) and never changed or reused:
+an event whose meaning changes gets a new kind and a new id. migrestore(8) lists them all
+(tests/test_messages.py keeps the list, the man page and the events in the code in step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of event: its name in the logs, its MESSAGE_ID and what it means."""
+
+    event: str
+    message_id: str
+    meaning: str
+
+
+# The one-line `migrestore: error: ...` every failed run ends with (cli).
+ERROR = "error"
+
+KINDS = (
+    Kind(
+        "apply_finished",
+        "27c1bd3e950a4deb923897784fd87beb",
+        "apply ended: result, GPUs, changes, failures and seconds (priority 3 unless in layout)",
+    ),
+    Kind(
+        ERROR,
+        "b11dcfaeab684ed7913f5a4e2bff3555",
+        "a run failed: the one-line error, and its hint in MIGRESTORE_HINT",
+    ),
+    Kind("planned", "ee0f09ce9eca41cba81a89336d5e81d2", "apply planned its steps"),
+    Kind(
+        "planned_after_mig_enabled",
+        "d047c7c51b7b4446a811bd7456c0b8fe",
+        "apply planned the instances of GPUs whose profile table shows only with MIG on (R535)",
+    ),
+    Kind("mig_mode_set", "62cbedf677f84b74ab98ddc3e95f743b", "MIG mode was set on a GPU"),
+    Kind(
+        "resetting_gpus",
+        "aae433b1378a4fd0b528a6f032a45206",
+        "GPUs are reset so that a pending MIG mode takes effect",
+    ),
+    Kind(
+        "step_done",
+        "0eee9f8df41e403bb3f8eb617db9f2b9",
+        "a GPU or compute instance was destroyed or created",
+    ),
+    Kind(
+        "step_failed",
+        "df25cd9dbd494be1a032b1165b4f755a",
+        "a step failed on a GPU (the others go on)",
+    ),
+    Kind(
+        "gpu_unreadable",
+        "4c4c1bbed1b64fc78b66edbf5797aac6",
+        "a GPU cannot be read (fallen off the bus, GpuIsLost)",
+    ),
+    Kind(
+        "stopping_gpu_client",
+        "a2506a7f4933481f91a19434b37f5e33",
+        "a driver-client unit is stopped for a reset or a destroy",
+    ),
+    Kind("unit_stopped", "8339f1ecf7d24ff0ad9638ca825ca11f", "a unit stopped (debug)"),
+    Kind(
+        "starting_gpu_clients",
+        "f29d73be8dcc44cfad37b371af1d8ac4",
+        "the stopped driver clients are started again",
+    ),
+    Kind(
+        "gpu_clients_not_restarted",
+        "1b5a7afc7b1b4387b4c8cc32bc447eeb",
+        "a stopped driver client did not start again",
+    ),
+    Kind(
+        "starting_units_left_stopped",
+        "89a0a9fc672949a68240ec4c22af0d77",
+        "units a killed earlier run left stopped are started",
+    ),
+    Kind("interrupted", "ed531b49a3f641d8bcd79896ecaca880", "SIGTERM or SIGINT: the run unwinds"),
+    Kind(
+        "nothing_to_restore",
+        "aa4801bac2e6482da2bead2e419732af",
+        "no layout file, or no entries in it: nothing was done",
+    ),
+    Kind(
+        "profile_renamed",
+        "1d11c478de734e4db37aab533cc97e25",
+        "a profile name the driver does not know was matched by geometry",
+    ),
+    Kind(
+        "mig_device_uuids_changed",
+        "ecc8206cfa7f408aadd5ac6b544b74e2",
+        "MIG device UUIDs differ from the previous run's",
+    ),
+    Kind(
+        "consumers_refreshed",
+        "68b9fd04d8664d918786a63382e6f9ed",
+        "after a live change, the MIG device consumers were restarted",
+    ),
+    Kind(
+        "gpu_consumers_refreshed",
+        "c9def01d72e0487fb3343ee5d31cfb16",
+        "the units that cache the MIG device list were restarted or rerun",
+    ),
+    Kind(
+        "refresh_unit_skipped",
+        "7f1822737d404c1687bf7873852d3f81",
+        "a consumer unit was not restarted: not running (debug)",
+    ),
+    Kind(
+        "refresh_failed",
+        "5457955ad9a64f56969d277ae5d90d16",
+        "restarting the MIG device consumers failed",
+    ),
+    Kind(
+        "device_nodes_created",
+        "ea73ba50e92c4835bf39f27e09f1663a",
+        "/dev/nvidia-caps nodes were made for new instances",
+    ),
+    Kind(
+        "device_nodes_failed",
+        "8510a2047f6c457e853ec2b94d9f1590",
+        "/dev/nvidia-caps nodes could not be made",
+    ),
+    Kind(
+        "run_record_not_saved",
+        "f9379fbfc5f44262958e97b5d77fc4de",
+        "the run record could not be written (the restore stands)",
+    ),
+    Kind(
+        "layout_digest_failed",
+        "81b6d42243fa4401a323d3cb60e15d8a",
+        "the layout file could not be read again for its digest",
+    ),
+    Kind(
+        "simulated_run_leaves_units_alone",
+        "aec222bd1aca4b6982b9ff552a8be3e0",
+        "a simulated run names the units it would stop or restart",
+    ),
+    Kind("sd_notify", "384384aba8f94b8384823279a71d4b76", "a notification to systemd (debug)"),
+    Kind(
+        "metrics_written",
+        "e75d4e4c3e954e9bbedfc4a80f988063",
+        "the node_exporter textfile metrics were written",
+    ),
+    Kind(
+        "metrics_not_written",
+        "f4d3110f20444d6abe8d875d5513a622",
+        "the metrics file was not written: no collector directory (debug) or a write error",
+    ),
+    Kind(
+        "verify_skipped",
+        "da9c2fa7e93849e382deb3c3ce9c8e96",
+        "verify --skip-during-apply found an apply running and did nothing",
+    ),
+    Kind(
+        "entry_selects_no_gpu_here",
+        "ec05f6c33c414133aa56b6114f96dcd9",
+        "an entry for a known model or device id (or optional) selects no GPU here: skipped",
+    ),
+)
+
+MESSAGE_IDS = {kind.event: kind.message_id for kind in KINDS}
