@@ -511,9 +511,7 @@ def _read_layout(ctx: Context) -> tuple[DesiredNode | None, Check]:
         text = f"no layout file at {path}: the boot unit restores nothing"
         return None, Check("layout", Status.WARN, text, f"migrestore export > {path}")
     try:
-        if not (ctx.allow_insecure_config or ctx.simulated):
-            config.check_ownership(path)
-        desired = config.load(path)
+        desired = config.load(path, root_only=not (ctx.allow_insecure_config or ctx.simulated))
     except ConfigError as exc:
         return None, Check("layout", Status.FAIL, str(exc), exc.hint)
     return desired, Check(
