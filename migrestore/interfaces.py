@@ -51,6 +51,14 @@ class Gpus(Protocol):
         """Reset these GPUs (what `nvidia-smi -r -i` does), with NVML shut down around it."""
         ...
 
+    def persistence(self, uuid: str) -> bool:
+        """Whether persistence mode is on (it holds the GPU like a client: resets are refused)."""
+        ...
+
+    def set_persistence(self, uuid: str, enabled: bool) -> None:
+        """Turn persistence mode on or off for this GPU alone."""
+        ...
+
     def destroy_compute_instance(self, uuid: str, gi_id: int, ci_id: int) -> None:
         """Destroy one compute instance."""
         ...
