@@ -19,7 +19,14 @@ from migrestore import persistence, runs
 from migrestore.consumers import KNOWN_GPU_CLIENTS
 from migrestore.errors import GpuError, MigrestoreError, UnitError
 from migrestore.events import log
-from migrestore.interfaces import RESET_TIMEOUT, UNIT_STOP_TIMEOUT, Gpus, Notifier, Units
+from migrestore.interfaces import (
+    RESET_TIMEOUT,
+    UNIT_START_TIMEOUT,
+    UNIT_STOP_TIMEOUT,
+    Gpus,
+    Notifier,
+    Units,
+)
 from migrestore.model import Placement
 from migrestore.plan import (
     CreateComputeInstance,
@@ -108,7 +115,7 @@ def execute(
         notifier.extend_timeout(UNIT_STOP_TIMEOUT * 2)
     problems: list[str] = []
     late = _persistence_left_off(gpus, options.state_dir, outcomes, problems)
-    with _units_stopped(units, stop, problems, options.state_dir) as stopped:
+    with _units_stopped(units, stop, problems, options.state_dir, notifier) as stopped:
         _run_all(todo, gpus, units, notifier, outcomes, _Run(options.state_dir, late))
     for uuid, problem in late.items():
         outcomes[uuid] = _failed_late(outcomes[uuid], problem)
@@ -156,15 +163,19 @@ def merged(first: Execution, then: Execution) -> Execution:
 
 @contextmanager
 def _units_stopped(
-    units: Units, wanted: tuple[str, ...], problems: list[str], state_dir: Path | None
+    units: Units,
+    wanted: tuple[str, ...],
+    problems: list[str],
+    state_dir: Path | None,
+    notifier: Notifier,
 ) -> Iterator[tuple[str, ...]]:
     """Stop the active ones of `wanted`; start exactly those again afterwards, in reverse order,
     whatever happened (an exception, SIGTERM). They are noted in `state_dir` before the first
     stop and the note is dropped once they were started, so a SIGKILL leaves the next run the list.
 
     A unit that will not stop aborts the run before any GPU is touched (after starting again what
-    was stopped); a unit that will not start again is reported in `problems`, the GPUs' results
-    are kept.
+    was stopped); a unit that will not start again (its start job is awaited) is reported in
+    `problems`, the GPUs' results are kept.
     """
     active = units.active(wanted) if wanted else ()
     if active and state_dir is not None:
@@ -178,6 +189,8 @@ def _units_stopped(
         if stopped:
             again = restart_order(tuple(stopped))
             log.info("starting_gpu_clients", units=",".join(again))
+            notifier.status(f"starting GPU clients again: {', '.join(again)}")
+            notifier.extend_timeout(UNIT_START_TIMEOUT + 30)
             try:
                 units.start(again)
             except UnitError as exc:

@@ -10,10 +10,12 @@ from migrestore.model import MigMode, ModeChange, NodeState, Placement
 Detail = Literal["layout", "processes", "full"]
 """How much of each GPU to read: the layout only; plus processes; plus UUIDs, minors, memory."""
 
-# How long one GPU reset may take, and one unit's stop job: the adapters give up after this, and
-# the executor extends systemd's start timeout by it (for each reset batch, and for stops).
+# How long one GPU reset may take, and one unit's stop or start job: the adapters give up after
+# this, and the executor extends systemd's start timeout by it (for each reset batch, for stops,
+# and for starting the stopped units again, which is awaited).
 RESET_TIMEOUT = 120.0
 UNIT_STOP_TIMEOUT = 120.0
+UNIT_START_TIMEOUT = 120.0
 
 
 class Gpus(Protocol):
@@ -90,7 +92,8 @@ class Units(Protocol):
         ...
 
     def start(self, names: tuple[str, ...]) -> None:
-        """Queue start jobs for these units without waiting for them."""
+        """Start these units and wait for their start jobs (not for those that wait for this
+        run's own unit); UnitError names every unit that did not start."""
         ...
 
 
