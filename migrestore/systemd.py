@@ -104,6 +104,15 @@ def statuses_of(rows: Sequence[Sequence[Any]], names: tuple[str, ...]) -> dict[s
     }
 
 
+def dbus_message(exc: BaseException) -> str:
+    """What systemd or the bus said, without pystemd's decoration: its DBusBaseError reads
+    `b'org.freedesktop...'[err -22]: b'Operation refused, ...'` plus a second line about itself."""
+    message = text(getattr(exc, "err_message", b"") or b"")
+    if message:
+        return message
+    return str(exc).split("\nThis is DBusBaseError", 1)[0]
+
+
 def text(value: Any) -> str:
     """pystemd returns bytes for D-Bus strings and object paths."""
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -288,7 +297,8 @@ class SystemdUnits:
                 SYSTEMD, path, interface, method, apply_signature(signature, args)
             )
         except self._dbus_error() as exc:
-            raise UnitError(f"systemd refused to {what} on the {self.bus_name}: {exc}") from exc
+            problem = dbus_message(exc)
+            raise UnitError(f"systemd refused to {what} on the {self.bus_name}: {problem}") from exc
         return reply.body
 
     @staticmethod
@@ -314,7 +324,8 @@ class SystemdUnits:
             bus.open()
         except DBusBaseError as exc:
             raise UnitError(
-                f"cannot reach systemd on the {self.bus_name} (D-Bus unavailable): {exc}",
+                f"cannot reach systemd on the {self.bus_name} (D-Bus unavailable): "
+                f"{dbus_message(exc)}",
                 hint="is dbus running? units that hold the GPUs cannot be stopped without it",
             ) from exc
         try:
