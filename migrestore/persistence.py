@@ -40,7 +40,7 @@ def lifted(
     lift = Lift()
     on = [uuid for uuid in uuids if _is_on(gpus, uuid, lift)]
     if on and state_dir is not None:
-        runs.remember_persistence_off(state_dir, tuple(on))
+        _note(state_dir, tuple(on))
     try:
         for uuid in on:
             _turn_off(gpus, uuid, lift)
@@ -52,6 +52,15 @@ def lifted(
                 problems[uuid] = problem
         if on and state_dir is not None and not any(u in problems for u in on):
             runs.forget_persistence_off(state_dir)
+
+
+def _note(state_dir: Path, uuids: tuple[str, ...]) -> None:
+    """Note the GPUs for the run after a SIGKILL; a state directory that cannot take the note
+    costs only that (the reset matters more), with a warning."""
+    try:
+        runs.remember_persistence_off(state_dir, uuids)
+    except OSError as exc:
+        log.warning("persistence_off_not_noted", state_dir=str(state_dir), error=str(exc))
 
 
 def _is_on(gpus: Gpus, uuid: str, lift: Lift) -> bool:

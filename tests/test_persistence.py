@@ -113,6 +113,18 @@ def test_a_client_still_blocks_with_persistence_off_and_it_is_on_again(tmp_path:
     assert persistence(host) == [True]
 
 
+def test_a_state_directory_that_cannot_take_the_note_costs_only_the_note(tmp_path: Path) -> None:
+    """The note for a SIGKILL cannot be written (the state directory is a file): a warning, and
+    the reset with persistence mode off goes through; exit 0, persistence mode on again."""
+    host = make_host(tmp_path, (A100, 1), layout=LAYOUT)
+    blocked = tmp_path / "not-a-directory"
+    blocked.touch()
+    result = host.run("--state-dir", str(blocked), "apply")
+    assert result.code == 0, result
+    assert "persistence_off_not_noted" in result.err
+    assert persistence(host) == [True]
+
+
 def spawn_apply(host: Host, state_dir: Path) -> subprocess.Popen[str]:
     """`migrestore apply` on the host as a process."""
     command = [sys.executable, "-m", "migrestore", "--simulate", str(host.state)]
