@@ -12,8 +12,9 @@ migrestore's plan. bench/README.md states the definition; in short:
   one info per compute instance;
 - apply, additionally: one SetMigMode per GPU whose mode is wrong (Ampere: re-read its mode); one
   reset per batch of pending Ampere GPUs (bus id read before, NVML shut down and initialised
-  around it, then a handle by UUID for every changed GPU, and the mode of each GPU reset); one
-  process list per GPU that loses instances; one
+  around it, then a handle by UUID for every changed GPU, and the mode of each GPU reset);
+  persistence mode off and on again for each GPU reset, and read back (the simulated hosts have
+  it on, as DGX hosts do, and it blocks a reset); one process list per GPU that loses instances; one
   destroy per surplus compute or GPU instance, one create per missing one; and the read-back
   the design requires of every changed GPU (mode and instances).
 """
@@ -29,6 +30,7 @@ from bench.layouts import Compute, Gpu, GpuLayout, Instance
 
 SET_MODE = "nvmlDeviceSetMigMode"
 RESET = "reset_gpus"
+SET_PERSISTENCE = "nvmlDeviceSetPersistenceMode"
 CREATE_GI = "nvmlDeviceCreateGpuInstanceWithPlacement"
 CREATE_CI = "nvmlGpuInstanceCreateComputeInstanceWithPlacement"
 DESTROY_GI = "nvmlGpuInstanceDestroy"
@@ -38,6 +40,7 @@ DESTROY_CI = "nvmlComputeInstanceDestroy"
 MUTATING: Mapping[str, str] = {
     SET_MODE: "mode",
     RESET: "reset",
+    SET_PERSISTENCE: "persistence",
     "nvmlDeviceCreateGpuInstance": "create GI",
     CREATE_GI: "create GI",
     "nvmlGpuInstanceCreateComputeInstance": "create CI",
@@ -50,7 +53,7 @@ WHOLE_HOST_VERBS = frozenset({"status", "export"})  # they describe every GPU, s
 
 
 def is_mutating(function: str) -> bool:
-    """True for calls that change a GPU (mode, reset, create, destroy)."""
+    """True for calls that change a GPU (mode, reset, persistence, create, destroy)."""
     return function in MUTATING
 
 
@@ -185,6 +188,8 @@ def _gpu_apply(gpu: Gpu, target: GpuLayout) -> Counter[str]:
         calls["nvmlDeviceGetMigMode"] += 1  # pending or current? pynvml does not raise
         calls["nvmlDeviceGetPciInfo"] += 1  # the bus id nvidia-smi -r takes
         calls["nvmlDeviceGetMigMode"] += 1  # after the reset
+        calls[SET_PERSISTENCE] += 2  # off for the reset (it blocks one), then on again
+        calls["nvmlDeviceGetPersistenceMode"] += 1  # on again? (issue 11)
     calls["nvmlDeviceGetMigMode"] += 1  # the read-back
     return calls + _instances(gpu.model, target.instances if target.mig else ())
 

@@ -83,7 +83,7 @@ def text(report: Report) -> str:
     """The table and its notes."""
     lines = [
         f"migrestore benchmark on simulated hosts: latency model x{report.scale:g} "
-        "(reads: real H200 timings; mode, reset, create, destroy: estimates)"
+        "(reads: real H200 timings; mode, reset, persistence, create, destroy: estimates)"
         + (", --quick" if report.quick else ""),
         f"python {platform.python_version()}, {os.cpu_count()} CPU(s), load average "
         f"{report.load[0]:.2f} before, {report.load[1]:.2f} after; "

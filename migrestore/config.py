@@ -1,14 +1,15 @@
-"""The layout file: TOML -> DesiredNode with key-path errors, and a host's state back to TOML.
+"""The layout file: TOML -> DesiredNode with key-path errors (writer.py writes layout files).
 
 `load`/`parse` check everything that can be checked without a GPU: keys, types, numbers, the
 version, the shape of selectors. Every problem is one ConfigError line
 `<file>: <key path>: <what is wrong>`. Profile names, capacity and placements depend on each GPU's
-profile table: the planner checks them. `dump` writes the current state so that `apply` reproduces
-it exactly (`migrestore export`); `digest` and `check_ownership` serve the CLI.
+profile table: the planner checks them. `load(root_only=True)` reads the file only if root alone
+could have written it (`safepath`); `digest` serves the run records.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -16,11 +17,11 @@ import re
 import stat
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from migrestore import toml
+from migrestore import safepath, toml
 from migrestore.errors import ConfigError
 from migrestore.model import (
     ComputeSpec,
@@ -80,15 +81,17 @@ T = TypeVar("T")
 # ---- reading ----
 
 
-def load(path: Path) -> DesiredNode:
-    """Read and check the layout file at `path`."""
-    data = read_regular_file(path)
+def load(path: Path, *, root_only: bool = False) -> DesiredNode:
+    """Read and check the layout file at `path`. With `root_only`, refuse it unless only root
+    could have written it: the file, each directory above it and each link on the way, checked
+    on the descriptors that were opened, and the file read from the one that was checked."""
+    data = read_regular_file(path, root_only=root_only)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise ConfigError(f"{path}: line {line}: not UTF-8 text") from None
-    return parse(text, str(path))
+    return replace(parse(text, str(path)), sha256=hashlib.sha256(data).hexdigest())
 
 
 def parse(text: str, source: str = "<string>") -> DesiredNode:
@@ -109,47 +112,16 @@ def parse(text: str, source: str = "<string>") -> DesiredNode:
 
 def digest(path: Path) -> str:
     """The SHA-256 of the file's bytes, in hex (recorded with every run)."""
-    import hashlib
-
     return hashlib.sha256(read_regular_file(path)).hexdigest()
 
 
-def check_ownership(path: Path) -> None:
-    """Raise ConfigError unless root owns the file and its directory and no one else may write."""
-    resolved = path.resolve()
-    for place in dict.fromkeys((path, path.parent, resolved, resolved.parent)):
-        _check_owned_by_root(place)
-
-
-def _check_owned_by_root(place: Path) -> None:
-    try:
-        info = place.stat()
-    except OSError as error:
-        raise ConfigError(f"{place}: cannot check ownership: {error.strerror}") from None
-    if info.st_uid != 0:
-        raise ConfigError(
-            f"{place}: owned by uid {info.st_uid}, not root; the layout decides what runs at boot",
-            hint=f"chown root: {place}",
-        )
-    writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    if writable:
-        who = {stat.S_IWGRP: "its group", stat.S_IWOTH: "others"}.get(writable, "group and others")
-        raise ConfigError(
-            f"{place}: writable by {who} (mode {stat.S_IMODE(info.st_mode):04o}); only root may "
-            "change the layout",
-            hint=f"chmod go-w {place}",
-        )
-
-
-def read_regular_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+def read_regular_file(path: Path, limit: int = MAX_FILE_BYTES, *, root_only: bool = False) -> bytes:
     """The bytes of a regular file of at most `limit` bytes. A FIFO, device or directory is
-    refused without blocking (O_NONBLOCK, then fstat of the descriptor that was opened)."""
+    refused without blocking (O_NONBLOCK, then fstat of the descriptor that was opened). With
+    `root_only`, also refused unless only root could have written it (`safepath`)."""
+    fd, info = _open(path, root_only)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
-    try:
-        _check_regular(path, os.fstat(fd), limit)
+        _check_regular(path, info, limit)
         data = _read_at_most(fd, limit + 1)
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
@@ -158,6 +130,21 @@ def read_regular_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     if len(data) > limit:
         raise ConfigError(f"{path}: larger than {limit} bytes; not a layout file")
     return data
+
+
+def _open(path: Path, root_only: bool) -> tuple[int, os.stat_result]:
+    """A descriptor of `path` and its fstat (the caller closes it)."""
+    if root_only:
+        return safepath.open_root_only(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+    try:
+        return fd, os.fstat(fd)
+    except OSError as error:
+        os.close(fd)
+        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
 
 
 def _check_regular(path: Path, info: os.stat_result, limit: int) -> None:

@@ -1,9 +1,10 @@
 """Walk a plan: one adapter call per step, progress to the notifier, one GPU's failure isolated.
 
 Order across the host: refuse GPUs whose plan would destroy busy instances (unless forced); stop
-the driver-client units that are active, only if some step needs it (a reset or a destroy); set MIG
-modes; reset, in one go, only the GPUs whose mode is still pending; then per GPU destroy and create
-instances; finally start the stopped units again in reverse order, whatever happened.
+the driver-client units that are active, only if some step needs it (a mode change, a reset or a
+destroy); set MIG modes; reset, in one go, only the GPUs whose mode is still pending (refused, with
+persistence mode off for the GPUs that have it on, then each alone); then per GPU destroy and
+create instances; finally start the stopped units again in reverse order, whatever happened.
 """
 
 from __future__ import annotations
@@ -14,11 +15,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from migrestore import runs
+from migrestore import persistence, runs
 from migrestore.consumers import KNOWN_GPU_CLIENTS
 from migrestore.errors import GpuError, MigrestoreError, UnitError
 from migrestore.events import log
-from migrestore.interfaces import RESET_TIMEOUT, UNIT_STOP_TIMEOUT, Gpus, Notifier, Units
+from migrestore.interfaces import (
+    RESET_TIMEOUT,
+    UNIT_START_TIMEOUT,
+    UNIT_STOP_TIMEOUT,
+    Gpus,
+    Notifier,
+    Units,
+)
 from migrestore.model import Placement
 from migrestore.plan import (
     CreateComputeInstance,
@@ -63,6 +71,8 @@ class Execution:
 
     outcomes: tuple[GpuOutcome, ...]
     stopped_units: tuple[str, ...] = ()
+    # What went wrong outside any one GPU's steps: units that did not start again, persistence
+    # mode a killed run left off on a GPU no longer in the plan.
     unit_error: str = ""
 
 
@@ -76,8 +86,9 @@ class Options:
 
 
 def needs_units_stopped(plans: tuple[GpuPlan, ...]) -> bool:
-    """Driver clients get in the way only of resets and of destroying instances."""
-    blocking = (ResetGpu, DestroyGpuInstance, DestroyComputeInstance)
+    """Driver clients get in the way of mode changes (Ampere's reset; Hopper refuses the change
+    while a client holds the GPU, the safe assumption), resets and destroying instances."""
+    blocking = (SetMigMode, ResetGpu, DestroyGpuInstance, DestroyComputeInstance)
     return any(isinstance(step, blocking) for p in plans for step in p.steps)
 
 
@@ -108,9 +119,37 @@ def execute(
     if stop:
         notifier.extend_timeout(UNIT_STOP_TIMEOUT * 2)
     problems: list[str] = []
-    with _units_stopped(units, stop, problems, options.state_dir) as stopped:
-        _run_all(todo, gpus, units, notifier, outcomes)
+    late = _persistence_left_off(gpus, options.state_dir, outcomes, problems)
+    with _units_stopped(units, stop, problems, options.state_dir, notifier) as stopped:
+        _run_all(todo, gpus, units, notifier, outcomes, _Run(options.state_dir, late))
+    for uuid, problem in late.items():
+        outcomes[uuid] = _failed_late(outcomes[uuid], problem)
     return Execution(tuple(outcomes[p.gpu.uuid] for p in plans), stopped, "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the phases of one execution share: where notes go, and problems found after a GPU's
+    steps (persistence mode not on again), which fail it once its steps are done."""
+
+    state_dir: Path | None
+    late: dict[str, str]
+
+
+def _persistence_left_off(
+    gpus: Gpus, state_dir: Path | None, outcomes: dict[str, GpuOutcome], problems: list[str]
+) -> dict[str, str]:
+    """Persistence mode on again where a killed run left it off; the problems by GPU in the plan
+    (the others go to `problems`)."""
+    left = persistence.restore_left_off(gpus, state_dir)
+    problems += [f"{uuid}: {problem}" for uuid, problem in left.items() if uuid not in outcomes]
+    return {uuid: problem for uuid, problem in left.items() if uuid in outcomes}
+
+
+def _failed_late(outcome: GpuOutcome, problem: str) -> GpuOutcome:
+    """A GPU whose steps went through but whose persistence mode is not on again has failed."""
+    error = f"{outcome.error}; {problem}" if outcome.error else problem
+    return replace(outcome, error=error, failed_step=outcome.failed_step or "persistence mode on")
 
 
 def merged(first: Execution, then: Execution) -> Execution:
@@ -133,15 +172,19 @@ def merged(first: Execution, then: Execution) -> Execution:
 
 @contextmanager
 def _units_stopped(
-    units: Units, wanted: tuple[str, ...], problems: list[str], state_dir: Path | None
+    units: Units,
+    wanted: tuple[str, ...],
+    problems: list[str],
+    state_dir: Path | None,
+    notifier: Notifier,
 ) -> Iterator[tuple[str, ...]]:
     """Stop the active ones of `wanted`; start exactly those again afterwards, in reverse order,
     whatever happened (an exception, SIGTERM). They are noted in `state_dir` before the first
     stop and the note is dropped once they were started, so a SIGKILL leaves the next run the list.
 
     A unit that will not stop aborts the run before any GPU is touched (after starting again what
-    was stopped); a unit that will not start again is reported in `problems`, the GPUs' results
-    are kept.
+    was stopped); a unit that will not start again (its start job is awaited) is reported in
+    `problems`, the GPUs' results are kept.
     """
     active = units.active(wanted) if wanted else ()
     if active and state_dir is not None:
@@ -155,6 +198,8 @@ def _units_stopped(
         if stopped:
             again = restart_order(tuple(stopped))
             log.info("starting_gpu_clients", units=",".join(again))
+            notifier.status(f"starting GPU clients again: {', '.join(again)}")
+            notifier.extend_timeout(UNIT_START_TIMEOUT + 30)
             try:
                 units.start(again)
             except UnitError as exc:
@@ -183,6 +228,7 @@ def _run_all(
     units: Units,
     notifier: Notifier,
     outcomes: dict[str, GpuOutcome],
+    run: _Run,
 ) -> None:
     total = len(plans)
     progress = {p.gpu.uuid: _progress(notifier, n, total, p) for n, p in enumerate(plans, 1)}
@@ -190,7 +236,7 @@ def _run_all(
     _instance_phase(plans, gpus, progress, outcomes, before_mode=True)
     ready = tuple(p for p in plans if outcomes[p.gpu.uuid].ok)
     _set_modes(ready, gpus, progress, outcomes)
-    _reset_pending(ready, gpus, notifier, outcomes)
+    _reset_pending(ready, gpus, notifier, outcomes, run)
     _name_holding_units(units, outcomes)
     _instance_phase(plans, gpus, progress, outcomes, before_mode=False)
 
@@ -254,7 +300,7 @@ def _set_modes(
             try:
                 change = gpus.set_mig_mode(p.gpu.uuid, step.enabled)
             except MigrestoreError as exc:
-                outcomes[p.gpu.uuid] = _failed(outcomes[p.gpu.uuid], step, exc)
+                outcomes[p.gpu.uuid] = _failed(outcomes[p.gpu.uuid], step, _held(exc))
                 continue
             log.info(
                 "mig_mode_set",
@@ -274,9 +320,23 @@ def mode_change_in_words(enabled: bool, current: bool) -> str:
     return f"{'enable' if enabled else 'disable'} pending a GPU reset"
 
 
+def _held(exc: MigrestoreError) -> MigrestoreError:
+    """A mode change refused as IN_USE (Hopper and later, while something holds the GPU) says
+    what to do about it."""
+    if not isinstance(exc, GpuError) or exc.nvml_error != "InUse":
+        return exc
+    hint = "; a process or driver client holds the GPU: stop it, or list its unit in stop-units"
+    return GpuError(f"{exc}{hint}", nvml_error=exc.nvml_error)
+
+
 def _name_holding_units(units: Units, outcomes: dict[str, GpuOutcome]) -> None:
-    """A refused reset also names the GPU-client units still running (not in stop-units)."""
-    refused = [uuid for uuid, o in outcomes.items() if o.reset_pending]
+    """A refused reset or mode change also names the GPU-client units still running (those not
+    in stop-units)."""
+    refused = [
+        uuid
+        for uuid, o in outcomes.items()
+        if o.reset_pending or (o.nvml_error == "InUse" and o.failed_step.startswith("set MIG"))
+    ]
     if not refused:
         return
     try:
@@ -290,7 +350,11 @@ def _name_holding_units(units: Units, outcomes: dict[str, GpuOutcome]) -> None:
 
 
 def _reset_pending(
-    plans: tuple[GpuPlan, ...], gpus: Gpus, notifier: Notifier, outcomes: dict[str, GpuOutcome]
+    plans: tuple[GpuPlan, ...],
+    gpus: Gpus,
+    notifier: Notifier,
+    outcomes: dict[str, GpuOutcome],
+    run: _Run,
 ) -> None:
     """Reset, in one go, the GPUs whose wanted mode is still only pending."""
     due = [
@@ -305,7 +369,7 @@ def _reset_pending(
     notifier.extend_timeout(RESET_TIMEOUT * (len(due) + 1))
     notifier.status(f"resetting {len(due)} GPU(s) to apply MIG mode")
     log.info("resetting_gpus", gpus=",".join(p.gpu.pci for p in due))
-    errors = _reset_isolated(gpus, due)
+    errors = _reset_isolated(gpus, due, run, notifier)
     for p in due:
         error = errors.get(p.gpu.uuid) or _pending_after_reset(gpus, p)
         if error is not None:
@@ -335,15 +399,40 @@ def _pending_after_reset(gpus: Gpus, plan: GpuPlan) -> MigrestoreError | None:
     return None
 
 
-def _reset_isolated(gpus: Gpus, due: list[GpuPlan]) -> dict[str, MigrestoreError]:
-    """Reset all in one command; if refused, each GPU alone: one busy GPU blocks only itself."""
+def _reset_isolated(
+    gpus: Gpus, due: list[GpuPlan], run: _Run, notifier: Notifier
+) -> dict[str, MigrestoreError]:
+    """Reset all in one command; if refused, again with persistence mode off on the GPUs that
+    have it on (turned on again afterwards); if still refused, each GPU alone: one busy GPU blocks
+    only itself."""
     error = _try_reset(gpus, due)
     if error is None:
         return {}
-    if len(due) == 1:
-        return {due[0].gpu.uuid: error}
-    alone = {p.gpu.uuid: _try_reset(gpus, [p]) for p in due}
-    return {uuid: e for uuid, e in alone.items() if e is not None}
+    log.info("reset_refused", gpus=",".join(p.gpu.pci for p in due), error=str(error))
+    uuids = [p.gpu.uuid for p in due]
+    with persistence.lifted(gpus, uuids, run.state_dir, run.late) as lift:
+        if lift.off:
+            notifier.status(f"resetting {len(due)} GPU(s) with persistence mode off")
+            error = _try_reset(gpus, due)
+            if error is None:
+                return {}
+        alone: dict[str, MigrestoreError | None] = {due[0].gpu.uuid: error}
+        if len(due) > 1:
+            alone = {p.gpu.uuid: _try_reset(gpus, [p]) for p in due}
+    return {uuid: _with_persistence(e, uuid, lift) for uuid, e in alone.items() if e is not None}
+
+
+def _with_persistence(error: MigrestoreError, uuid: str, lift: persistence.Lift) -> MigrestoreError:
+    """A refused reset says whether persistence mode was off for it, or why it could not be."""
+    if uuid in lift.off:
+        extra = " (persistence mode was off for the reset)"
+    elif uuid in lift.refused:
+        extra = f"; {lift.refused[uuid]}"
+    else:
+        return error
+    if isinstance(error, GpuError):
+        return GpuError(f"{error}{extra}", nvml_error=error.nvml_error)
+    return MigrestoreError(f"{error}{extra}")
 
 
 def _try_reset(gpus: Gpus, group: list[GpuPlan]) -> MigrestoreError | None:

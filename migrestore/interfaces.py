@@ -10,10 +10,12 @@ from migrestore.model import MigMode, ModeChange, NodeState, Placement
 Detail = Literal["layout", "processes", "full"]
 """How much of each GPU to read: the layout only; plus processes; plus UUIDs, minors, memory."""
 
-# How long one GPU reset may take, and one unit's stop job: the adapters give up after this, and
-# the executor extends systemd's start timeout by it (for each reset batch, and for stops).
+# How long one GPU reset may take, and one unit's stop or start job: the adapters give up after
+# this, and the executor extends systemd's start timeout by it (for each reset batch, for stops,
+# and for starting the stopped units again, which is awaited).
 RESET_TIMEOUT = 120.0
 UNIT_STOP_TIMEOUT = 120.0
+UNIT_START_TIMEOUT = 120.0
 
 
 class Gpus(Protocol):
@@ -51,6 +53,14 @@ class Gpus(Protocol):
         """Reset these GPUs (what `nvidia-smi -r -i` does), with NVML shut down around it."""
         ...
 
+    def persistence(self, uuid: str) -> bool:
+        """Whether persistence mode is on (it holds the GPU like a client: resets are refused)."""
+        ...
+
+    def set_persistence(self, uuid: str, enabled: bool) -> None:
+        """Turn persistence mode on or off for this GPU alone."""
+        ...
+
     def destroy_compute_instance(self, uuid: str, gi_id: int, ci_id: int) -> None:
         """Destroy one compute instance."""
         ...
@@ -82,7 +92,8 @@ class Units(Protocol):
         ...
 
     def start(self, names: tuple[str, ...]) -> None:
-        """Queue start jobs for these units without waiting for them."""
+        """Start these units and wait for their start jobs (not for those that wait for this
+        run's own unit); UnitError names every unit that did not start."""
         ...
 
 

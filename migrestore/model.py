@@ -360,6 +360,8 @@ class DesiredNode:
     gpus: tuple[GpuSpec, ...]
     restore: RestoreOptions = field(default_factory=RestoreOptions)
     source: str = "<memory>"
+    # The SHA-256 of the bytes `config.load` read, for the run record (not part of the layout).
+    sha256: str = field(default="", compare=False)
 
 
 # ---- a layout resolved against one GPU ----

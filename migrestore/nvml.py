@@ -566,6 +566,18 @@ class NvmlGpus:
         finally:
             self.open()
 
+    def persistence(self, uuid: str) -> bool:
+        """Whether persistence mode is on."""
+        with self._nvml_errors("read the persistence mode"):
+            return bool(self._nvml.nvmlDeviceGetPersistenceMode(self._device(uuid)))
+
+    def set_persistence(self, uuid: str, enabled: bool) -> None:
+        """Persistence mode on or off for this GPU alone (what `nvidia-smi -i N -pm 0|1` does)."""
+        nvml = self._nvml
+        mode = nvml.NVML_FEATURE_ENABLED if enabled else nvml.NVML_FEATURE_DISABLED
+        with self._nvml_errors(f"turn persistence mode {'on' if enabled else 'off'}"):
+            nvml.nvmlDeviceSetPersistenceMode(self._device(uuid), mode)
+
     def destroy_compute_instance(self, uuid: str, gi_id: int, ci_id: int) -> None:
         """Destroy one compute instance."""
         nvml = self._nvml

@@ -6,7 +6,8 @@ CDI spec lists MIG devices too and is rewritten by its `nvidia-cdi-refresh.servi
 after `apply` changed the layout of a running host, the configured `[restore] refresh-units` that
 are running are restarted, and the CDI refresh oneshot (normally inactive: it has exited) is run
 again if it exists. Never at boot: these units are ordered after migrestore and start afterwards
-anyway. Restart is stop-then-start over `interfaces.Units`; the start is queued, not awaited.
+anyway. Restart is stop-then-start over `interfaces.Units`; the start is awaited (a unit that
+fails to start again is named), except where it waits for this run's own unit.
 """
 
 from __future__ import annotations

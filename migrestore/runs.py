@@ -20,6 +20,7 @@ RECORD_NAME = "last-run.json"
 HISTORY_NAME = "runs.jsonl"
 HISTORY_KEEP = 100
 STOPPED_NAME = "stopped-units.json"  # driver clients a run stopped and has not started again
+PERSISTENCE_NAME = "persistence-off.json"  # GPUs a run turned persistence mode off on, not yet on
 
 
 @dataclass(frozen=True)
@@ -166,25 +167,52 @@ def write_atomically(path: Path, text: str) -> None:
 def remember_stopped(state_dir: Path, units: tuple[str, ...]) -> None:
     """Before stopping driver clients: note them, atomically, so that a run killed before it
     started them again (SIGKILL) leaves the next run what to start."""
-    _private_dir(state_dir)
-    write_atomically(state_dir / STOPPED_NAME, json.dumps(list(units)) + "\n")
+    _note(state_dir, STOPPED_NAME, units)
 
 
 def forget_stopped(state_dir: Path) -> None:
     """The noted units were started again (a note left behind only starts them once more)."""
-    with contextlib.suppress(OSError):
-        os.unlink(state_dir / STOPPED_NAME)
+    _forget(state_dir, STOPPED_NAME)
 
 
 def left_stopped(state_dir: Path) -> tuple[str, ...]:
     """Units an earlier run stopped and did not start again (a damaged note counts as none)."""
+    return _noted(state_dir, STOPPED_NAME)
+
+
+def remember_persistence_off(state_dir: Path, uuids: tuple[str, ...]) -> None:
+    """Before turning persistence mode off for a reset: note the GPUs (as for stopped units)."""
+    _note(state_dir, PERSISTENCE_NAME, uuids)
+
+
+def forget_persistence_off(state_dir: Path) -> None:
+    """Persistence mode is on again on the noted GPUs."""
+    _forget(state_dir, PERSISTENCE_NAME)
+
+
+def left_persistence_off(state_dir: Path) -> tuple[str, ...]:
+    """GPUs (UUIDs) an earlier run turned persistence mode off on and did not turn it on again."""
+    return _noted(state_dir, PERSISTENCE_NAME)
+
+
+def _note(state_dir: Path, name: str, items: tuple[str, ...]) -> None:
+    _private_dir(state_dir)
+    write_atomically(state_dir / name, json.dumps(list(items)) + "\n")
+
+
+def _forget(state_dir: Path, name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(state_dir / name)
+
+
+def _noted(state_dir: Path, name: str) -> tuple[str, ...]:
     try:
-        names = json.loads((state_dir / STOPPED_NAME).read_text())
+        items = json.loads((state_dir / name).read_text())
     except (OSError, ValueError):
         return ()
-    if not isinstance(names, list):
+    if not isinstance(items, list):
         return ()
-    return tuple(dict.fromkeys(n for n in names if isinstance(n, str)))
+    return tuple(dict.fromkeys(n for n in items if isinstance(n, str)))
 
 
 def last(state_dir: Path) -> RunRecord | None:

@@ -21,11 +21,13 @@ from typing import Any
 
 from migrestore.errors import UnitError
 from migrestore.events import log
-from migrestore.interfaces import UNIT_STOP_TIMEOUT
+from migrestore.interfaces import UNIT_START_TIMEOUT, UNIT_STOP_TIMEOUT
 
 SYSTEMD = b"org.freedesktop.systemd1"
 MANAGER_PATH = b"/org/freedesktop/systemd1"
 MANAGER = b"org.freedesktop.systemd1.Manager"
+JOB = b"org.freedesktop.systemd1.Job"
+UNIT = b"org.freedesktop.systemd1.Unit"
 RUNNING_STATES = frozenset({"active", "activating", "reloading"})
 STOPPED_STATES = frozenset({"inactive", "failed"})
 POLL_INTERVAL = 0.05
@@ -39,6 +41,7 @@ class UnitStatus:
     load_state: str
     active_state: str
     job_type: str  # "" when no job is queued for the unit
+    sub_state: str = ""
 
     @property
     def running(self) -> bool:
@@ -72,11 +75,25 @@ def parse_statuses(rows: Sequence[Sequence[Any]]) -> dict[str, UnitStatus]:
     """ListUnits rows (bytes, pystemd 0.7 to 0.15) -> statuses by unit name."""
     statuses = {}
     for row in rows:
-        name, _description, load, active, _sub, _following, _path, _job_id, job_type = (
+        name, _description, load, active, sub, _following, _path, _job_id, job_type = (
             text(field) for field in row[:9]
         )
-        statuses[name] = UnitStatus(name, load, active, job_type)
+        statuses[name] = UnitStatus(name, load, active, job_type, sub)
     return statuses
+
+
+def start_problem(status: UnitStatus, ran_since: bool) -> str | None:
+    """Why a unit whose start job is gone did not start, if it did not. `ran_since`: it left the
+    inactive state after the job was queued (a oneshot that ran and exited is inactive again)."""
+    if status.running or (status.active_state == "inactive" and ran_since):
+        return None
+    if status.active_state == "failed":
+        return f"{status.name} failed to start ({status.sub_state or 'failed'})"
+    if status.active_state == "inactive":
+        return (
+            f"{status.name} did not start (inactive: a dependency failed or a condition is unmet)"
+        )
+    return f"{status.name} is {status.active_state} after its start job"
 
 
 def statuses_of(rows: Sequence[Sequence[Any]], names: tuple[str, ...]) -> dict[str, UnitStatus]:
@@ -85,6 +102,15 @@ def statuses_of(rows: Sequence[Sequence[Any]], names: tuple[str, ...]) -> dict[s
     return {
         name: loaded.get(name, UnitStatus(name, "not-loaded", "inactive", "")) for name in names
     }
+
+
+def dbus_message(exc: BaseException) -> str:
+    """What systemd or the bus said, without pystemd's decoration: its DBusBaseError reads
+    `b'org.freedesktop...'[err -22]: b'Operation refused, ...'` plus a second line about itself."""
+    message = text(getattr(exc, "err_message", b"") or b"")
+    if message:
+        return message
+    return str(exc).split("\nThis is DBusBaseError", 1)[0]
 
 
 def text(value: Any) -> str:
@@ -96,10 +122,14 @@ class SystemdUnits:
     """interfaces.Units over D-Bus: which driver clients run, stop them, start them again."""
 
     def __init__(
-        self, user_mode: bool | None = None, stop_timeout: float = UNIT_STOP_TIMEOUT
+        self,
+        user_mode: bool | None = None,
+        stop_timeout: float = UNIT_STOP_TIMEOUT,
+        start_timeout: float = UNIT_START_TIMEOUT,
     ) -> None:
         self.user_mode = user_bus_requested(os.environ) if user_mode is None else user_mode
         self.stop_timeout = stop_timeout
+        self.start_timeout = start_timeout
 
     @property
     def bus_name(self) -> str:
@@ -124,19 +154,102 @@ class SystemdUnits:
             self._wait_stopped(bus, names)
 
     def start(self, names: tuple[str, ...]) -> None:
-        """Queue start jobs in the given order and return at once (never wait: a unit ordered
-        after migrestore would wait for us). Every unit is tried; failures are raised together."""
+        """Queue start jobs in the given order, wait (bounded) until each has finished, and raise
+        one UnitError naming every unit that did not start: refused, failed, inactive after its
+        job, or still starting at the timeout. Every unit is tried.
+
+        A job that waits, directly or through other jobs, for the start job of the unit this
+        process runs in is not waited for: it can only run once we are done (`systemctl restart
+        migrestore` starting a unit ordered after migrestore.service). It is logged instead.
+        """
         if not names:
             return
         failures = []
         with self._bus() as bus:
+            queued_at = time.monotonic()
+            jobs = {}
             for name in names:
+                self._pin(bus, name)
                 try:
-                    self._queue_job(bus, "start", name)
+                    jobs[name] = text(self._queue_job(bus, "start", name))
                 except UnitError as exc:
                     failures.append(str(exc))
+            behind_us = self._waiting_for_us(bus, set(jobs.values()))
+            for name in (n for n, job in jobs.items() if job in behind_us):
+                log.info("start_not_awaited", unit=name, reason="ordered after this run's unit")
+            awaited = {n: job for n, job in jobs.items() if job not in behind_us}
+            failures += self._wait_started(bus, awaited, queued_at)
         if failures:
             raise UnitError("; ".join(failures))
+
+    def _wait_started(self, bus: Any, jobs: dict[str, str], queued_at: float) -> list[str]:
+        """Poll until each unit's start job is gone; what went wrong, per unit."""
+        deadline = time.monotonic() + self.start_timeout
+        pending = dict(jobs)
+        failures = []
+        while pending:
+            live = {text(row[4]) for row in self._call(bus, "list jobs", b"ListJobs", b"", [])}
+            done = tuple(name for name, job in pending.items() if job not in live)
+            statuses = self._statuses(bus, done) if done else {}
+            for name in done:
+                del pending[name]
+                ran = self._left_inactive_since(bus, name, queued_at)
+                problem = start_problem(statuses[name], ran)
+                if problem:
+                    failures.append(problem)
+                else:
+                    log.debug("unit_started", unit=name, state=statuses[name].active_state)
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(pending)
+                failures.append(f"still starting after {self.start_timeout:g}s: {names}")
+                break
+            if pending:
+                time.sleep(POLL_INTERVAL)
+        return failures
+
+    def _pin(self, bus: Any, name: str) -> None:
+        """Keep the unit loaded while this connection lives (RefUnit), so that a oneshot that ran
+        and exited still shows when it ran instead of being unloaded at once."""
+        try:
+            self._call(bus, f"pin {name}", b"RefUnit", b"s", [name.encode()])
+        except UnitError as exc:
+            log.debug("unit_not_pinned", unit=name, error=str(exc))
+
+    def _left_inactive_since(self, bus: Any, name: str, since: float) -> bool:
+        """Whether the unit left the inactive state after `since` (time.monotonic(), the clock
+        systemd's monotonic timestamps use)."""
+        try:
+            path = self._call(bus, f"find {name}", b"GetUnit", b"s", [name.encode()])
+            left = bus.get_property(SYSTEMD, path, UNIT, b"InactiveExitTimestampMonotonic", b"t")
+        except (UnitError, self._dbus_error()):
+            return False
+        return bool(int(left) > since * 1_000_000)
+
+    def _waiting_for_us(self, bus: Any, jobs: set[str]) -> set[str]:
+        """Those of `jobs` that wait, directly or not, for a job of the unit we run in."""
+        if not jobs:
+            return set()
+        try:
+            ours = text(self._call(bus, "find our unit", b"GetUnitByPID", b"u", [os.getpid()]))
+        except UnitError:
+            return set()  # not in a unit of this manager
+        listed = self._call(bus, "list jobs", b"ListJobs", b"", [])
+        frontier = [text(row[4]) for row in listed if text(row[5]) == ours]
+        behind: set[str] = set()
+        while frontier:
+            job = frontier.pop()
+            try:
+                after = self._call(
+                    bus, "list waiting jobs", b"GetAfter", b"", [], job.encode(), JOB
+                )
+            except UnitError:
+                continue  # the job finished meanwhile
+            for row in after:
+                waiting = text(row[4])
+                if waiting not in behind:
+                    behind.add(waiting)
+                    frontier.append(waiting)
+        return behind & jobs
 
     def _wait_stopped(self, bus: Any, names: tuple[str, ...]) -> None:
         deadline = time.monotonic() + self.stop_timeout
@@ -158,25 +271,42 @@ class SystemdUnits:
                 raise UnitError(f"units did not stop within {self.stop_timeout:g}s: {states}")
             time.sleep(POLL_INTERVAL)
 
-    def _queue_job(self, bus: Any, verb: str, name: str) -> None:
+    def _queue_job(self, bus: Any, verb: str, name: str) -> Any:
+        """Queue a stop or start job; its object path."""
         method = b"StopUnit" if verb == "stop" else b"StartUnit"
-        self._call(bus, f"{verb} {name}", method, b"ss", [name.encode(), b"replace"])
+        return self._call(bus, f"{verb} {name}", method, b"ss", [name.encode(), b"replace"])
 
     def _statuses(self, bus: Any, names: tuple[str, ...]) -> dict[str, UnitStatus]:
         rows = self._call(bus, "list units", b"ListUnits", b"", [])
         return statuses_of(rows, names)
 
-    def _call(self, bus: Any, what: str, method: bytes, signature: bytes, args: list[Any]) -> Any:
-        from pystemd.dbusexc import DBusBaseError
+    def _call(
+        self,
+        bus: Any,
+        what: str,
+        method: bytes,
+        signature: bytes,
+        args: list[Any],
+        path: bytes = MANAGER_PATH,
+        interface: bytes = MANAGER,
+    ) -> Any:
         from pystemd.dbuslib import apply_signature
 
         try:
             reply = bus.call_method(
-                SYSTEMD, MANAGER_PATH, MANAGER, method, apply_signature(signature, args)
+                SYSTEMD, path, interface, method, apply_signature(signature, args)
             )
-        except DBusBaseError as exc:
-            raise UnitError(f"systemd refused to {what} on the {self.bus_name}: {exc}") from exc
+        except self._dbus_error() as exc:
+            problem = dbus_message(exc)
+            raise UnitError(f"systemd refused to {what} on the {self.bus_name}: {problem}") from exc
         return reply.body
+
+    @staticmethod
+    def _dbus_error() -> type[Exception]:
+        from pystemd.dbusexc import DBusBaseError
+
+        error: type[Exception] = DBusBaseError
+        return error
 
     @contextmanager
     def _bus(self) -> Iterator[Any]:
@@ -194,7 +324,8 @@ class SystemdUnits:
             bus.open()
         except DBusBaseError as exc:
             raise UnitError(
-                f"cannot reach systemd on the {self.bus_name} (D-Bus unavailable): {exc}",
+                f"cannot reach systemd on the {self.bus_name} (D-Bus unavailable): "
+                f"{dbus_message(exc)}",
                 hint="is dbus running? units that hold the GPUs cannot be stopped without it",
             ) from exc
         try:

@@ -1,9 +1,8 @@
-"""The layout file: parsing, every error message, reading files, digest and ownership checks."""
+"""The layout file: parsing, every error message, reading files and the digest."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -503,71 +502,3 @@ class TestDigest:
         """A file that cannot be read is a ConfigError."""
         with pytest.raises(ConfigError, match="cannot read"):
             config.digest(tmp_path / "absent.toml")
-
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own files as root")
-
-
-class TestOwnership:
-    """Only root may be able to change what runs at boot."""
-
-    @pytest.fixture
-    def layout(self, tmp_path: Path) -> Path:
-        """A layout file in its own directory, both root-only writable."""
-        directory = tmp_path / "etc"
-        directory.mkdir(mode=0o755)
-        directory.chmod(0o755)
-        path = directory / "migrestore.toml"
-        path.write_text("version = 1\n")
-        path.chmod(0o644)
-        return path
-
-    @needs_root
-    def test_root_owned_file_passes(self, layout: Path) -> None:
-        """A 0644 root file in a 0755 root directory is accepted."""
-        config.check_ownership(layout)
-        assert layout.stat().st_uid == 0
-
-    @needs_root
-    @pytest.mark.parametrize(
-        ("mode", "who"), [(0o664, "its group"), (0o646, "others"), (0o666, "group and others")]
-    )
-    def test_writable_file(self, layout: Path, mode: int, who: str) -> None:
-        """A file writable by group or others is refused, with the fix as a hint."""
-        layout.chmod(mode)
-        with pytest.raises(ConfigError) as caught:
-            config.check_ownership(layout)
-        expected = f"{layout}: writable by {who} (mode {mode:04o}); only root may change the layout"
-        assert str(caught.value) == expected
-        assert caught.value.hint == f"chmod go-w {layout}"
-
-    @needs_root
-    def test_writable_directory(self, layout: Path) -> None:
-        """A directory others can write to is refused (they could replace the file)."""
-        layout.parent.chmod(0o777)
-        with pytest.raises(ConfigError) as caught:
-            config.check_ownership(layout)
-        assert str(caught.value).startswith(f"{layout.parent}: writable by group and others")
-
-    @needs_root
-    def test_file_owned_by_someone_else(self, layout: Path) -> None:
-        """A file not owned by root is refused."""
-        os.chown(layout, 1000, 0)
-        with pytest.raises(ConfigError) as caught:
-            config.check_ownership(layout)
-        assert str(caught.value) == (
-            f"{layout}: owned by uid 1000, not root; the layout decides what runs at boot"
-        )
-
-    @needs_root
-    def test_symlink_target_directory_is_checked(self, layout: Path, tmp_path: Path) -> None:
-        """A symlink into a world-writable directory is refused."""
-        unsafe = tmp_path / "unsafe"
-        unsafe.mkdir()
-        unsafe.chmod(0o777)
-        target = unsafe / "real.toml"
-        target.write_text("version = 1\n")
-        link = layout.parent / "link.toml"
-        link.symlink_to(target)
-        with pytest.raises(ConfigError, match=re.escape(f"{unsafe}: writable by")):
-            config.check_ownership(link)

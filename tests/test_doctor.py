@@ -158,7 +158,12 @@ def test_reset_blockers_on_ampere_are_named(tmp_path: Path) -> None:
     assert "nv-hostengine (pid 812)" in processes.message
     assert checks["reset.nvidia-drm"].status is Status.WARN
     assert "rmmod nvidia_drm" in checks["reset.nvidia-drm"].hint
-    assert checks["reset.persistence"].status is Status.WARN
+    persistence = checks["reset.persistence"]
+    assert persistence.status is Status.PASS  # apply lifts it for each GPU it resets
+    assert persistence.message == (
+        "persistence mode is on: GPU 0: apply turns persistence mode off for each GPU it resets, "
+        "and on again"
+    )
     fabric = checks["reset.fabric-manager"]
     assert fabric.status is Status.WARN
     assert "nvidia-fabricmanager.service is not running" in fabric.message
@@ -192,7 +197,7 @@ def test_systemd_out_of_reach_is_a_warning(tmp_path: Path) -> None:
     checks = by_id(doctor.diagnose(context(tmp_path, state, tmp_path / "root"), units))
     assert checks["reset.units"].status is Status.WARN
     assert "D-Bus unavailable" in checks["reset.units"].message
-    assert checks["reset.persistence"].status is Status.WARN  # found in /proc instead
+    assert checks["reset.persistence"].message.startswith("persistence mode is on: GPU 0")
     assert checks["reset.fabric-manager"].status is Status.WARN
 
 

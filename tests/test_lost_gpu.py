@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import socket
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from migrestore import simulator
+from migrestore import cli, simulator
 
 from .simhost import ROOT, Host, make_host
 from .test_apply import A100, H100, LAYOUT
@@ -154,3 +156,47 @@ def test_status_names_a_lost_gpu_and_a_reboot_brings_it_back(tmp_path: Path) -> 
     assert "GPU 0: cannot be read: could not read GPU 0: NVML GpuIsLost" in done.stdout
     simulator.reboot(host.state)
     assert host.run("apply").code == 0
+
+
+def simulate(*args: str) -> tuple[int, str, str]:
+    """`migrestore simulate ARGS...` in this process: exit status, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["simulate", *args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_simulate_fault_lose_picks_the_gpu_from_the_command_line(tmp_path: Path) -> None:
+    """`simulate fault --action lose --gpu 1` loses GPU 1 at that call: 0 and 2 restored, exit 1."""
+    host = make_host(tmp_path, (H100, 3), layout=LAYOUT)
+    state = str(host.state)
+    code, out, _ = simulate(
+        "fault", state, "--function", CREATE_GI, "--nth", "3", "--action", "lose", "--gpu", "1"
+    )
+    assert code == 0
+    assert out == (
+        f"SIMULATED host {state}: fault armed: GPU 1 falls off the bus just before call 3 of "
+        f"{CREATE_GI} from now\n"
+    )
+    assert host.run("apply").code == 1
+    restored_except(host, 1)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--action", "lose"),
+        ("--action", "lose", "--gpu", "0", "--error", "Unknown"),
+        ("--error", "Unknown", "--gpu", "0"),
+        ("--action", "kill-after"),
+        ("--action", "lose", "--gpu", "7"),
+    ],
+)
+def test_simulate_fault_lose_arguments_are_checked(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """lose needs --gpu (of a GPU that exists) and no --error; the others need --error and no
+    --gpu: exit 2 in one line, nothing armed."""
+    host = make_host(tmp_path, (H100, 1), layout=LAYOUT)
+    before = host.state.read_bytes()
+    code, out, err = simulate("fault", str(host.state), "--function", CREATE_GI, *args)
+    assert (code, out, err.count("\n")) == (2, "", 1), err
+    assert host.state.read_bytes() == before

@@ -52,6 +52,7 @@ def test_simulator_names_a100_80gb_profile_by_driver(
     """The A100-80GB's profile 2 is 3g.39gb on R535 and 3g.40gb from R550 on."""
     state = tmp_path / "host.json"
     simulator.init_host(state, [(A100, 1)], driver=driver)
+    simulator.set_persistence(state, 0, False)  # it would block the reset
     nvml = simulator.Simulator(state)
     nvml.nvmlInit()
     nvml.nvmlDeviceSetMigMode(nvml.nvmlDeviceGetHandleByIndex(0), 1)

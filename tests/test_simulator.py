@@ -38,6 +38,7 @@ from migrestore.simulator import (
     reset_counters,
     reset_gpus,
     set_latency,
+    set_persistence,
     unload_driver,
 )
 from migrestore.simulator import rules as simrules
@@ -52,10 +53,16 @@ H200, A100, A30, RTX = (
 )
 
 
-def new_host(tmp_path: Path, *gpus: tuple[str, int], sysroot: bool = False) -> Path:
-    """A fresh simulated host in tmp_path."""
+def new_host(
+    tmp_path: Path, *gpus: tuple[str, int], sysroot: bool = False, persistence: bool = False
+) -> Path:
+    """A fresh simulated host in tmp_path; persistence mode off unless asked for (it blocks the
+    resets these tests make; see test_persistence_blocks_resets_but_not_a_hopper_mode_change)."""
     state = tmp_path / "host.json"
     init_host(state, list(gpus), sysroot=tmp_path / "root" if sysroot else None)
+    if not persistence:
+        for index in range(sum(count for _, count in gpus)):
+            set_persistence(state, index, False)
     return state
 
 
@@ -282,15 +289,47 @@ def test_driver_version_decides_the_profile_index_range(tmp_path: Path) -> None:
 # ---- MIG mode, reset, reboot ----
 
 
-def test_hopper_mode_applies_at_once_despite_clients(tmp_path: Path) -> None:
-    """Hopper: SetMigMode takes effect immediately, driver clients or not."""
+def test_hopper_mode_applies_at_once_but_not_while_a_client_holds_the_gpu(tmp_path: Path) -> None:
+    """Hopper: SetMigMode takes effect immediately; with a driver client attached it is refused
+    (IN_USE, the mode unchanged: the safe assumption); asking for the mode it has is no change."""
     state = new_host(tmp_path, (H200, 1))
     attach(state, 0, "nvsm")
     nvml = opened(state)
-    dev = mig_on(nvml)
+    dev = nvml.nvmlDeviceGetHandleByIndex(0)
+    with pytest.raises(pynvml.NVMLError_InUse):
+        nvml.nvmlDeviceSetMigMode(dev, 1)
+    assert nvml.nvmlDeviceGetMigMode(dev) == [0, 0]
+    assert nvml.nvmlDeviceSetMigMode(dev, 0) == 0
+    detach(state, 0, "nvsm")
+    assert nvml.nvmlDeviceSetMigMode(dev, 1) == 0
     assert nvml.nvmlDeviceGetMigMode(dev) == [1, 1]
     assert nvml.nvmlDeviceSetMigMode(dev, 0) == 0
     assert nvml.nvmlDeviceGetMigMode(dev) == [0, 0]
+
+
+def test_persistence_blocks_resets_but_not_a_hopper_mode_change(tmp_path: Path) -> None:
+    """Persistence mode, on per GPU as on the real H200, holds the GPU: Ampere's activation is
+    IN_USE and nvidia-smi -r is refused until it is off for that GPU; Hopper changes mode with it
+    on. Each GPU has its own; set and read through NVML; a reboot turns it on again."""
+    state = new_host(tmp_path, (A100, 2), (H200, 1), persistence=True)
+    nvml = opened(state)
+    a100, other, h200 = (nvml.nvmlDeviceGetHandleByIndex(i) for i in range(3))
+    assert [nvml.nvmlDeviceGetPersistenceMode(d) for d in (a100, other, h200)] == [1, 1, 1]
+    assert nvml.nvmlDeviceSetMigMode(a100, 1) == pynvml.NVML_ERROR_IN_USE
+    assert nvml.nvmlDeviceSetMigMode(h200, 1) == pynvml.NVML_SUCCESS
+    assert nvml.nvmlDeviceGetMigMode(h200) == [1, 1]
+    nvml.nvmlDeviceSetPersistenceMode(a100, pynvml.NVML_FEATURE_DISABLED)
+    assert [nvml.nvmlDeviceGetPersistenceMode(d) for d in (a100, other, h200)] == [0, 1, 1]
+    with pytest.raises(pynvml.NVMLError_InvalidArgument):
+        nvml.nvmlDeviceSetPersistenceMode(a100, 2)
+    nvml.nvmlShutdown()
+    with pytest.raises(ResetRefused, match=r"00000000:0F:00.0.*persistence mode is on"):
+        reset_gpus(state, ["00000000:07:00.0", "00000000:0F:00.0"])
+    reset_gpus(state, ["00000000:07:00.0"])
+    nvml.nvmlInit()
+    assert nvml.nvmlDeviceGetMigMode(a100) == [1, 1]
+    reboot(state)
+    assert [nvml.nvmlDeviceGetPersistenceMode(d) for d in (a100, other, h200)] == [1, 1, 1]
 
 
 def test_ampere_mode_waits_for_a_reset(tmp_path: Path) -> None:

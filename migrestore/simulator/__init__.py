@@ -73,6 +73,7 @@ from migrestore.simulator.host import (
     reset_counters,
     reset_gpus,
     set_latency,
+    set_persistence,
     unload_driver,
 )
 from migrestore.simulator.rules import (
@@ -105,6 +106,7 @@ __all__ = [
     "reset_counters",
     "reset_gpus",
     "set_latency",
+    "set_persistence",
     "unload_driver",
 ]
 
@@ -384,8 +386,18 @@ class Simulator:
 
     @_nvml
     def nvmlDeviceGetPersistenceMode(self, handle: Any) -> int:
-        self._gpu(handle)
-        return int(pynvml.NVML_FEATURE_ENABLED)
+        enabled = self._gpu(handle).persistence
+        return int(pynvml.NVML_FEATURE_ENABLED if enabled else pynvml.NVML_FEATURE_DISABLED)
+
+    @_nvml
+    def nvmlDeviceSetPersistenceMode(self, handle: Any, mode: int) -> int:
+        gpu = self._gpu(handle)
+        if mode not in (pynvml.NVML_FEATURE_DISABLED, pynvml.NVML_FEATURE_ENABLED):
+            raise NvmlFailure(Ret.INVALID_ARGUMENT)
+        simstate.update_gpu(
+            self._store, gpu.uuid, lambda g: (replace(g, persistence=bool(mode)), None)
+        )
+        return int(pynvml.NVML_SUCCESS)
 
     # ---- MIG mode ----
 

@@ -64,6 +64,9 @@ DEFAULT_LATENCY: Final[Mapping[str, float]] = MappingProxyType(
         "nvmlDeviceGetCudaComputeCapability": 0.000008,  # measured
         "nvmlDeviceGetMemoryInfo": 0.000016,  # measured
         "nvmlDeviceGetPersistenceMode": 0.000015,  # measured
+        # estimate: off, the last client gone, the GPU state is torn down; on, it is set up again
+        # ("1-3 s" per GPU with ECC scrubbing, docs.nvidia.com/deploy/driver-persistence)
+        "nvmlDeviceSetPersistenceMode": 1.0,
         "nvmlDeviceGetMigMode": 0.000416,  # measured
         "nvmlDeviceGetMaxMigDeviceCount": 0.000266,  # measured
         "nvmlDeviceGetComputeRunningProcesses": 0.000121,  # measured
@@ -301,6 +304,15 @@ def detach(path: str | os.PathLike[str], gpu_index: int, client: str) -> None:
     _store(path).update(change)
 
 
+def set_persistence(path: str | os.PathLike[str], gpu_index: int, enabled: bool) -> None:
+    """Persistence mode of one GPU on or off (`nvidia-smi -i N -pm 1|0`)."""
+
+    def change(host: Host) -> tuple[Host, None]:
+        return host.with_gpu(replace(_gpu_at(host, gpu_index), persistence=enabled)), None
+
+    _store(path).update(change)
+
+
 def _reset_targets(host: Host, pci_bus_ids: Iterable[str]) -> list[SimGpu]:
     targets: list[SimGpu] = []
     for text in pci_bus_ids:
@@ -326,6 +338,11 @@ def _check_reset(host: Host, targets: list[SimGpu]) -> None:
         if gpu.clients:
             names = ", ".join(str(c) for c in gpu.clients)
             raise ResetRefused(f"GPU {gpu.pci_bus_id} could not be reset: In use by {names}")
+        if gpu.persistence:
+            raise ResetRefused(
+                f"GPU {gpu.pci_bus_id} could not be reset: In use by another client "
+                "(persistence mode is on)"
+            )
 
 
 def reset_gpus(path: str | os.PathLike[str], pci_bus_ids: Iterable[str]) -> None:

@@ -102,6 +102,10 @@ class SimGpu:
     instances: tuple[SimGpuInstance, ...] = ()
     clients: tuple[SimClient, ...] = ()
     lost: bool = False  # fallen off the bus: every call about it answers GPU_IS_LOST
+    # Persistence mode, on as read on the real H200 (nvidia-persistenced runs on such hosts). It
+    # holds the GPU like a client: it blocks a reset (and Ampere's own reset in SetMigMode), but
+    # not a Hopper mode change (NVIDIA's mig-parted toggles Hopper MIG with it on).
+    persistence: bool = True
 
     @property
     def model(self) -> ModelInfo:
@@ -346,15 +350,19 @@ def _with_gi(gpu: SimGpu, gi: SimGpuInstance) -> SimGpu:
 def set_mig_mode(gpu: SimGpu, enabled: bool) -> tuple[SimGpu, Ret]:
     """`nvmlDeviceSetMigMode`: the new state and the activation status pynvml returns.
 
-    Hopper and later apply the mode at once. Ampere keeps it pending until a GPU reset; with
-    driver clients attached the activation status is IN_USE.
+    Hopper and later apply the mode at once, but refuse (IN_USE, nothing changes) while a client
+    or process holds the GPU: unverified on real Hopper, the safe assumption (RM refuses GPU
+    instance creation while channels are alive). Ampere keeps the mode pending until a GPU
+    reset; with driver clients attached or persistence mode on, the activation status is IN_USE.
     """
     if not enabled and gpu.instances:
         raise NvmlFailure(Ret.IN_USE)
     if not gpu.model.architecture.mode_change_needs_reset:
+        if gpu.mig.current != enabled and gpu.clients:
+            raise NvmlFailure(Ret.IN_USE)
         return replace(gpu, mig=MigMode(enabled, enabled)), Ret.SUCCESS
     changed = replace(gpu, mig=MigMode(gpu.mig.current, enabled))
-    blocked = changed.mig.is_pending and bool(gpu.clients)
+    blocked = changed.mig.is_pending and (bool(gpu.clients) or gpu.persistence)
     return changed, Ret.IN_USE if blocked else Ret.SUCCESS
 
 
@@ -364,9 +372,12 @@ def after_reset(gpu: SimGpu) -> SimGpu:
 
 
 def after_reboot(gpu: SimGpu) -> SimGpu:
-    """A reboot (or driver reload): Ampere keeps its (pending) mode in the InfoROM, Hopper+ not."""
+    """A reboot (or driver reload): Ampere keeps its (pending) mode in the InfoROM, Hopper+ not.
+    Persistence mode is on again (nvidia-persistenced starts at boot)."""
     mode = gpu.mig.pending and gpu.model.architecture.mode_survives_reboot
-    return replace(gpu, mig=MigMode(mode, mode), instances=(), clients=(), lost=False)
+    return replace(
+        gpu, mig=MigMode(mode, mode), instances=(), clients=(), lost=False, persistence=True
+    )
 
 
 # ---- MIG devices and processes ----

@@ -132,6 +132,7 @@ def _gpu_json(gpu: SimGpu) -> dict[str, Any]:
             {"name": c.name, "pid": c.pid, "gi": c.gi_id, "ci": c.ci_id} for c in gpu.clients
         ],
         **({"lost": True} if gpu.lost else {}),
+        "persistence": gpu.persistence,
     }
 
 
@@ -200,6 +201,7 @@ def _gpu(row: dict[str, Any]) -> SimGpu:
         instances=instances,
         clients=clients,
         lost=bool(row.get("lost", False)),
+        persistence=bool(row.get("persistence", True)),
     )
 
 

@@ -312,7 +312,7 @@ def _record(
     return runs.RunRecord(
         time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=str(ctx.config),
-        config_sha256=_digest(ctx),
+        config_sha256=desired.sha256 or _digest(ctx),
         result={ExitCode.OK: "ok", ExitCode.PENDING: "reset-pending"}.get(code, "failed"),
         simulated=ctx.simulated,
         gpus=tuple(sorted((*gpus, *lost), key=lambda g: g.index)),

@@ -22,10 +22,7 @@ def emit(ctx: Context, text: str) -> None:
 
 def load_layout(ctx: Context) -> DesiredNode:
     """The layout file, refused if anyone but root could have written it (unless allowed)."""
-    desired = config.load(ctx.config)
-    if not (ctx.allow_insecure_config or ctx.simulated):
-        config.check_ownership(ctx.config)
-    return desired
+    return config.load(ctx.config, root_only=not (ctx.allow_insecure_config or ctx.simulated))
 
 
 def read(ctx: Context, *, details: Detail = "full") -> NodeState:

@@ -423,8 +423,7 @@ def _persistence(survey: Survey) -> Check:
     persistent = [g for g in survey.gpus if g.persistence]
     if persistent:
         which = ", ".join(f"GPU {g.index}" for g in persistent)
-        hint = "nvidia-smi -pm 0 on them (or stop nvidia-persistenced) before the mode change"
-        return _blocker(survey, "reset.persistence", f"persistence mode is on: {which}", hint)
+        return _persistence_handled(survey, f"persistence mode is on: {which}")
     if survey.active_units is None and not survey.files:
         return _skipped("reset.persistence")
     running = bool(survey.active_units and PERSISTENCED in survey.active_units)
@@ -435,8 +434,15 @@ def _persistence(survey: Survey) -> Check:
     if not running:
         text = "persistence mode off and nvidia-persistenced not running"
         return Check("reset.persistence", Status.PASS, text)
-    hint = "stop nvidia-persistenced for the mode change, or add it to [restore] stop-units"
-    return _blocker(survey, "reset.persistence", "nvidia-persistenced keeps the GPUs open", hint)
+    return _persistence_handled(survey, "nvidia-persistenced keeps the GPUs open")
+
+
+def _persistence_handled(survey: Survey, found: str) -> Check:
+    """Persistence mode blocks a reset, and apply lifts it for each GPU it resets."""
+    if not survey.needs_reset:
+        return _blocker(survey, "reset.persistence", found, "")
+    text = f"{found}: apply turns persistence mode off for each GPU it resets, and on again"
+    return Check("reset.persistence", Status.PASS, text)
 
 
 def _fabric_manager(survey: Survey) -> Check:
@@ -511,9 +517,7 @@ def _read_layout(ctx: Context) -> tuple[DesiredNode | None, Check]:
         text = f"no layout file at {path}: the boot unit restores nothing"
         return None, Check("layout", Status.WARN, text, f"migrestore export > {path}")
     try:
-        if not (ctx.allow_insecure_config or ctx.simulated):
-            config.check_ownership(path)
-        desired = config.load(path)
+        desired = config.load(path, root_only=not (ctx.allow_insecure_config or ctx.simulated))
     except ConfigError as exc:
         return None, Check("layout", Status.FAIL, str(exc), exc.hint)
     return desired, Check(

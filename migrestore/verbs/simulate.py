@@ -58,15 +58,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     fault.add_argument("--nth", type=int, default=1, help="which call from now fails (default 1)")
     fault.add_argument(
-        "--error", required=True, help="the NVML error, by name or number, e.g. NoPermission"
+        "--error", help="the NVML error, by name or number, e.g. NoPermission (not with lose)"
     )
     fault.add_argument(
         "--action",
         dest="fault_action",
-        choices=("raise", "kill-before", "kill-after"),
+        choices=("raise", "kill-before", "kill-after", "lose"),
         default="raise",
-        help="raise the error (default), or kill the process just before or after the call",
+        help="raise the error (default), kill the process just before or after the call, or "
+        "lose the --gpu GPU just before it",
     )
+    fault.add_argument("--gpu", type=int, metavar="N", help="with --action lose: the GPU's index")
     driver = _action(sub, "driver", "unload or load the simulated NVIDIA driver")
     driver.add_argument("state", help=STATE_HELP)
     what = driver.add_mutually_exclusive_group(required=True)
@@ -150,8 +152,7 @@ def _act(state: Path, args: argparse.Namespace) -> str:
         simulator.detach(state, args.gpu, args.client)
         return f"{args.client} detached from GPU {args.gpu}"
     if action == "fault":
-        simulator.inject_fault(state, args.function, args.nth, args.error, action=args.fault_action)
-        return _fault_text(args)
+        return _fault(state, args)
     if action == "driver" and args.unload:
         simulator.unload_driver(state, reload_after=args.reload_after)
         later = "" if args.reload_after is None else f", loads again in {args.reload_after:g} s"
@@ -177,8 +178,21 @@ def _init(state: Path, args: argparse.Namespace) -> str:
     return f"created: {made}, driver {driver_version(args.driver)}, MIG off"
 
 
-def _fault_text(args: argparse.Namespace) -> str:
+def _fault(state: Path, args: argparse.Namespace) -> str:
+    """Arm one fault; `--error` for raise and kill-*, `--gpu` for lose (and only there)."""
+    from migrestore import simulator
+
+    lose = args.fault_action == "lose"
+    if lose and (args.gpu is None or args.error is not None):
+        raise ConfigError("simulate fault --action lose takes --gpu N and no --error")
+    if not lose and (args.error is None or args.gpu is not None):
+        raise ConfigError(f"simulate fault --action {args.fault_action} takes --error and no --gpu")
+    error = "GpuIsLost" if lose else args.error
+    gpu = args.gpu if lose else -1
+    simulator.inject_fault(state, args.function, args.nth, error, action=args.fault_action, gpu=gpu)
     call = f"call {args.nth} of {args.function} from now"
+    if lose:
+        return f"fault armed: GPU {args.gpu} falls off the bus just before {call}"
     if args.fault_action == "raise":
         return f"fault armed: {call} fails with {args.error}"
     when = args.fault_action.removeprefix("kill-")

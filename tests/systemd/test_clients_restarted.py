@@ -80,3 +80,26 @@ def test_sigterm_starts_the_stopped_clients_and_exits_non_zero(
     assert running.returncode == 130, err
     wait_until(lambda: booted.state("dcgm.service") == "active", 10)
     assert runs.left_stopped(state_dir) == ()
+
+
+def test_a_client_that_will_not_start_again_fails_the_run(
+    tmp_path: Path, booted: UserManager
+) -> None:
+    """dcgm is stopped for the reset but its start fails afterwards: apply awaits the start job
+    and exits 1 naming the unit and its state, never "stopped and restarted"."""
+    refuse = tmp_path / "refuse-to-start"
+    booted.write_unit(
+        "dcgm.service",
+        f"[Service]\nExecStartPre=/bin/sh -c '! test -e {refuse}'\nExecStart=/bin/sleep infinity\n",
+    )
+    booted.reload()
+    booted.systemctl("start", "dcgm.service")
+    host = make_host(tmp_path, (A100, 1), layout=LAYOUT)
+    refuse.touch()
+    running = apply(booted, host, tmp_path / "state")
+    out, err = running.communicate(timeout=60)
+    assert running.returncode == 1, err
+    assert "FAILED: could not start GPU clients again: dcgm.service failed to start (failed)" in out
+    assert "stopped and restarted" not in out
+    assert booted.state("dcgm.service") == "failed"
+    assert runs.left_stopped(tmp_path / "state") == ("dcgm.service",)

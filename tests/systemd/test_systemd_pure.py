@@ -16,6 +16,7 @@ from migrestore.systemd import (
     UnitStatus,
     parse_statuses,
     restart_order,
+    start_problem,
     statuses_of,
     stop_problem,
     user_bus_requested,
@@ -39,8 +40,8 @@ def test_parse_statuses_decodes_pystemd_bytes() -> None:
         (b"nope.service", b"", b"not-found", b"inactive", b"dead", b"", b"/o/2", 7, b"stop", b"/j"),
     ]
     assert parse_statuses(rows) == {
-        "nvsm.service": UnitStatus("nvsm.service", "loaded", "active", ""),
-        "nope.service": UnitStatus("nope.service", "not-found", "inactive", "stop"),
+        "nvsm.service": UnitStatus("nvsm.service", "loaded", "active", "", "running"),
+        "nope.service": UnitStatus("nope.service", "not-found", "inactive", "stop", "dead"),
     }
 
 
@@ -51,7 +52,7 @@ def test_statuses_of_keeps_the_asked_units_and_fills_in_unloaded_ones() -> None:
         [b"ssh.service", b"", b"loaded", b"active", b"running", b"", b"/o/2", 0, b"", b"/"],
     ]
     assert statuses_of(rows, ("nvsm.service", "dcgm.service")) == {
-        "nvsm.service": UnitStatus("nvsm.service", "loaded", "active", ""),
+        "nvsm.service": UnitStatus("nvsm.service", "loaded", "active", "", "running"),
         "dcgm.service": UnitStatus("dcgm.service", "not-loaded", "inactive", ""),
     }
 
@@ -82,6 +83,28 @@ def test_stop_problem() -> None:
     assert stop_problem(UnitStatus("u.service", "loaded", "active", "")) == (
         "the stop job for u.service ended but the unit is active"
     )
+
+
+@pytest.mark.parametrize(
+    ("active", "sub", "ran", "problem"),
+    [
+        ("active", "running", False, None),
+        ("activating", "start", False, None),
+        ("inactive", "dead", True, None),  # a oneshot that ran and exited
+        ("failed", "failed", True, "u.service failed to start (failed)"),
+        ("failed", "", False, "u.service failed to start (failed)"),
+        (
+            "inactive",
+            "dead",
+            False,
+            "u.service did not start (inactive: a dependency failed or a condition is unmet)",
+        ),
+        ("deactivating", "stop-sigterm", True, "u.service is deactivating after its start job"),
+    ],
+)
+def test_start_problem(active: str, sub: str, ran: bool, problem: str | None) -> None:
+    """Once its start job is gone a unit started unless it failed, never ran, or is going away."""
+    assert start_problem(UnitStatus("u.service", "loaded", active, "", sub), ran) == problem
 
 
 @pytest.mark.parametrize(

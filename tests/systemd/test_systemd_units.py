@@ -62,18 +62,23 @@ def test_refused_stop_names_the_unit(booted: UserManager) -> None:
     """A unit that refuses to be stopped is an error naming it; it keeps running."""
     install(booted, pinned="[Unit]\nRefuseManualStop=yes\n" + LONG_RUNNING)
     booted.systemctl("start", "pinned.service")
-    with pytest.raises(UnitError, match=r"systemd refused to stop pinned.service on the user bus"):
+    with pytest.raises(UnitError) as caught:
         SystemdUnits(user_mode=True).stop(("pinned.service",))
+    assert str(caught.value) == (
+        "systemd refused to stop pinned.service on the user bus: Operation refused, unit "
+        "pinned.service may be requested by dependency only (it is configured to refuse manual "
+        "start/stop)."
+    )  # what systemd said, without pystemd's own second line ("This is DBusBaseError, ...")
     assert booted.state("pinned.service") == "active"
 
 
-def test_start_does_not_wait_for_the_job(booted: UserManager) -> None:
-    """start() queues the job and returns while the unit is still starting."""
-    install(booted, slow="[Service]\nType=oneshot\nExecStart=/bin/sleep 3\nRemainAfterExit=yes\n")
+def test_start_waits_for_the_start_job(booted: UserManager) -> None:
+    """start() returns once the start job is done: the unit is active by then."""
+    install(booted, slow="[Service]\nType=oneshot\nExecStart=/bin/sleep 1\nRemainAfterExit=yes\n")
     began = time.monotonic()
     SystemdUnits(user_mode=True).start(("slow.service",))
-    assert time.monotonic() - began < 1.0
-    assert booted.state("slow.service") == "activating"
+    assert time.monotonic() - began >= 0.9
+    assert booted.state("slow.service") == "active"
 
 
 def test_start_failure_names_unit_and_still_starts_the_rest(booted: UserManager) -> None:
@@ -81,24 +86,65 @@ def test_start_failure_names_unit_and_still_starts_the_rest(booted: UserManager)
     install(booted, dcgm=LONG_RUNNING)
     with pytest.raises(UnitError, match=r"start nope.service"):
         SystemdUnits(user_mode=True).start(("nope.service", "dcgm.service"))
-    wait_until(lambda: booted.state("dcgm.service") == "active", 5)
+    assert booted.state("dcgm.service") == "active"
 
 
-def test_start_from_a_unit_ordered_before_the_started_one(booted: UserManager) -> None:
-    """A unit that starts a unit ordered after itself finishes: start() never waits (deadlock)."""
-    code = "import migrestore.systemd as s; s.SystemdUnits().start(('consumer.service',))"
+def test_units_that_do_not_start_are_named(booted: UserManager) -> None:
+    """A unit whose start fails (its ExecStartPre fails) and one whose dependency fails are each
+    named, in one line; the unit that starts is started; a oneshot that ran and exited is fine."""
+    install(
+        booted,
+        broken="[Service]\nExecStartPre=/bin/false\nExecStart=/bin/sleep infinity\n",
+        needy="[Unit]\nRequires=broken.service\nAfter=broken.service\n" + LONG_RUNNING,
+        dcgm=LONG_RUNNING,
+        once="[Service]\nType=oneshot\nExecStart=/bin/true\n",
+    )
+    with pytest.raises(UnitError) as caught:
+        SystemdUnits(user_mode=True).start(
+            ("broken.service", "needy.service", "dcgm.service", "once.service")
+        )
+    assert str(caught.value) == (
+        "broken.service failed to start (failed); needy.service did not start (inactive: a "
+        "dependency failed or a condition is unmet)"
+    )
+    assert booted.state("dcgm.service") == "active"
+
+
+def test_start_timeout_names_the_unit(booted: UserManager) -> None:
+    """A unit still starting at the start timeout is named; it goes on starting."""
+    install(
+        booted, sluggish="[Service]\nExecStartPre=/bin/sleep 3\nExecStart=/bin/sleep infinity\n"
+    )
+    with pytest.raises(UnitError, match=r"^still starting after 0.3s: sluggish.service$"):
+        SystemdUnits(user_mode=True, start_timeout=0.3).start(("sluggish.service",))
+    assert booted.state("sluggish.service") == "activating"
+
+
+def test_start_from_a_unit_ordered_before_the_started_ones(booted: UserManager) -> None:
+    """A unit that starts units ordered after itself (directly, or after one that is) finishes:
+    their start jobs wait for it, so start() does not wait for them (no deadlock)."""
+    code = (
+        "import migrestore.systemd as s; "
+        "s.SystemdUnits().start(('consumer.service', 'second.service', 'free.service'))"
+    )
     install(
         booted,
         consumer="[Unit]\nAfter=restorer.service\n" + LONG_RUNNING,
+        second="[Unit]\nAfter=consumer.service\n" + LONG_RUNNING,
+        free="[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sleep 0.5\n",
         restorer=(
-            "[Service]\nType=oneshot\nRemainAfterExit=yes\nTimeoutStartSec=10\n"
+            "[Service]\nType=oneshot\nRemainAfterExit=yes\nTimeoutStartSec=20\n"
             f"Environment=MIGRESTORE_SYSTEMD_USER=1 PYTHONPATH={Path(__file__).parents[2]}\n"
             f'ExecStart={sys.executable} -c "{code}"\n'
         ),
     )
+    began = time.monotonic()
     booted.systemctl("start", "restorer.service")
+    assert time.monotonic() - began < 15
     assert booted.show("restorer.service", "Result")["Result"] == "success"
-    wait_until(lambda: booted.state("consumer.service") == "active", 5)
+    assert booted.state("free.service") == "active"  # awaited: not ordered after the restorer
+    wait_until(lambda: booted.state("second.service") == "active", 5)
+    assert booted.state("consumer.service") == "active"
 
 
 def test_dbus_unavailable_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
