@@ -164,6 +164,56 @@ KINDS = (
         "ec05f6c33c414133aa56b6114f96dcd9",
         "an entry for a known model or device id (or optional) selects no GPU here: skipped",
     ),
+    Kind(
+        "reset_refused",
+        "dbe44625fa7042a28e3f612a6f6f365b",
+        "the first GPU reset was refused; persistence mode is lifted for one more try",
+    ),
+    Kind(
+        "persistence_off_for_reset",
+        "a334c1448fd44d4f912767d178a4595c",
+        "persistence mode turned off on a GPU for its reset",
+    ),
+    Kind(
+        "persistence_not_turned_off",
+        "cbcbf21e5a3b47dab1662ba8ce79572f",
+        "persistence mode could not be turned off: that GPU's reset is refused",
+    ),
+    Kind(
+        "persistence_on_again",
+        "ca8bc024e1fc410e8ddd6f8cf3793ea8",
+        "persistence mode turned on again after the reset",
+    ),
+    Kind(
+        "persistence_not_restored",
+        "2b47f2a2e0ac4cb79b7657229555b2d8",
+        "persistence mode could not be turned on again: that GPU fails",
+    ),
+    Kind(
+        "persistence_off_not_noted",
+        "4a07a374b58743e7a1ce466e2033e4cc",
+        "the state directory could not note persistence mode off (warning)",
+    ),
+    Kind(
+        "persistence_left_off",
+        "6a2ac9af688044a1885a6a6ce3e34eec",
+        "a killed run left persistence mode off: turned on again first",
+    ),
+    Kind(
+        "start_not_awaited",
+        "36a27d75a0514399a3005f08a1318b2d",
+        "a unit's start waits for this run's own unit, so it is not awaited",
+    ),
+    Kind(
+        "unit_started",
+        "055509223fd8437c8b927da9077790b8",
+        "a driver-client unit started again (debug)",
+    ),
+    Kind(
+        "unit_not_pinned",
+        "ed16024c5da547ff8cbbccef08e8ed7c",
+        "systemd would not keep a unit loaded while its start is awaited (debug)",
+    ),
 )
 
 MESSAGE_IDS = {kind.event: kind.message_id for kind in KINDS}
