@@ -195,6 +195,20 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def entry() -> int:
+    """The `migrestore` program (the console script, /usr/bin/migrestore, `python -m`): `main` on
+    the process's arguments; the caller exits with the result.
+
+    The process ends right after, so everything it built is frozen out of the garbage collector:
+    the interpreter's final collection would walk every module, class and parser only to find
+    cycles the operating system frees with the process anyway. atexit handlers still run, and
+    standard output and error are still flushed.
+    """
+    code = main()
+    gc.freeze()
+    return code
+
+
 def _line_buffered() -> None:
     """Each line goes out when it is complete, also into a pipe or the journal (where Python would
     buffer blocks): the per-GPU summary lands before systemd's "Started", in order with the logs."""
