@@ -10,9 +10,9 @@ it as its own process beside migrestore, on the same simulated host, and prints 
 tests/test_bench_smoke.py checks that the call counts are equal.
 
 VERB is verify or export (the layout: GPUs, MIG mode, profile tables, instances), plan (also the
-processes on each GPU) or status, apply or doctor (also minor numbers, memory, MIG device UUIDs
-and, on Ampere, persistence mode). Compute-instance profiles are not NVML's to give before a GPU
-instance exists; like migrestore, the script takes them from the documented geometry (which
+processes on each GPU), or status, doctor or a no-op apply (also minor numbers, memory, MIG device
+UUIDs and, on Ampere, persistence mode). Compute-instance profiles are not NVML's to give before a
+GPU instance exists; like migrestore, the script takes them from the documented geometry (which
 migrestore's catalogue follows) instead of asking the driver.
 """
 
