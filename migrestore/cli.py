@@ -184,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """No garbage collection while the command line is read and the verb's modules load: start-up
-    builds modules, classes and parsers that all live until exit, so a collection (dozens of
-    them, over a growing heap) would free nothing."""
+    builds modules, classes and parsers that all live until exit, so a collection would walk a
+    growing heap and free nothing. The collector is back on (if it was) before the verb runs."""
     was_on = gc.isenabled()
     gc.disable()
     try:
