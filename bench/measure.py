@@ -25,6 +25,7 @@ DROPPED_ENV = (
     "PYTHONPROFILEIMPORTTIME",
     "PYTHONDONTWRITEBYTECODE",
 )
+FLOOR_SCRIPT = REPO / "bench" / "pynvml_floor.py"
 BYTECODE_CACHE = Path(tempfile.gettempdir()) / "migrestore-bench-pycache"
 
 
@@ -90,6 +91,15 @@ def run(argv: Sequence[str], nice: int = 0) -> Sample:
 def migrestore(state: Path, layout: Path, verb: Sequence[str], nice: int = 0) -> Sample:
     """One migrestore run against a simulated host."""
     return run([*launcher(), "--simulate", str(state), "--config", str(layout), *verb], nice)
+
+
+def pynvml_floor(state: Path, verb: str, nice: int = 0) -> Sample:
+    """One run of the minimal pynvml script (bench/pynvml_floor.py) making `verb`'s reads.
+
+    Spawned like migrestore: the same interpreter, environment and bytecode cache; the script is
+    its own process, and imports only the simulator (which migrestore imports too in --simulate).
+    """
+    return run([python(), str(FLOOR_SCRIPT), "--simulate", str(state), verb], nice)
 
 
 def median_wall(samples: Sequence[Sample]) -> float:

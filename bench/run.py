@@ -19,6 +19,7 @@ from bench import catalogue, floor, importtime, layouts, measure, profiling
 from bench.rows import Row
 from bench.scenario import LAYOUTS, Run, Scenario, all_scenarios
 from bench.table import Report, as_json, text
+from bench.versus import VersusRow, measure_versus
 from migrestore import simulator
 
 IMPORT_LAYOUT = "h200-mixed.toml"
@@ -102,8 +103,10 @@ def measure_run(
     )
 
 
-def measure_scenario(s: Scenario, work: Path, args: argparse.Namespace) -> list[Row]:
-    """Prepare the host once, then measure each of its runs."""
+def measure_scenario(
+    s: Scenario, work: Path, args: argparse.Namespace
+) -> tuple[list[Row], list[VersusRow]]:
+    """Prepare the host once, then measure each of its runs and each verb against the floor."""
     state = work / s.name / "host.json"
     state.parent.mkdir(parents=True)
     prepare(s, state)
@@ -118,17 +121,27 @@ def measure_scenario(s: Scenario, work: Path, args: argparse.Namespace) -> list[
         if args.profile:
             _restore(state, snapshot)
             print(profiling.profile(state, s.layout, run.argv, f"{s.name} {run.verb}"))
-    return rows
+    against = []
+    for verb in s.versus:
+        _progress(f"{s.name}: {verb.verb} and the pynvml floor, x{repetitions} each")
+        against.append(
+            measure_versus(
+                s, verb, state, lambda: _restore(state, snapshot), repetitions, args.nice
+            )
+        )
+    return rows, against
 
 
 def warm_up(work: Path) -> Path:
-    """An 8 x H200 host in layout, every verb run once: bytecode cached, page cache warm."""
+    """An 8 x H200 host in layout, every verb and the pynvml floor script run once: bytecode
+    cached, page cache warm."""
     state = work / "warm-up" / "host.json"
     state.parent.mkdir(parents=True)
     layout = LAYOUTS / IMPORT_LAYOUT
     simulator.init_host(state, [("NVIDIA H200", 8)])
-    for verb in ("apply", "verify", "plan", "status", "export"):
+    for verb in ("apply", "verify", "plan", "status", "export", "doctor"):
         measure.migrestore(state, layout, [verb])
+        measure.pynvml_floor(state, verb)
     return state
 
 
@@ -176,24 +189,31 @@ def parser() -> argparse.ArgumentParser:
 def collect(args: argparse.Namespace) -> Report:
     """Measure everything the options ask for."""
     before = os.getloadavg()[0]
+    rows: list[Row] = []
+    against: list[VersusRow] = []
     with tempfile.TemporaryDirectory(prefix="migrestore-bench-") as tmp:
         work = Path(tmp)
         _progress("warming up")
         warm = warm_up(work)
-        rows = [row for s in _selected(args.only) for row in measure_scenario(s, work, args)]
+        for s in _selected(args.only):
+            measured, versus = measure_scenario(s, work, args)
+            rows += measured
+            against += versus
         _progress("import times")
         imports = () if args.no_imports else import_costs(warm)
     start = measure.python_start(5).wall
     load = (before, os.getloadavg()[0])
-    return Report(tuple(rows), imports, start, args.scale, args.quick, load)
+    return Report(tuple(rows), imports, start, args.scale, args.quick, load, tuple(against))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; 1 if some run exited wrongly (a correctness failure), else 0."""
+    """Run the benchmark; 1 if some run exited wrongly or the pynvml floor script's calls differ
+    from migrestore's (a correctness failure), else 0."""
     args = parser().parse_args(argv)
     report = collect(args)
     print(json.dumps(as_json(report), indent=1) if args.json else text(report))
-    return 0 if all(r.correct for r in report.rows) else 1
+    correct = all(r.correct for r in report.rows) and all(v.correct for v in report.versus)
+    return 0 if correct else 1
 
 
 if __name__ == "__main__":

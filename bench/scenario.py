@@ -8,6 +8,9 @@ repetitions = 3                              # per run; `quick_repetitions` unde
 [[run]]
 verb = "apply --boot"                        # migrestore arguments after the global options
 expect = 0                                   # exit status a correct migrestore gives
+[[versus]]                                   # against bench/pynvml_floor.py (optional)
+verb = "verify"                              # a read-only verb, run by both
+target = 1.15                                # migrestore's median wall <= target x the script's
 """
 
 from __future__ import annotations
@@ -43,6 +46,15 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Versus:
+    """One read-only verb timed against the minimal pynvml script making the same reads."""
+
+    verb: str
+    target: float
+    expect: int = 0
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A simulated host, its preparation and the runs measured on it."""
 
@@ -55,6 +67,7 @@ class Scenario:
     repetitions: int
     quick_repetitions: int
     driver: str = DEFAULT_DRIVER
+    versus: tuple[Versus, ...] = ()
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -71,6 +84,12 @@ def _run(row: dict[str, Any]) -> Run:
     return Run(verb=str(row["verb"]), expect=int(row.get("expect", 0)))
 
 
+def _versus(row: dict[str, Any]) -> Versus:
+    return Versus(
+        verb=str(row["verb"]), target=float(row["target"]), expect=int(row.get("expect", 0))
+    )
+
+
 def load(path: Path) -> Scenario:
     """Read one scenario file."""
     data = toml.loads(path.read_text())
@@ -81,10 +100,11 @@ def load(path: Path) -> Scenario:
         gpus=tuple(_gpu(g) for g in data["gpus"]),
         layout=LAYOUTS / data["layout"],
         prepare=tuple(data.get("prepare", ())),
-        runs=tuple(_run(r) for r in data["run"]),
+        runs=tuple(_run(r) for r in data.get("run", ())),
         repetitions=repetitions,
         quick_repetitions=int(data.get("quick_repetitions", min(repetitions, 1))),
         driver=str(data.get("driver", DEFAULT_DRIVER)),
+        versus=tuple(_versus(v) for v in data.get("versus", ())),
     )
 
 

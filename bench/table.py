@@ -11,6 +11,7 @@ from typing import Any
 from bench import floor
 from bench.importtime import ImportCost
 from bench.rows import Row, verdicts
+from bench.versus import VersusRow
 
 EXCESS_SHOWN = 6
 
@@ -25,6 +26,7 @@ class Report:
     scale: float
     quick: bool
     load: tuple[float, float]  # 1-minute load average before and after: others share the CPUs
+    versus: tuple[VersusRow, ...] = ()  # read-only verbs against bench/pynvml_floor.py
 
 
 def _limit(row: Row) -> str:
@@ -79,6 +81,40 @@ def _import_lines(cost: ImportCost) -> list[str]:
     return [f"  {cost.label:<28} {cost.total * 1000:7.1f} ms   biggest (ms): {top}"]
 
 
+VERSUS_HEADER = (
+    " # scenario / verb                    reps  migrestore s  pynvml s  ratio  target  result"
+    "   cpu s  pynvml cpu s  calls"
+)
+
+
+def _versus_line(n: int, row: VersusRow) -> str:
+    name = f"{row.scenario} {row.verb}"
+    result = "met" if row.met else "NOT MET"
+    calls = "same" if row.same_calls else "DIFFER"
+    return (
+        f"{n:>2} {name:<34} {len(row.walls):>4} {row.wall:13.3f} {row.floor:9.3f} "
+        f"{row.ratio:6.2f} {row.target:6.2f}x  {result:<7} {statistics.median(row.cpus):7.3f} "
+        f"{statistics.median(row.floor_cpus):13.3f}  {calls}"
+    )
+
+
+def _versus_lines(rows: tuple[VersusRow, ...]) -> list[str]:
+    lines = [
+        "",
+        "Against the Python floor: bench/pynvml_floor.py makes the same NVML reads of the same "
+        "host, nothing else",
+        "(alternating with migrestore, each from the same saved state; walls are medians; "
+        "target: migrestore <= target x the script)",
+        "",
+        VERSUS_HEADER,
+    ]
+    lines += [_versus_line(n, row) for n, row in enumerate(rows, 1)]
+    for row in rows:
+        for name, ours, script in row.call_differences():
+            lines.append(f"   {row.verb}: {name} migrestore {ours}, pynvml script {script}")
+    return lines
+
+
 def text(report: Report) -> str:
     """The table and its notes."""
     lines = [
@@ -88,19 +124,24 @@ def text(report: Report) -> str:
         f"python {platform.python_version()}, {os.cpu_count()} CPU(s), load average "
         f"{report.load[0]:.2f} before, {report.load[1]:.2f} after; "
         f"interpreter start alone (python -c pass): {report.python_start:.3f} s",
-        "wall: median of reps (min: fastest); floor: unavoidable driver calls (bench/README.md); "
-        "+slept: latency of calls beyond the minimum; +other: wall - all latency "
-        "(start-up, imports, CPU); cpu: user+sys of the process",
-        "",
-        HEADER,
     ]
-    lines += [_line(n, row) for n, row in enumerate(report.rows, 1)]
-    lines += ["", "Targets (issue 6):"]
-    for n, row in enumerate(report.rows, 1):
-        lines += _verdict_lines(n, row)
-    lines += ["", "Driver calls beyond the minimum (extra calls, their latency):"]
-    for n, row in enumerate(report.rows, 1):
-        lines += _excess_lines(n, row)
+    if report.rows:
+        lines += [
+            "wall: median of reps (min: fastest); floor: unavoidable driver calls "
+            "(bench/README.md); +slept: latency of calls beyond the minimum; +other: wall - all "
+            "latency (start-up, imports, CPU); cpu: user+sys of the process",
+            "",
+            HEADER,
+        ]
+        lines += [_line(n, row) for n, row in enumerate(report.rows, 1)]
+        lines += ["", "Targets (issue 6):"]
+        for n, row in enumerate(report.rows, 1):
+            lines += _verdict_lines(n, row)
+        lines += ["", "Driver calls beyond the minimum (extra calls, their latency):"]
+        for n, row in enumerate(report.rows, 1):
+            lines += _excess_lines(n, row)
+    if report.versus:
+        lines += _versus_lines(report.versus)
     if report.imports:
         lines += [
             "",
@@ -111,6 +152,11 @@ def text(report: Report) -> str:
     failed = [r for r in report.rows if not r.correct]
     for row in failed:
         lines += ["", f"WRONG EXIT STATUS in {row.scenario} {row.verb}:", row.stderr.strip()]
+    for versus in report.versus:
+        if not versus.correct:
+            where = f"{versus.scenario} {versus.verb}"
+            lines += ["", f"WRONG RESULT in {where} against the pynvml floor:"]
+            lines += [versus.stderr.strip() or "the two made different NVML calls (listed above)"]
     return "\n".join(lines)
 
 
@@ -145,6 +191,28 @@ def _row_json(row: Row) -> dict[str, Any]:
     }
 
 
+def _versus_json(row: VersusRow) -> dict[str, Any]:
+    return {
+        "scenario": row.scenario,
+        "verb": row.verb,
+        "gpus": row.gpus,
+        "walls_s": list(row.walls),
+        "wall_s": row.wall,
+        "pynvml_walls_s": list(row.floor_walls),
+        "pynvml_wall_s": row.floor,
+        "cpu_s": list(row.cpus),
+        "pynvml_cpu_s": list(row.floor_cpus),
+        "ratio": row.ratio,
+        "target": row.target,
+        "result": "met" if row.met else "not met",
+        "exit_codes": list(row.exit_codes),
+        "pynvml_exit_codes": list(row.floor_exit_codes),
+        "same_calls": row.same_calls,
+        "calls": dict(row.calls),
+        "pynvml_calls": dict(row.floor_calls),
+    }
+
+
 def as_json(report: Report) -> dict[str, Any]:
     """The whole report as plain data."""
     return {
@@ -155,6 +223,7 @@ def as_json(report: Report) -> dict[str, Any]:
         "python_start_s": report.python_start,
         "load_average": {"before": report.load[0], "after": report.load[1]},
         "rows": [_row_json(r) for r in report.rows],
+        "versus_pynvml": [_versus_json(v) for v in report.versus],
         "imports": [
             {"label": c.label, "total_s": c.total, "top": [{"owner": o, "s": s} for o, s in c.top]}
             for c in report.imports

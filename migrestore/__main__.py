@@ -1,5 +1,5 @@
 """`python -m migrestore`."""
 
-from migrestore.cli import main
+from migrestore.cli import entry
 
-raise SystemExit(main())
+raise SystemExit(entry())

@@ -4,10 +4,12 @@ exceptions become exit codes."""
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from migrestore import __version__, context
@@ -27,9 +29,9 @@ class _Version(argparse.Action):
     """`--version`: also the NVML bindings in use and the driver (read only when asked)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
-        from migrestore import nvml
+        from migrestore import bindings
 
-        print(nvml.version_text(__version__))
+        print(bindings.version_text(__version__))
         parser.exit()
 
 
@@ -108,14 +110,14 @@ def _globals(parser: argparse.ArgumentParser, *, after_verb: bool = False) -> No
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole command line; with `only`, the options of that verb alone are loaded (every verb
-    is still listed), so that a command imports the one verb it runs."""
+    """The whole command line; with `only`, that verb alone, so that a command imports and builds
+    the one verb it runs (`_verb_named_in` asks for all of them when help is wanted)."""
     parser = _Parser(prog="migrestore", description="Restore NVIDIA MIG partitioning.")
     _globals(parser)
     choices = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb in VERBS:
-        sub = choices.add_parser(verb.name, help=verb.help, description=verb.help)
         if only in (None, verb.name):
+            sub = choices.add_parser(verb.name, help=verb.help, description=verb.help)
             module = verb.load()
             if getattr(module, "GLOBALS", True):
                 _globals(sub, after_verb=True)
@@ -135,13 +137,17 @@ class _VerbFinder(argparse.ArgumentParser):
 
 
 def _verb_named_in(argv: Sequence[str] | None) -> str | None:
-    """The verb the command line names (argparse reads the global options' values), if any."""
+    """The verb the command line names (argparse reads the global options' values), if any; none
+    when help is asked for, which lists every verb."""
     finder = _VerbFinder(add_help=False)
     _globals(finder, after_verb=True)
+    finder.add_argument("-h", "--help", action="store_true")
     finder.add_argument("verb", nargs="?")
     try:
         seen, _ = finder.parse_known_args(argv)
     except _NotYet:
+        return None
+    if seen.help:
         return None
     return seen.verb if named(seen.verb or "") else None
 
@@ -151,15 +157,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     _line_buffered()
     try:
-        args = build_parser(only=_verb_named_in(argv)).parse_args(argv)
-        from migrestore import events
+        with _collector_paused():
+            args = build_parser(only=_verb_named_in(argv)).parse_args(argv)
+            from migrestore import events
 
-        if getattr(args, "quiet", False) and getattr(args, "verbose", False):
-            raise ConfigError("-q/--quiet and -v/--verbose exclude each other")
-        events.setup(args.log_format, args.debug, context.verbosity(args))
-        verb = named(args.verb)
-        assert verb is not None  # argparse allows only the table's verbs
-        return verb.runner()(context.from_args(args), args)
+            if getattr(args, "quiet", False) and getattr(args, "verbose", False):
+                raise ConfigError("-q/--quiet and -v/--verbose exclude each other")
+            events.setup(args.log_format, args.debug, context.verbosity(args))
+            verb = named(args.verb)
+            assert verb is not None  # argparse allows only the table's verbs
+            run, ctx = verb.runner(), context.from_args(args)
+        return run(ctx, args)
     except MigrestoreError as exc:
         return _fail(exc, exc.exit_code, debug)
     except KeyboardInterrupt:
@@ -171,6 +179,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.FAILURE
     except Exception as exc:  # the one boundary: anything else is a bug, reported in one line
         return _fail(exc, ExitCode.FAILURE, debug, bug=True)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection while the command line is read and the verb's modules load: start-up
+    builds modules, classes and parsers that all live until exit, so a collection would walk a
+    growing heap and free nothing. The collector is back on (if it was) before the verb runs."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
+def entry() -> int:
+    """The `migrestore` program (the console script, /usr/bin/migrestore, `python -m`): `main` on
+    the process's arguments; the caller exits with the result.
+
+    The process ends right after, so everything it built is frozen out of the garbage collector:
+    the interpreter's final collection would walk every module, class and parser only to find
+    cycles the operating system frees with the process anyway. atexit handlers still run, and
+    standard output and error are still flushed.
+    """
+    code = main()
+    gc.freeze()
+    return code
 
 
 def _line_buffered() -> None:

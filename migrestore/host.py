@@ -8,16 +8,18 @@ from typing import TYPE_CHECKING, Any
 
 from migrestore.errors import ConfigError, GpuError, UnitError
 from migrestore.events import log
-from migrestore.interfaces import RESET_TIMEOUT, Notifier, Units
 from migrestore.nvml import NvmlGpus, load_pynvml
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: a verb that reads the GPUs loads no Protocol classes
     from migrestore.context import Context
+    from migrestore.interfaces import Notifier, Units
 
 
 def nvidia_smi_reset(pci_ids: tuple[str, ...]) -> None:
     """Reset GPUs the way NVIDIA documents (there is no public NVML reset call)."""
     import subprocess
+
+    from migrestore.interfaces import RESET_TIMEOUT
 
     command = ["nvidia-smi", "--gpu-reset", "-i", ",".join(pci_ids)]
     try:

@@ -35,9 +35,12 @@ class ModelInfo:
 
     def matches(self, text: str) -> bool:
         """True if `text` names this model (NVML name, catalogue key or alias; case-insensitive)."""
-        wanted = text.strip().casefold()
-        names = (self.name, self.key, *self.aliases)
-        return any(wanted == n.casefold() for n in names)
+        return _is_named(text, (self.name, self.key, *self.aliases))
+
+
+def _is_named(text: str, names: tuple[str, ...]) -> bool:
+    wanted = text.strip().casefold()
+    return any(wanted == name.casefold() for name in names)
 
 
 def _placements(rows: list[list[int]]) -> tuple[Placement, ...]:
@@ -95,20 +98,37 @@ def _model(row: dict[str, Any]) -> ModelInfo:
 
 
 @functools.cache
+def _rows() -> tuple[dict[str, Any], ...]:
+    """The shipped catalogue's raw rows (a plain file read: no importlib.resources)."""
+    text = (Path(__file__).parent / "data" / "models.json").read_text()
+    return tuple(json.loads(text)["models"])
+
+
+@functools.cache
+def _built(index: int) -> ModelInfo:
+    """One model of the catalogue, built on first use: a run builds the models it meets only."""
+    return _model(_rows()[index])
+
+
 def catalogue() -> tuple[ModelInfo, ...]:
     """Every GPU model migrestore ships a profile table for."""
-    text = (Path(__file__).parent / "data" / "models.json").read_text()
-    return tuple(_model(row) for row in json.loads(text)["models"])
+    return tuple(_built(index) for index in range(len(_rows())))
 
 
 def find_model(text: str) -> ModelInfo | None:
-    """The catalogue model named `text`, if any."""
-    return next((m for m in catalogue() if m.matches(text)), None)
+    """The catalogue model named `text` (NVML name, key or alias; case-insensitive), if any."""
+    for index, row in enumerate(_rows()):
+        if _is_named(text, (row["name"], row["key"], *row["aliases"])):
+            return _built(index)
+    return None
 
 
 def find_model_by_pci_id(pci_device_id: int) -> ModelInfo | None:
     """The catalogue model with this packed PCI id (`0x233010DE`), ignoring the subsystem."""
-    return next((m for m in catalogue() if pci_device_id in m.pci_device_ids), None)
+    for index, row in enumerate(_rows()):
+        if any(pci_device_id == int(p, 16) for p in row["pci_device_ids"]):
+            return _built(index)
+    return None
 
 
 def _normalise(text: str) -> str:

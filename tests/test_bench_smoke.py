@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 from bench import catalogue, floor, layouts, run, table
-from bench.scenario import LAYOUTS, Run, Scenario, all_scenarios
+from bench.scenario import LAYOUTS, Run, Scenario, Versus, all_scenarios
+from bench.versus import VersusRow
 
 H100 = "NVIDIA H100 80GB HBM3"
 A100 = "NVIDIA A100-SXM4-80GB"
@@ -86,10 +87,70 @@ def test_a_tiny_scenario_is_measured_end_to_end(tmp_path: Path) -> None:
         quick_repetitions=1,
     )
     args = argparse.Namespace(scale=0.0, repetitions=None, quick=True, profile=False, nice=0)
-    [row] = run.measure_scenario(tiny, tmp_path, args)
+    [row], [] = run.measure_scenario(tiny, tmp_path, args)
     assert row.correct, row.stderr
     assert row.mutating == (0, 0)
     assert row.reads[0] >= row.reads[1] > 0
     report = table.Report((row,), (), 0.01, 0.0, True, (0.0, 0.0))
     assert "tiny verify" in table.text(report)
     assert json.loads(json.dumps(table.as_json(report)))["rows"][0]["verb"] == "verify"
+
+
+def _tiny_versus(verbs: tuple[str, ...]) -> Scenario:
+    return Scenario(
+        name="tiny-versus",
+        title="one H200 in layout, against the pynvml floor",
+        gpus=(("NVIDIA H200", 1),),
+        layout=LAYOUTS / "h200-mixed.toml",
+        prepare=("apply h200-mixed.toml",),
+        runs=(),
+        repetitions=2,
+        quick_repetitions=2,
+        versus=tuple(Versus(verb, 1.15) for verb in verbs),
+    )
+
+
+def test_the_pynvml_floor_script_makes_exactly_migrestores_reads(tmp_path: Path) -> None:
+    """On one H200 in layout, the floor script's NVML calls equal migrestore's, verb by verb."""
+    args = argparse.Namespace(scale=0.0, repetitions=None, quick=True, profile=False, nice=0)
+    [], rows = run.measure_scenario(
+        _tiny_versus(("verify", "plan", "status", "doctor")), tmp_path, args
+    )
+    for row in rows:
+        assert row.exit_codes == row.floor_exit_codes == (0, 0), row.stderr
+        assert row.calls["nvmlGpuInstanceGetInfo"] == 3, row.verb  # the layout's 3 GIs were read
+        assert row.call_differences() == [], row.verb
+        assert row.correct
+    status = next(r for r in rows if r.verb == "status")
+    verify = next(r for r in rows if r.verb == "verify")
+    assert status.calls["nvmlDeviceGetMigDeviceHandleByIndex"] == 4  # one per compute instance
+    assert "nvmlDeviceGetMigDeviceHandleByIndex" not in verify.calls
+    report = table.Report((), (), 0.01, 0.0, True, (0.0, 0.0), tuple(rows))
+    assert "tiny-versus verify" in table.text(report)
+    assert json.loads(json.dumps(table.as_json(report)))["versus_pynvml"][0]["same_calls"]
+
+
+def test_a_versus_row_with_other_calls_is_not_correct() -> None:
+    """A floor script that read one MIG mode fewer than migrestore makes the row a failure."""
+    row = VersusRow(
+        scenario="s",
+        verb="verify",
+        gpus=1,
+        target=1.15,
+        expect=0,
+        walls=(0.2, 0.3),
+        floor_walls=(0.2, 0.2),
+        cpus=(0.1, 0.1),
+        floor_cpus=(0.1, 0.1),
+        exit_codes=(0, 0),
+        floor_exit_codes=(0, 0),
+        calls={"nvmlDeviceGetMigMode": 2},
+        floor_calls={"nvmlDeviceGetMigMode": 1},
+    )
+    assert row.call_differences() == [("nvmlDeviceGetMigMode", 2, 1)]
+    assert not row.correct
+    assert row.ratio == 1.25
+    assert not row.met
+    text = table.text(table.Report((), (), 0.01, 1.0, False, (0.0, 0.0), (row,)))
+    assert "NOT MET" in text
+    assert "nvmlDeviceGetMigMode migrestore 2, pynvml script 1" in text

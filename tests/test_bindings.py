@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pynvml
 
-from migrestore import nvml, runs
+from migrestore import bindings, runs
 
 from .simhost import ROOT, make_host
 
@@ -103,4 +103,4 @@ def test_doctor_names_the_bindings(tmp_path: Path) -> None:
 def test_packaged_version_is_the_pin() -> None:
     """The version migrestore reports for the packaged copy is the one the packages pin."""
     pins = (ROOT / "packaging" / "vendor" / "requirements.txt").read_text()
-    assert f"nvidia-ml-py=={nvml.PACKAGED_BINDINGS} " in pins
+    assert f"nvidia-ml-py=={bindings.PACKAGED_BINDINGS} " in pins

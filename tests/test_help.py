@@ -12,6 +12,7 @@ from pathlib import Path
 
 from migrestore import cli
 from migrestore.cli import build_parser
+from migrestore.verbs import VERBS
 
 H100 = "NVIDIA H100 80GB HBM3"
 
@@ -106,3 +107,32 @@ def test_every_simulate_action_reports_in_one_line(tmp_path: Path) -> None:
         "latency off",
         "rebooted",
     ]
+
+
+def _help(*argv: str) -> str:
+    """What `migrestore ARGV...` prints for help (it exits 0)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        cli.main(list(argv))
+    return out.getvalue()
+
+
+def test_help_before_a_verb_still_lists_every_verb() -> None:
+    """`migrestore --help verify` (and `-h`, `--he`) is the top-level help with all nine verbs,
+    although a command naming its verb builds that verb's parser alone."""
+    for flag in ("--help", "-h", "--he"):
+        text = _help(flag, "verify")
+        assert text.startswith("usage: migrestore [-h]"), flag
+        assert all(f"    {verb.name}" in text for verb in VERBS), flag
+    assert _help("verify", "--help").startswith("usage: migrestore verify [-h]")
+
+
+def test_a_command_builds_the_parser_of_its_verb_only() -> None:
+    """With a verb named and no help asked, the parser knows that one verb."""
+    verb = cli._verb_named_in(["--config", "status", "verify", "--json"])
+    assert verb == "verify"
+    parser = build_parser(only=verb)
+    [choices] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert list(choices.choices) == ["verify"]
+    assert cli._verb_named_in(["verify", "-h"]) is None
+    assert cli._verb_named_in(["--config", "x.toml"]) is None

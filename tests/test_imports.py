@@ -61,3 +61,37 @@ def test_a_read_only_verb_loads_no_other_verb_nor_the_writers(tmp_path: Path, ve
     verbs = {m for m in loaded if m.startswith("migrestore.verbs.")}
     assert verbs == {f"migrestore.verbs.{verb}", "migrestore.verbs.common"}
     assert not loaded & {"tomli_w", "migrestore.migparted", "migrestore.offline", "yaml"}
+
+
+@pytest.mark.parametrize("verb", ["status", "plan", "verify"])
+def test_a_read_only_verb_loads_only_what_it_runs(tmp_path: Path, verb: str) -> None:
+    """A quiet `status`, `plan` or `verify` loads no importlib.resources or metadata, no logging
+    library, no Protocol classes, no description of the bindings and no systemd module."""
+    host = make_host(tmp_path, ("H100-SXM5-80GB", 2))
+    loaded = _loaded_by(["--simulate", str(host.state), "--config", str(host.config), verb])
+    unwanted = {
+        "importlib.resources",
+        "importlib.metadata",
+        "structlog",
+        "logging",
+        "migrestore.interfaces",
+        "migrestore.bindings",
+        "migrestore.systemd",
+        "migrestore.writer",
+    }
+    assert not loaded & unwanted
+
+
+def test_the_hot_verbs_load_no_simulator_on_a_real_host() -> None:
+    """Without --simulate, the modules of verify, status and plan (and the adapters) import no
+    part of the simulator: it is loaded only for a simulated host."""
+    script = (
+        "import sys\n"
+        "import migrestore.cli, migrestore.host\n"
+        "import migrestore.verbs.verify, migrestore.verbs.status, migrestore.verbs.plan\n"
+        "print(sorted(m for m in sys.modules if m.startswith('migrestore.simulator')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout == "[]\n"

@@ -19,12 +19,12 @@ from datetime import datetime, timezone
 from migrestore import (
     __version__,
     audit,
+    bindings,
     caps,
     config,
     execute,
     host,
     metrics,
-    nvml,
     refresh,
     report,
     runs,
@@ -308,7 +308,7 @@ def _record(
         )
         for u in after.unreadable
     )
-    bindings = nvml.loaded_bindings()
+    used = bindings.loaded_bindings()
     return runs.RunRecord(
         time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=str(ctx.config),
@@ -318,13 +318,13 @@ def _record(
         gpus=tuple(sorted((*gpus, *lost), key=lambda g: g.index)),
         boot=args.boot,
         driver=after.driver_version,
-        nvml_bindings=str(bindings or ""),
+        nvml_bindings=str(used or ""),
         verb=args.verb,
         flags=audit.flags(args),
         who=audit.actor(os.environ, os.getuid()),
         migrestore_version=__version__,
-        nvml_bindings_version=bindings.version if bindings else "",
-        nvml_bindings_path=bindings.path if bindings else "",
+        nvml_bindings_version=used.version if used else "",
+        nvml_bindings_path=used.path if used else "",
     )
 
 

@@ -4,13 +4,16 @@ and a result on stdout."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from migrestore import config, host, report
 from migrestore.context import Context
 from migrestore.events import log
-from migrestore.interfaces import Detail
 from migrestore.model import DesiredNode, NodeState
 from migrestore.plan import NodePlan, plan_node
+
+if TYPE_CHECKING:  # annotations only
+    from migrestore.interfaces import Detail
 
 
 def emit(ctx: Context, text: str) -> None:

@@ -15,11 +15,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from migrestore import caps, config, contract, holders, host, nvml, profiles, report, runs
+from migrestore import bindings, caps, config, contract, holders, host, profiles, report, runs
 from migrestore.consumers import DEFAULT_STOP_UNITS
 from migrestore.context import Context
 from migrestore.errors import ConfigError, DriverError, ExitCode, GpuError, UnitError, one_line
@@ -50,6 +49,7 @@ UNIT_DIRS = (
 CAP_SYS_ADMIN = 21
 MIG_ARCHITECTURES = (Architecture.AMPERE, Architecture.HOPPER, Architecture.BLACKWELL)
 KILL_SWITCH = "migrestore=off"
+DATA = Path(__file__).resolve().parent.parent / "data"  # migrestore/data: the shipped tables
 
 
 class Status(StrEnum):
@@ -204,12 +204,12 @@ def _containerized_driver(ctx: Context) -> Check | None:
 
 def _bindings_check() -> Check:
     """The pynvml the GPUs were read with: which copy, and whether it has the MIG calls."""
-    found = nvml.loaded_bindings()
+    found = bindings.loaded_bindings()
     if found is None:
         return Check("bindings", Status.FAIL, "no NVML bindings", "install nvidia-ml-py")
     if not found.mig_calls:
-        text = f"NVML bindings {found} lack the MIG calls ({nvml.MIG_CALL})"
-        hint = f"reinstall migrestore's package (it carries {nvml.PACKAGED_BINDINGS})"
+        text = f"NVML bindings {found} lack the MIG calls ({bindings.MIG_CALL})"
+        hint = f"reinstall migrestore's package (it carries {bindings.PACKAGED_BINDINGS})"
         return Check("bindings", Status.FAIL, text, hint)
     return Check("bindings", Status.PASS, f"NVML bindings {found}")
 
@@ -268,7 +268,7 @@ class DriverMinimum:
 
 @cache
 def _data() -> dict[str, Any]:
-    text = resources.files("migrestore.data").joinpath("driver-minimums.json").read_text()
+    text = (DATA / "driver-minimums.json").read_text()  # a plain read: no importlib.resources
     data: dict[str, Any] = json.loads(text)
     return data
 
