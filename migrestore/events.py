@@ -7,7 +7,15 @@ through `logs.configure` and from then on goes straight to structlog's bound log
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
+
+# SYSTEMD_LOG_LEVEL values that let debug events through (logs.log_level).
+_DEBUG_LEVELS = {"debug", "7"}
+
+
+def _dropped(*args: object, **kwargs: object) -> None:
+    """A debug event nobody will see: not even structlog is loaded for it."""
 
 
 class _LazyLogger:
@@ -25,6 +33,8 @@ class _LazyLogger:
         self._fmt, self._debug, self._verbosity, self._bound = fmt, debug, verbosity, None
 
     def __getattr__(self, method: str) -> Any:
+        if method == "debug" and self._bound is None and not self._debug_shown():
+            return _dropped
         if self._bound is None:
             import structlog
 
@@ -33,6 +43,12 @@ class _LazyLogger:
             logs.configure(self._fmt, self._debug, verbosity=self._verbosity)
             self._bound = structlog.get_logger("migrestore")
         return getattr(self._bound, method)
+
+
+    def _debug_shown(self) -> bool:
+        """Debug events pass the level filter only with --debug or SYSTEMD_LOG_LEVEL=debug."""
+        level = os.environ.get("SYSTEMD_LOG_LEVEL", "").strip().lower()
+        return self._debug or level in _DEBUG_LEVELS
 
 
 log = _LazyLogger()

@@ -67,9 +67,11 @@ def _verify(ctx: Context, args: argparse.Namespace) -> int:
 def _differences_as_warnings(node: NodePlan, text: str) -> str:
     """Under the journal (stdout is its stream), every line of a verify that is not in sync
     carries the warning priority prefix; on a terminal the text is unchanged."""
-    from migrestore.logs import journal_prefix
+    if node.is_empty:
+        return text
+    from migrestore.logs import journal_prefix  # only when there is drift: logging is heavy
 
-    prefix = "" if node.is_empty else journal_prefix(WARNING, sys.stdout)
+    prefix = journal_prefix(WARNING, sys.stdout)
     return "\n".join(prefix + line for line in text.split("\n"))
 
 
