@@ -44,7 +44,6 @@ class _LazyLogger:
             self._bound = structlog.get_logger("migrestore")
         return getattr(self._bound, method)
 
-
     def _debug_shown(self) -> bool:
         """Debug events pass the level filter only with --debug or SYSTEMD_LOG_LEVEL=debug."""
         level = os.environ.get("SYSTEMD_LOG_LEVEL", "").strip().lower()
