@@ -38,6 +38,7 @@ def no_real_nvml_or_system_bus(
     yield from guarded(request, monkeypatch, stand_in_system_bus)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the group marks it finds
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that boot a private systemd manager run one after another on one worker when the
     fast tier runs in parallel (`./dev/test`, pytest-xdist `--dist loadgroup`): they mostly wait,
