@@ -4,10 +4,23 @@ place as the steps go by, erased before the result is printed; the closing summa
 
 from __future__ import annotations
 
-import shutil
+import os
 from typing import TextIO
 
 _ERASE = "\r\033[K"
+# A terminal that does not know its size (a serial console, a pty nobody sized) says 0 columns.
+FALLBACK_WIDTH = 80
+
+
+def terminal_width(stream: TextIO) -> int:
+    """The width of the terminal `stream` writes to; FALLBACK_WIDTH when it reports none.
+    (shutil.get_terminal_size asks stdout, not this stream, and before Python 3.11 passes a
+    reported 0 on.)"""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return FALLBACK_WIDTH
+    return columns if columns > 0 else FALLBACK_WIDTH
 
 
 class TerminalProgress:
@@ -19,7 +32,7 @@ class TerminalProgress:
 
     def status(self, text: str) -> None:
         """Show `text` (cut to the terminal's width) in place of the previous status."""
-        width = shutil.get_terminal_size().columns
+        width = terminal_width(self._stream)
         self._stream.write(_ERASE + text[: max(width - 1, 10)])
         self._stream.flush()
         self._shown = True
