@@ -128,6 +128,7 @@ def read(nvml: Any, detail: int) -> str:
         if detail == FULL:
             nvml.nvmlDeviceGetMinorNumber(dev)
             nvml.nvmlDeviceGetMemoryInfo(dev)
+            nvml.nvmlDeviceGetSerial(dev)
             if any(a in str(name) for a in AMPERE_NAMES):
                 nvml.nvmlDeviceGetPersistenceMode(dev)
         try:

@@ -5,20 +5,22 @@
 #    source ~/.local/share/bash_completion/migrestore
 # See also: https://github.com/scop/bash-completion/blob/main/doc/configuration.md
 
-_shtab_migrestore_simulate_subparsers=(init models reboot attach detach fault driver latency)
+_shtab_migrestore_simulate_subparsers=(init models reboot replace remove attach detach fault driver latency)
 _shtab_migrestore_subparsers=(status plan verify apply export check doctor import-mig-parted simulate)
 
 _shtab_migrestore_status_option_strings=(-h --help --config --simulate --state-dir --run-dir --sysroot --allow-insecure-config --log-format --debug -v --verbose -q --quiet --json)
 _shtab_migrestore_plan_option_strings=(-h --help --config --simulate --state-dir --run-dir --sysroot --allow-insecure-config --log-format --debug -v --verbose -q --quiet --json)
 _shtab_migrestore_verify_option_strings=(-h --help --config --simulate --state-dir --run-dir --sysroot --allow-insecure-config --log-format --debug -v --verbose -q --quiet --json --skip-during-apply --metrics-dir)
 _shtab_migrestore_apply_option_strings=(-h --help --config --simulate --state-dir --run-dir --sysroot --allow-insecure-config --log-format --debug -v --verbose -q --quiet --force --dry-run --boot --json --lock-wait --metrics-dir)
-_shtab_migrestore_export_option_strings=(-h --help --config --simulate --state-dir --run-dir --sysroot --allow-insecure-config --log-format --debug -v --verbose -q --quiet --by-model --by-index)
+_shtab_migrestore_export_option_strings=(-h --help --config --simulate --state-dir --run-dir --sysroot --allow-insecure-config --log-format --debug -v --verbose -q --quiet --by --by-model --by-index)
 _shtab_migrestore_check_option_strings=(-h --help --config --simulate --state-dir --run-dir --sysroot --allow-insecure-config --log-format --debug -v --verbose -q --quiet --model --profile-table)
 _shtab_migrestore_doctor_option_strings=(-h --help --config --simulate --state-dir --run-dir --sysroot --allow-insecure-config --log-format --debug -v --verbose -q --quiet --json)
 _shtab_migrestore_import_mig_parted_option_strings=(-h --help --config --simulate --state-dir --run-dir --sysroot --allow-insecure-config --log-format --debug -v --verbose -q --quiet --config-name --model)
 _shtab_migrestore_simulate_init_option_strings=(-h --help --gpu --driver --sysroot --force)
 _shtab_migrestore_simulate_models_option_strings=(-h --help)
 _shtab_migrestore_simulate_reboot_option_strings=(-h --help)
+_shtab_migrestore_simulate_replace_option_strings=(-h --help --gpu)
+_shtab_migrestore_simulate_remove_option_strings=(-h --help --gpu)
 _shtab_migrestore_simulate_attach_option_strings=(-h --help --gpu --client --instance --pid)
 _shtab_migrestore_simulate_detach_option_strings=(-h --help --gpu --client)
 _shtab_migrestore_simulate_fault_option_strings=(-h --help --function --nth --error --action --gpu)
@@ -34,12 +36,13 @@ _shtab_migrestore_plan___log_format_choices=(text json)
 _shtab_migrestore_verify___log_format_choices=(text json)
 _shtab_migrestore_apply___log_format_choices=(text json)
 _shtab_migrestore_export___log_format_choices=(text json)
+_shtab_migrestore_export___by_choices=(uuid pci index model)
 _shtab_migrestore_check___log_format_choices=(text json)
 _shtab_migrestore_doctor___log_format_choices=(text json)
 _shtab_migrestore_import_mig_parted___log_format_choices=(text json)
 _shtab_migrestore_simulate_fault___action_choices=(raise kill-before kill-after lose)
 _shtab_migrestore_simulate_latency___model_choices=(h200 off)
-_shtab_migrestore_simulate_pos_0_choices=(init models reboot attach detach fault driver latency)
+_shtab_migrestore_simulate_pos_0_choices=(init models reboot replace remove attach detach fault driver latency)
 _shtab_migrestore_pos_0_choices=(status plan verify apply export check doctor import-mig-parted simulate)
 _shtab_migrestore___log_format_choices=(text json)
 
@@ -125,6 +128,10 @@ _shtab_migrestore_simulate_models__h_nargs=0
 _shtab_migrestore_simulate_models___help_nargs=0
 _shtab_migrestore_simulate_reboot__h_nargs=0
 _shtab_migrestore_simulate_reboot___help_nargs=0
+_shtab_migrestore_simulate_replace__h_nargs=0
+_shtab_migrestore_simulate_replace___help_nargs=0
+_shtab_migrestore_simulate_remove__h_nargs=0
+_shtab_migrestore_simulate_remove___help_nargs=0
 _shtab_migrestore_simulate_attach__h_nargs=0
 _shtab_migrestore_simulate_attach___help_nargs=0
 _shtab_migrestore_simulate_detach__h_nargs=0

@@ -38,6 +38,7 @@ from migrestore.selection import normalise_pci
 FORMAT_VERSION = 2  # the newest this migrestore reads (and writes, when a file needs it)
 # What each version added: a file using it must say at least that version, so that an older
 # migrestore refuses the file at its version line rather than at the unknown key.
+# Version 2 also added `gpus` (on an index entry) and [restore] `gpus` and `adopt-replaced`.
 _SINCE_VERSION_2 = ("select.device-id", "optional", "geometry")
 
 # Bounds checked before any work: a layout file is small, shallow and holds small numbers.
@@ -57,8 +58,10 @@ _RESTORE_KEYS = (
     "driver-timeout",
     "strict-profile-names",
     "metrics-dir",
+    "gpus",
+    "adopt-replaced",
 )
-_GPU_KEYS = ("select", "mig", "instance", "optional")
+_GPU_KEYS = ("select", "mig", "instance", "optional", "gpus")
 _SELECT_KEYS = ("uuid", "pci", "index", "device-id", "model")
 _DEVICE_ID = re.compile(r"0x([0-9a-f]{8})(?::0x([0-9a-f]{8}))?", re.IGNORECASE)
 _INSTANCE_KEYS = ("profile", "placement", "count", "compute", "geometry")
@@ -105,7 +108,7 @@ def parse(text: str, source: str = "<string>") -> DesiredNode:
     if "restore" in document:
         restore = _restore(document["restore"], root.child("restore"))
     gpus = _array_of_tables(document.get("gpu", []), root.child("gpu"), _gpu)
-    _check_needed_version(gpus, version, root.child("version"))
+    _check_needed_version(gpus, version, root.child("version"), restore)
     _check_distinct_selectors(gpus, source)
     return DesiredNode(gpus=gpus, restore=restore, source=source)
 
@@ -315,20 +318,24 @@ def _check_version(document: dict[str, Any], key: _Key) -> int:
     return version
 
 
-def needed_version(gpus: Sequence[GpuSpec]) -> int:
-    """The lowest file version that can say these entries (2 for device-id, optional or an
-    instance's geometry)."""
+def needed_version(gpus: Sequence[GpuSpec], restore: RestoreOptions | None = None) -> int:
+    """The lowest file version that can say these entries (2 for device-id, optional, gpus, an
+    instance's geometry, or `[restore]` gpus and adopt-replaced)."""
     newer = any(
         s.optional
+        or s.gpus is not None
         or s.selector.kind is SelectorKind.DEVICE_ID
         or any(i.shape is not None for i in s.instances)
         for s in gpus
     )
-    return 2 if newer else 1
+    identity = restore is not None and (restore.gpus is not None or restore.adopt_replaced)
+    return 2 if newer or identity else 1
 
 
-def _check_needed_version(gpus: Sequence[GpuSpec], version: int, key: _Key) -> None:
-    needed = needed_version(gpus)
+def _check_needed_version(
+    gpus: Sequence[GpuSpec], version: int, key: _Key, restore: RestoreOptions
+) -> None:
+    needed = needed_version(gpus, restore)
     if version < needed:
         key.fail(
             f"is {version}, but the file uses {', '.join(_SINCE_VERSION_2)} or the like "
@@ -349,6 +356,8 @@ def _restore(value: object, key: _Key) -> RestoreOptions:
         driver_timeout=_seconds(table.get("driver-timeout", defaults.driver_timeout), key),
         strict_profile_names=_flag(table, "strict-profile-names", key),
         metrics_dir=_directory(table, "metrics-dir", key),
+        gpus=_optional_integer(table, "gpus", key, 1, MAX_ITEMS),
+        adopt_replaced=_flag(table, "adopt-replaced", key),
     )
 
 
@@ -418,7 +427,10 @@ def _gpu(value: object, key: _Key) -> GpuSpec:
     optional = table.get("optional", False)
     if not isinstance(optional, bool):
         key.child("optional").fail(f"must be true or false, got {_describe(optional)}")
-    return GpuSpec(selector, mig, instances, where=key.path, optional=optional)
+    expected = _optional_integer(table, "gpus", key, 1, MAX_ITEMS)
+    if expected is not None and selector.kind is not SelectorKind.INDEX:
+        key.child("gpus").fail("only an entry that selects by index needs the host's GPU count")
+    return GpuSpec(selector, mig, instances, where=key.path, optional=optional, gpus=expected)
 
 
 def _selector(value: object, key: _Key) -> Selector:

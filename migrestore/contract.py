@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 Verb = Literal["status", "plan", "verify", "doctor"]
 
-SCHEMA_VERSIONS: dict[Verb, int] = {"status": 1, "plan": 1, "verify": 1, "doctor": 1}
+SCHEMA_VERSIONS: dict[Verb, int] = {"status": 1, "plan": 2, "verify": 2, "doctor": 1}
 
 
 def versioned(verb: Verb, document: dict[str, Any]) -> dict[str, Any]:

@@ -69,6 +69,11 @@ class GpuError(MigrestoreError):
         self.nvml_error = nvml_error
 
 
+class GpuCountError(MigrestoreError):
+    """NVML counts another number of GPUs than index entries expect: the indices may have
+    shifted, so nothing was touched."""
+
+
 class LockError(MigrestoreError):
     """Another migrestore run holds the lock."""
 

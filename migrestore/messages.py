@@ -165,6 +165,21 @@ KINDS = (
         "an entry for a known model or device id (or optional) selects no GPU here: skipped",
     ),
     Kind(
+        "gpu_replaced",
+        "9ec19eac32914e3aa9ec655b178a21f1",
+        "a uuid entry's GPU was replaced in its slot by one of its model; not adopted (warning)",
+    ),
+    Kind(
+        "gpu_adopted",
+        "ce16286681bc4a319bb4ecb7034d06fd",
+        "a uuid entry governs the GPU that replaced its GPU in the same slot (adopt-replaced)",
+    ),
+    Kind(
+        "index_entries_uncounted",
+        "579ab585fd2a4e8480770f56760ae9f9",
+        "index entries without the expected GPU count ([restore] gpus) (warning)",
+    ),
+    Kind(
         "reset_refused",
         "dbe44625fa7042a28e3f612a6f6f365b",
         "the first GPU reset was refused; persistence mode is lifted for one more try",

@@ -216,6 +216,7 @@ class GpuState:
     pci_subsystem_id: int = 0
     persistence: bool | None = None  # persistence mode; None when not read
     mig_capable: bool = True  # the MIG-mode query answers, or the catalogue knows the model
+    serial: str = ""  # the board's serial number; "" when not read or not reported
 
     @property
     def label(self) -> str:
@@ -340,6 +341,7 @@ class GpuSpec:
     instances: tuple[InstanceSpec, ...] = ()
     where: str = ""
     optional: bool = False  # selecting no GPU here is fine (a fleet file's entry for other hosts)
+    gpus: int | None = None  # an index entry's expected GPU count (else `[restore] gpus`)
 
 
 @dataclass(frozen=True)
@@ -351,6 +353,8 @@ class RestoreOptions:
     driver_timeout: float = 120.0
     strict_profile_names: bool = False  # no match by geometry for names the driver renamed
     metrics_dir: str | None = None  # node_exporter's textfile collector directory, if not default
+    gpus: int | None = None  # GPUs the host should have: index entries need it (selection.py)
+    adopt_replaced: bool = False  # a uuid entry governs the same-model GPU now in its slot
 
 
 @dataclass(frozen=True)

@@ -267,6 +267,7 @@ class NvmlGpus:
             pci_subsystem_id=pci.pciSubSystemId,
             persistence=self._persistence(dev) if full and arch.mode_change_needs_reset else None,
             mig_capable=capable,
+            serial=self._serial(dev) if full else "",
         )
 
     def _read_mig_mode(self, dev: Any) -> MigMode | None:
@@ -278,6 +279,13 @@ class NvmlGpus:
                 return None
             raise
         return MigMode(bool(current), bool(pending))
+
+    def _serial(self, dev: Any) -> str:
+        """The board's serial number for the run record ("" where NVML reports none)."""
+        try:
+            return _text(self._nvml.nvmlDeviceGetSerial(dev))
+        except self._nvml.NVMLError:
+            return ""
 
     def _persistence(self, dev: Any) -> bool | None:
         """Persistence mode: it counts as a client, so it blocks the reset only Ampere needs."""

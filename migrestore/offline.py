@@ -14,6 +14,12 @@ from migrestore.model import (
     TargetLayout,
 )
 from migrestore.profiles import ModelInfo
+from migrestore.selection import uncounted_index_entries
+
+UNCOUNTED = (
+    "selects by index, but the file does not say how many GPUs the host has: add "
+    "gpus = N to [restore] (or to the entry), or an absent GPU shifts the indices onto others"
+)
 
 
 def modelled_gpu(model: ModelInfo, index: int = 0, table: ProfileTable | None = None) -> GpuState:
@@ -86,6 +92,8 @@ def check(
         target = layout.resolve(spec, gpu, desired.source, strict=strict)
         lines.append(f"{spec.where} ({spec.selector}) on {model.name}: {describe(target)}")
         lines += [f"warning: {renamed}" for renamed in target.renamed]
+        if spec in uncounted_index_entries(desired):
+            lines.append(f"warning: {spec.where}: {UNCOUNTED}")
     if not lines:
         lines.append(f"{desired.source}: valid, no [[gpu]] entries (restores nothing)")
     return lines

@@ -29,6 +29,7 @@ from migrestore.model import (
     TargetLayout,
     UnreadableGpu,
 )
+from migrestore.selection import Replacement, Slot
 from migrestore.selection import match as selection_of
 
 
@@ -259,11 +260,14 @@ class NodePlan:
     """Warnings: profile names this driver spells otherwise, resolved by their geometry."""
     unreadable: tuple[UnreadableGpu, ...] = ()
     """GPUs NVML counts but cannot read: failed, the others planned without them."""
+    replaced: tuple[Replacement, ...] = ()
+    """`uuid` entries whose GPU another of its model replaced in the same slot (adopted or not)."""
 
     @property
     def is_empty(self) -> bool:
         """The host is exactly as the file says (and every GPU it names is present)."""
         complete = not self.missing and not self.mismatched and not self.unplanned
+        complete = complete and all(r.adopted for r in self.replaced)
         complete = complete and not self.unreadable
         return complete and all(p.is_empty for p in self.gpus)
 
@@ -273,13 +277,15 @@ class NodePlan:
         return any(p.reset_pending for p in self.gpus)
 
 
-def plan_node(desired: DesiredNode, state: NodeState) -> NodePlan:
+def plan_node(desired: DesiredNode, state: NodeState, slots: tuple[Slot, ...] = ()) -> NodePlan:
     """Match entries to GPUs, resolve each GPU's layout against its own table, and plan it.
 
-    Raises ConfigError for a file that cannot apply to this host. An identity-selected GPU whose
-    model lacks the named profiles (it was replaced) is reported as mismatched, not guessed.
+    Raises ConfigError for a file that cannot apply to this host, GpuCountError when its index
+    entries cannot be trusted here. An identity-selected GPU whose model lacks the named profiles
+    is reported as mismatched, not guessed. `slots` (the last run record's GPUs) tell a GPU
+    replaced in the same slot from a missing one.
     """
-    selection = selection_of(desired, state)
+    selection = selection_of(desired, state, slots)
     parts = [_plan_governed(spec, _gpu(state, uuid), desired) for uuid, spec in selection.governed]
     incapable = [g for part in parts for g in part.unmanaged]
     if parts and len(incapable) == len(parts):
@@ -294,6 +300,7 @@ def plan_node(desired: DesiredNode, state: NodeState) -> NodePlan:
         unplanned=tuple(g for part in parts for g in part.unplanned),
         renamed=tuple(r for part in parts for r in part.renamed),
         unreadable=state.unreadable,
+        replaced=selection.replaced,
     )
 
 

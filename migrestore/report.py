@@ -215,6 +215,18 @@ def plan_json(plan: NodePlan) -> dict[str, Any]:
         "unmanaged": [g.uuid for g in plan.unmanaged],
         "missing": [str(s.selector) for s in plan.missing],
         "absent": [{"entry": s.where, "select": str(s.selector)} for s in plan.absent],
+        "replaced": [
+            {
+                "entry": r.spec.where,
+                "select": str(r.spec.selector),
+                "pci": r.gpu.pci,
+                "uuid": r.gpu.uuid,
+                "serial": r.gpu.serial,
+                "previous_serial": r.previous_serial,
+                "adopted": r.adopted,
+            }
+            for r in plan.replaced
+        ],
         "mismatched": [{"uuid": m.gpu.uuid, "problem": m.problem} for m in plan.mismatched],
         "unplanned": [{"uuid": g.uuid, "problem": UNREAD_TABLE} for g in plan.unplanned],
         "unreadable": [
@@ -242,15 +254,22 @@ def plan_text(plan: NodePlan) -> str:
 
 
 def absent_lines(plan: NodePlan) -> list[str]:
-    """One line per fleet entry for GPUs this host does not have."""
-    return [
+    """One line per fleet entry for GPUs this host does not have, and per GPU adopted in the slot
+    of the GPU it replaced."""
+    lines = [
         f"{s.where} (select {s.selector}): no such GPU on this host; entry skipped"
         for s in plan.absent
     ]
+    return lines + [f"{r.describe()}; adopted" for r in plan.replaced if r.adopted]
 
 
 def _problems(plan: NodePlan) -> list[str]:
     lines = [f"missing: no GPU matches {s.where} (select {s.selector})" for s in plan.missing]
+    lines.extend(
+        f"{r.describe()}; not adopted (set [restore] adopt-replaced = true, or select by pci)"
+        for r in plan.replaced
+        if not r.adopted
+    )
     lines.extend(f"{m.gpu.label}: {m.problem}" for m in plan.mismatched)
     lines.extend(f"{g.label}: instances not planned yet: {UNREAD_TABLE}" for g in plan.unplanned)
     lines.extend(f"{u.label}: FAILED: cannot be read: {u.error}" for u in plan.unreadable)

@@ -15,6 +15,7 @@ from typing import Any
 
 from migrestore import audit
 from migrestore.errors import ConfigError, LockError
+from migrestore.selection import Slot
 
 RECORD_NAME = "last-run.json"
 HISTORY_NAME = "runs.jsonl"
@@ -35,6 +36,8 @@ class GpuRecord:
     mig_devices: tuple[str, ...] = ()
     pci: str = ""
     steps: tuple[str, ...] = ()  # the steps done on this GPU, in order
+    serial: str = ""  # the board's serial number, "" if NVML reports none
+    replaces: str = ""  # the UUID of the `uuid` entry whose GPU this one replaced in its slot
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,22 @@ class RunRecord:
     def mig_devices(self) -> dict[str, tuple[str, ...]]:
         """MIG device UUIDs per GPU UUID."""
         return {g.uuid: g.mig_devices for g in self.gpus}
+
+
+def slots(record: RunRecord | None) -> tuple[Slot, ...]:
+    """Where each GPU of the record sat: what tells a GPU replaced in its slot from one missing."""
+    if record is None:
+        return ()
+    return tuple(
+        Slot(tuple(u for u in (g.uuid, g.replaces) if u), g.pci, g.name, g.serial)
+        for g in record.gpus
+        if g.pci
+    )
+
+
+def last_slots(state_dir: Path) -> tuple[Slot, ...]:
+    """The slots of the last run's record (none if there is no readable record)."""
+    return slots(last(state_dir))
 
 
 @contextlib.contextmanager

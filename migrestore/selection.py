@@ -16,6 +16,20 @@ Entries that select nothing are treated by kind, on purpose:
   `--json`. A name or id the catalogue does not know that selects nothing stays a
   **configuration error** (exit 2): a typo must not silently do nothing. So does `"all"` on a
   host without GPUs.
+
+GPU identity over the hardware's life:
+
+- A `uuid` entry whose GPU is gone, while the slot (PCI bus id) that GPU held in the last run
+  record now holds a GPU of the same model with another UUID, is **replaced**, not missing: the
+  GPU was swapped (an RMA). With `[restore] adopt-replaced = true` the entry governs the new GPU
+  (unless an identity entry of its own does); without it the new GPU is left as it is and the
+  verbs say "replaced in the same slot". `pci` entries survive a replacement unchanged.
+- An `index` entry needs the host's GPU count (`[restore] gpus`, or `gpus` on the entry): NVML
+  numbers the GPUs it enumerates, so with one absent (fallen off the bus and not enumerated after
+  a reboot, or excluded with NVreg_ExcludedGpus) the indices shift onto other GPUs. When NVML
+  counts another number of GPUs than the file expects, matching stops with GpuCountError (exit 1,
+  nothing touched). A GPU NVML still counts but cannot read keeps its index: it is unreadable, not
+  absent. Without a count index entries work as before; `check`, `doctor` and `apply` warn.
 """
 
 from __future__ import annotations
@@ -25,7 +39,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from migrestore import profiles
-from migrestore.errors import ConfigError
+from migrestore.errors import ConfigError, GpuCountError
 from migrestore.model import (
     DesiredNode,
     GpuSpec,
@@ -43,6 +57,38 @@ _PCI_BUS_ID = re.compile(
 
 
 @dataclass(frozen=True)
+class Slot:
+    """A GPU as the last run record saw it: the UUIDs it stands for (its own, then that of the
+    entry it was adopted for or replaced), its PCI bus id, model name and serial number."""
+
+    uuids: tuple[str, ...]
+    pci: str
+    name: str
+    serial: str = ""
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A `uuid` entry's GPU is gone; the slot it held holds `gpu`, of the same model."""
+
+    spec: GpuSpec
+    gpu: GpuState
+    adopted: bool
+    """The entry governs `gpu` (`[restore] adopt-replaced`)."""
+    previous_serial: str = ""
+    """The serial number of the GPU the entry names, if the last run record saw it."""
+
+    def describe(self) -> str:
+        """One line: which entry, which slot, old and new GPU."""
+        serial = f", serial {self.gpu.serial}" if self.gpu.serial else ""
+        before = f"; the GPU before: serial {self.previous_serial}" if self.previous_serial else ""
+        return (
+            f"{self.spec.where} (select {self.spec.selector}): GPU replaced in the same slot: "
+            f"{self.gpu.pci} now holds {self.gpu.uuid} ({self.gpu.name}{serial}){before}"
+        )
+
+
+@dataclass(frozen=True)
 class Selection:
     """The outcome of matching a layout file's entries against the GPUs present."""
 
@@ -54,6 +100,8 @@ class Selection:
     """Entries with an identity selector naming a GPU that is not present."""
     absent: tuple[GpuSpec, ...] = ()
     """Fleet entries (a known model or device id, or `optional`) for GPUs this host lacks."""
+    replaced: tuple[Replacement, ...] = ()
+    """`uuid` entries whose GPU another of its model replaced in the same slot."""
 
     def spec_for(self, uuid: str) -> GpuSpec | None:
         """The entry that governs the GPU with this UUID, or None if it is unmanaged."""
@@ -114,8 +162,11 @@ def known_to_the_catalogue(selector: Selector) -> bool:
     return False
 
 
-def match(desired: DesiredNode, state: NodeState) -> Selection:
-    """Decide for every GPU which entry governs it; raise ConfigError for ties and dead entries."""
+def match(desired: DesiredNode, state: NodeState, slots: tuple[Slot, ...] = ()) -> Selection:
+    """Decide for every GPU which entry governs it; raise ConfigError for ties and dead entries,
+    GpuCountError for index entries on a host with another GPU count than the file expects.
+    `slots`: the GPUs of the last run record, to tell a replaced GPU from a missing one."""
+    check_gpu_count(desired, state)
     governed: list[tuple[str, GpuSpec]] = []
     unmanaged: list[str] = []
     for gpu in state.gpus:
@@ -131,7 +182,92 @@ def match(desired: DesiredNode, state: NodeState) -> Selection:
         if not spec.selector.kind.is_identity and not state.unreadable and spec not in absent:
             _fail_selects_nothing(desired.source, spec, state)
     missing = tuple(s for s in unmatched if s not in absent)
-    return Selection(tuple(governed), tuple(unmanaged), missing, absent)
+    replaced = _replacements(desired, state, missing, slots, dict(governed))
+    adopted = {r.gpu.uuid: r.spec for r in replaced if r.adopted}
+    governed = [(uuid, adopted.get(uuid, spec)) for uuid, spec in governed]
+    governed += [(uuid, spec) for uuid, spec in adopted.items() if uuid in unmanaged]
+    order = {gpu.uuid: n for n, gpu in enumerate(state.gpus)}
+    return Selection(
+        governed=tuple(sorted(governed, key=lambda pair: order[pair[0]])),
+        unmanaged=tuple(uuid for uuid in unmanaged if uuid not in adopted),
+        missing=tuple(s for s in missing if all(r.spec is not s for r in replaced)),
+        absent=absent,
+        replaced=replaced,
+    )
+
+
+def _replacements(
+    desired: DesiredNode,
+    state: NodeState,
+    missing: tuple[GpuSpec, ...],
+    slots: tuple[Slot, ...],
+    governed: dict[str, GpuSpec],
+) -> tuple[Replacement, ...]:
+    """The missing `uuid` entries whose slot holds a GPU of the same model under a new UUID."""
+    found: list[Replacement] = []
+    for spec in missing:
+        if spec.selector.kind is not SelectorKind.UUID:
+            continue
+        wanted = str(spec.selector.value).casefold()
+        slot = next((s for s in slots if wanted in (u.casefold() for u in s.uuids)), None)
+        gpu = None if slot is None else _in_slot(state, slot, wanted)
+        if slot is None or gpu is None or any(r.gpu is gpu for r in found):
+            continue
+        holder = governed.get(gpu.uuid)
+        free = holder is None or not holder.selector.kind.is_identity
+        # The slot's record is the named GPU itself until a run records its successor there.
+        serial = slot.serial if slot.uuids[0].casefold() == wanted else ""
+        found.append(Replacement(spec, gpu, desired.restore.adopt_replaced and free, serial))
+    return tuple(found)
+
+
+def _in_slot(state: NodeState, slot: Slot, wanted: str) -> GpuState | None:
+    """The GPU now at the slot's PCI bus id if it is of the slot's model and not the GPU whose
+    UUID the entry names (`wanted`, case-folded)."""
+    pci = normalise_pci(slot.pci)
+    return next(
+        (
+            gpu
+            for gpu in state.gpus
+            if pci is not None
+            and normalise_pci(gpu.pci) == pci
+            and gpu.name.casefold() == slot.name.casefold()
+            and gpu.uuid.casefold() != wanted
+        ),
+        None,
+    )
+
+
+def expected_count(desired: DesiredNode, spec: GpuSpec) -> int | None:
+    """The GPU count an index entry relies on: its own `gpus`, else `[restore] gpus`."""
+    return spec.gpus if spec.gpus is not None else desired.restore.gpus
+
+
+def uncounted_index_entries(desired: DesiredNode) -> tuple[GpuSpec, ...]:
+    """Index entries with no expected GPU count: they follow the indices wherever they shift."""
+    return tuple(
+        s
+        for s in desired.gpus
+        if s.selector.kind is SelectorKind.INDEX and expected_count(desired, s) is None
+    )
+
+
+def check_gpu_count(desired: DesiredNode, state: NodeState) -> None:
+    """GpuCountError unless NVML counts as many GPUs as every index entry expects (a GPU it
+    counts but cannot read keeps its index: it counts)."""
+    counted = len(state.gpus) + len(state.unreadable)
+    for spec in desired.gpus:
+        expected = expected_count(desired, spec)
+        if spec.selector.kind is not SelectorKind.INDEX or expected in (None, counted):
+            continue
+        where = f"{spec.where}.gpus" if spec.gpus is not None else "restore.gpus"
+        raise GpuCountError(
+            f"{desired.source}: {spec.where}.select: index {spec.selector.value} expects "
+            f"{expected} GPUs ({where}), NVML counts {counted}: with a GPU absent the indices "
+            "shift, so no index entry applies; nothing was touched",
+            hint="find the absent GPU (nvidia-smi -L; Xid 79 in dmesg; NVreg_ExcludedGpus), "
+            "or select it by pci",
+        )
 
 
 def _governing(desired: DesiredNode, gpu: GpuState) -> GpuSpec | None:

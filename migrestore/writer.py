@@ -27,7 +27,7 @@ from migrestore.model import (
 )
 from migrestore.selection import model_matches
 
-SELECT_BY = ("uuid", "model", "index")
+SELECT_BY = ("uuid", "pci", "index", "model")
 
 
 @dataclass(frozen=True)
@@ -60,15 +60,19 @@ class Entry:
     notes: tuple[str, ...] = ()
 
 
-def render(header: Sequence[str], entries: Sequence[Entry]) -> str:
-    """The layout file: header comments, the version, then each entry."""
+def render(header: Sequence[str], entries: Sequence[Entry], gpu_count: int | None = None) -> str:
+    """The layout file: header comments, the version, `[restore] gpus` if `gpu_count` is given
+    (index entries need it), then each entry."""
     lines = [f"# {line}" if line else "#" for line in header]
     # The oldest version that says it: an older migrestore reads what needs nothing newer.
-    newer = any(
+    newer = gpu_count is not None or any(
         e.select.kind is SelectorKind.DEVICE_ID or any(i.geometry for i in e.instances)
         for e in entries
     )
     lines.append(f"version = {2 if newer else 1}")
+    if gpu_count is not None:
+        lines += ["", "# Index entries apply only while NVML counts this many GPUs.", "[restore]"]
+        lines.append(f"gpus = {gpu_count}")
     for entry in entries:
         lines += ["", *(f"# {c}" for c in entry.comments), "[[gpu]]"]
         lines.append(f"select = {_selector(entry.select)}")
@@ -136,14 +140,18 @@ def dump(
 ) -> str:
     """The state of every GPU as a layout file that `apply` reproduces exactly.
 
-    `select_by` is "uuid" (default), "index" or "model"; `host` and `when` default to this host's
-    name and the current time, for the header comment.
+    `select_by` is "uuid" (default), "pci", "index" or "model"; `host` and `when` default to this
+    host's name and the current time, for the header comment. By index, the file also says how
+    many GPUs NVML counts (`[restore] gpus`): index entries need it.
     """
     if select_by not in SELECT_BY:
-        raise ConfigError(f"export: cannot select GPUs by {select_by!r}; use uuid, index or model")
+        raise ConfigError(
+            f"export: cannot select GPUs by {select_by!r}; use {', '.join(SELECT_BY)}"
+        )
     header = _header(state, host or socket.gethostname(), when or datetime.now(timezone.utc))
     entries = _model_entries(state) if select_by == "model" else _gpu_entries(state.gpus, select_by)
-    return render(header, entries)
+    counted = len(state.gpus) + len(state.unreadable)
+    return render(header, entries, counted if select_by == "index" and entries else None)
 
 
 def _header(state: NodeState, host: str, when: datetime) -> list[str]:
@@ -165,11 +173,18 @@ def _gpu_entries(gpus: Sequence[GpuState], select_by: str) -> list[Entry]:
     return [
         _state_entry(
             gpu,
-            Selector(SelectorKind(select_by), gpu.index if select_by == "index" else gpu.uuid),
+            Selector(SelectorKind(select_by), _identity(gpu, select_by)),
             (f"GPU {gpu.index}: {gpu.name}, {gpu.pci}, {gpu.uuid}",),
         )
         for gpu in gpus
     ]
+
+
+def _identity(gpu: GpuState, select_by: str) -> str | int:
+    """The GPU's index, PCI bus id (NVML's form) or UUID, as the selector names it."""
+    if select_by == "index":
+        return gpu.index
+    return gpu.pci if select_by == "pci" else gpu.uuid
 
 
 def _model_entries(state: NodeState) -> list[Entry]:

@@ -177,7 +177,7 @@ ERRORS = [
     (
         "version = 1\n[restore]\nstop_units = []",
         "restore.stop_units: unknown key (known here: stop-units, refresh-units, driver-timeout, "
-        "strict-profile-names, metrics-dir)",
+        "strict-profile-names, metrics-dir, gpus, adopt-replaced)",
     ),
     (
         'version = 1\n[restore]\nstop-units = "nvsm.service"',
@@ -229,7 +229,7 @@ ERRORS = [
     ("version = 1\ngpu = [1]", "gpu[0]: must be a table, got 1"),
     (
         GPU + "mode = true",
-        "gpu[0].mode: unknown key (known here: select, mig, instance, optional)",
+        "gpu[0].mode: unknown key (known here: select, mig, instance, optional, gpus)",
     ),
     ("version = 1\n[[gpu]]\nmig = true", 'gpu[0].select: missing; for example select = "all"'),
     (

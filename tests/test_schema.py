@@ -65,7 +65,9 @@ mig = false
 SHAPES = {
     ("status", 1): "4d621c3d71212325",
     ("plan", 1): "6be27b6ede58bfb2",
+    ("plan", 2): "4079b75c7f128faa",  # replaced: a uuid entry's GPU replaced in its slot
     ("verify", 1): "a084746ce73c5c05",
+    ("verify", 2): "7731ea9ff48f5c2d",  # replaced, as in plan
     ("doctor", 1): "74f8ddcbce9c525c",
 }
 
@@ -174,9 +176,33 @@ def with_files(tmp: Path) -> State:
     return State(host, verify_exit=3, sysroot=tmp / "root")
 
 
+def replaced(tmp: Path) -> State:
+    """Restored with entries by UUID, then GPU 0 replaced in its slot (an RMA): its entry is
+    replaced, not missing, and not adopted."""
+    host = make_host(tmp, (H100, 2))
+    uuids = [g["uuid"] for g in json.loads(host.run("status", "--json").out)["gpus"]]
+    host.write_layout(
+        "version = 1\n"
+        + "".join(f'[[gpu]]\nselect = {{ uuid = "{u}" }}\nmig = false\n' for u in uuids)
+    )
+    assert host.run("apply").code == 0
+    simulator.replace_gpu(host.state, 0)
+    return State(host, verify_exit=3)
+
+
 STATES = {
     f.__name__: f
-    for f in (fresh, in_sync, drifted, rebooted, reset_pending, gpu_lost, unplanned, unfit)
+    for f in (
+        fresh,
+        in_sync,
+        drifted,
+        rebooted,
+        reset_pending,
+        gpu_lost,
+        unplanned,
+        unfit,
+        replaced,
+    )
 }
 STATES[with_files.__name__] = with_files
 
@@ -206,7 +232,8 @@ def test_the_states_cover_the_shapes(states: dict[str, State]) -> None:
         if "action" in d.get("properties", {})
     }
     assert done == described
-    for key in ("unmanaged", "missing", "absent", "mismatched", "unplanned", "unreadable"):
+    lists = ("unmanaged", "missing", "absent", "replaced", "mismatched", "unplanned", "unreadable")
+    for key in lists:
         assert any(p[key] for p in plans), key
     assert any(g["busy"] for p in plans for g in p["gpus"])
     statuses = [states[name].document("status") for name in STATES]

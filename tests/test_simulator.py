@@ -160,7 +160,7 @@ def test_unmodelled_function_never_reaches_a_driver(tmp_path: Path) -> None:
     """A pynvml call the simulator does not model fails with FunctionNotFound."""
     nvml = opened(new_host(tmp_path, (H200, 1)))
     with pytest.raises(pynvml.NVMLError_FunctionNotFound):
-        nvml.nvmlDeviceGetSerial(nvml.nvmlDeviceGetHandleByIndex(0))
+        nvml.nvmlDeviceGetBoardPartNumber(nvml.nvmlDeviceGetHandleByIndex(0))
 
 
 def test_modelled_functions_are_the_latency_tables() -> None:

@@ -70,6 +70,8 @@ from migrestore.simulator.host import (
     models,
     models_text,
     reboot,
+    remove_gpu,
+    replace_gpu,
     reset_counters,
     reset_gpus,
     set_latency,
@@ -103,6 +105,8 @@ __all__ = [
     "models",
     "models_text",
     "reboot",
+    "remove_gpu",
+    "replace_gpu",
     "reset_counters",
     "reset_gpus",
     "set_latency",
@@ -383,6 +387,10 @@ class Simulator:
         gi_profile = simrules.gi_profile_by_id(gpu, mig[0].profile_id)
         used = PROCESS_BYTES * len(simrules.processes(gpu, mig[0].id, mig[1].id))
         return memory_info(gi_profile.memory_mb * MIB, 0, used, version)
+
+    @_nvml
+    def nvmlDeviceGetSerial(self, handle: Any) -> str:
+        return self._gpu(handle).serial_number
 
     @_nvml
     def nvmlDeviceGetPersistenceMode(self, handle: Any) -> int:

@@ -18,7 +18,14 @@ from typing import Final
 from migrestore.errors import ConfigError, MigrestoreError
 from migrestore.profiles import catalogue, find_model
 from migrestore.selection import normalise_pci
-from migrestore.simulator.rules import SimClient, SimGpu, after_reboot, after_reset
+from migrestore.simulator.rules import (
+    MIG_DISABLED,
+    SimClient,
+    SimGpu,
+    after_reboot,
+    after_reset,
+    made_up_serial,
+)
 from migrestore.simulator.state import (
     Driver,
     Fault,
@@ -58,6 +65,7 @@ DEFAULT_LATENCY: Final[Mapping[str, float]] = MappingProxyType(
         "nvmlDeviceGetName": 0.00004,  # measured
         "nvmlDeviceGetUUID": 0.000017,  # measured
         "nvmlDeviceGetPciInfo": 0.000022,  # measured
+        "nvmlDeviceGetSerial": 0.000048,  # measured
         "nvmlDeviceGetMinorNumber": 0.000008,  # measured
         "nvmlDeviceGetIndex": 0.000004,  # measured
         "nvmlDeviceGetArchitecture": 0.000007,  # measured
@@ -426,6 +434,38 @@ def lose_gpu(path: str | os.PathLike[str], index: int) -> Host:
         return lost, lost
 
     return _store(path).update(change)
+
+
+def replace_gpu(path: str | os.PathLike[str], index: int) -> SimGpu:
+    """GPU `index` is swapped for a new board of the same model in the same slot (an RMA): a new
+    UUID and serial number, MIG off, nothing on it, the host powered off for it (every GPU as
+    after a reboot). Returns the new GPU."""
+
+    def change(host: Host) -> tuple[Host, SimGpu]:
+        old = _gpu_at(host, index)
+        new_uuid = f"GPU-{uuid.uuid5(_GPU_UUID_NAMESPACE, f'{old.uuid}#replaced')}"
+        new = replace(
+            after_reboot(old), uuid=new_uuid, serial=made_up_serial(new_uuid), mig=MIG_DISABLED
+        )
+        rebooted = _after_power_cycle(host)
+        return rebooted.with_gpu(new), new
+
+    return _store(path).update(change)
+
+
+def remove_gpu(path: str | os.PathLike[str], index: int) -> None:
+    """GPU `index` is gone from the bus (not enumerated after a reboot, or excluded with
+    NVreg_ExcludedGpus): the GPUs after it move one index down, as NVML numbers the rest."""
+
+    def change(host: Host) -> tuple[Host, None]:
+        _gpu_at(host, index)
+        if len(host.gpus) == 1:
+            raise ConfigError("the simulated host's only GPU cannot be removed")
+        rest = [g for g in _after_power_cycle(host).gpus if g.index != index]
+        gpus = tuple(replace(g, index=n) for n, g in enumerate(rest))
+        return replace(host, gpus=gpus, sessions=()), None
+
+    _store(path).update(change)
 
 
 def set_latency(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -106,6 +107,12 @@ class SimGpu:
     # holds the GPU like a client: it blocks a reset (and Ampere's own reset in SetMigMode), but
     # not a Hopper mode change (NVIDIA's mig-parted toggles Hopper MIG with it on).
     persistence: bool = True
+    serial: str = ""  # the board's serial number ("" in state files older than it: made up)
+
+    @property
+    def serial_number(self) -> str:
+        """What nvmlDeviceGetSerial answers: 13 digits, as on NVIDIA's data-center boards."""
+        return self.serial or made_up_serial(self.uuid)
 
     @property
     def model(self) -> ModelInfo:
@@ -115,6 +122,12 @@ class SimGpu:
     def gi(self, gi_id: int) -> SimGpuInstance | None:
         """The GPU instance with this id."""
         return next((g for g in self.instances if g.id == gi_id), None)
+
+
+def made_up_serial(gpu_uuid: str) -> str:
+    """A serial number for a simulated GPU, derived from its UUID (13 digits, starting 1)."""
+    digest = hashlib.sha256(gpu_uuid.encode()).hexdigest()
+    return f"1{int(digest, 16) % 10**12:012d}"
 
 
 @functools.cache

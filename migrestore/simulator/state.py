@@ -133,6 +133,7 @@ def _gpu_json(gpu: SimGpu) -> dict[str, Any]:
         ],
         **({"lost": True} if gpu.lost else {}),
         "persistence": gpu.persistence,
+        "serial": gpu.serial_number,
     }
 
 
@@ -202,6 +203,7 @@ def _gpu(row: dict[str, Any]) -> SimGpu:
         clients=clients,
         lost=bool(row.get("lost", False)),
         persistence=bool(row.get("persistence", True)),
+        serial=str(row.get("serial", "")),
     )
 
 

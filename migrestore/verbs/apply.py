@@ -37,6 +37,7 @@ from migrestore.logs import failures_at_error_priority, is_terminal
 from migrestore.model import DesiredNode, NodeState
 from migrestore.plan import GpuPlan, NodePlan, plan_node
 from migrestore.progress import TerminalProgress
+from migrestore.selection import Slot, uncounted_index_entries
 from migrestore.systemd import restart_order
 from migrestore.verbs.common import add_json_flag, emit, load_layout, seconds, warn_renamed
 
@@ -156,7 +157,9 @@ def _apply_locked(
     started = time.monotonic()
     notifier.status("reading GPUs")
     before = gpus.read_state()
-    node = warn_renamed(plan_node(desired, before))
+    slots = runs.last_slots(ctx.state_dir)
+    _warn_uncounted(desired)
+    node = warn_renamed(plan_node(desired, before, slots))
     log.info(
         "planned",
         gpus=len(node.gpus),
@@ -172,13 +175,13 @@ def _apply_locked(
         return execute.execute(plans, gpus, units, notifier, options)
 
     execution = run(node.gpus)
-    execution = _after_mode_change(desired, before, node, execution, gpus, run)
+    execution = _after_mode_change(desired, before, node, execution, gpus, run, slots)
     notifier.status("verifying")
     touched = {p.gpu.uuid for p in node.gpus if p.steps}
     after = gpus.reread(before, touched) if touched else before
     for lost in after.unreadable:
         log.error("gpu_unreadable", gpu=lost.label, uuid=lost.uuid, error=lost.error)
-    final = plan_node(desired, after)
+    final = plan_node(desired, after, slots)
     notes = (
         *_device_nodes(ctx, after),
         *_refresh(args, desired, units, execution),
@@ -187,7 +190,7 @@ def _apply_locked(
     code = _exit_code(execution, final)
     if notes and code == ExitCode.OK:
         code = ExitCode.FAILURE
-    record = _record(ctx, args, desired, after, execution, code)
+    record = _record(ctx, args, desired, after, execution, code, final)
     changed = runs.changed_devices(runs.last(ctx.state_dir), record)
     _save(_with_notes(replace(record, notes=notes), changed), ctx)
     _end_progress(notifier)
@@ -197,6 +200,13 @@ def _apply_locked(
     recorder.done(final, code, changes=changes, reset_pending=pending)
     _summary(notifier, node, execution, final, code, time.monotonic() - started, notes)
     return code
+
+
+def _warn_uncounted(desired: DesiredNode) -> None:
+    """Index entries without the host's GPU count follow the indices wherever they shift."""
+    entries = uncounted_index_entries(desired)
+    if entries:
+        log.warning("index_entries_uncounted", entries=",".join(s.where for s in entries))
 
 
 def _save(record: runs.RunRecord, ctx: Context) -> None:
@@ -223,6 +233,7 @@ def _after_mode_change(
     execution: execute.Execution,
     gpus: Gpus,
     run: Callable[[tuple[GpuPlan, ...]], execute.Execution],
+    slots: tuple[Slot, ...],
 ) -> execute.Execution:
     """GPUs whose profile table the driver showed only with MIG on (R535): the first pass enabled
     MIG; read their tables now, then plan and create their instances."""
@@ -233,7 +244,8 @@ def _after_mode_change(
     if not enabled:
         return execution
     middle = gpus.reread(before, enabled)
-    plans = tuple(p for p in warn_renamed(plan_node(desired, middle)).gpus if p.gpu.uuid in enabled)
+    replanned = warn_renamed(plan_node(desired, middle, slots))
+    plans = tuple(p for p in replanned.gpus if p.gpu.uuid in enabled)
     log.info("planned_after_mig_enabled", gpus=len(plans), steps=sum(len(p.steps) for p in plans))
     return execute.merged(execution, run(plans))
 
@@ -287,8 +299,11 @@ def _record(
     after: NodeState,
     execution: execute.Execution,
     code: ExitCode,
+    final: NodePlan,
 ) -> runs.RunRecord:
     outcomes = {o.uuid: o for o in execution.outcomes}
+    # A GPU replaced in its slot keeps the UUID it stands for, so that later runs still know it.
+    replaces = {r.gpu.uuid: str(r.spec.selector.value) for r in final.replaced}
     gpus = tuple(
         runs.GpuRecord(
             uuid=g.uuid,
@@ -299,6 +314,8 @@ def _record(
             mig_devices=tuple(ci.uuid for gi in g.instances for ci in gi.compute),
             pci=g.pci,
             steps=outcomes[g.uuid].done if g.uuid in outcomes else (),
+            serial=g.serial,
+            replaces=replaces.get(g.uuid, ""),
         )
         for g in after.gpus
     )
@@ -336,6 +353,7 @@ def _problems(
     lines += [f"{len(failed)} of {len(node.gpus)} GPU(s) not restored"] if failed else []
     lines += [f"{o.label}: {o.error}" for o in failed]
     lines += [f"missing: no GPU matches {s.where} ({s.selector})" for s in final.missing]
+    lines += [f"{r.spec.where}: GPU replaced in its slot {r.gpu.pci}" for r in final.replaced]
     lines += [f"{m.gpu.label}: not the model its entry names" for m in final.mismatched]
     lines += [f"{p.gpu.label}: still differs from the layout" for p in final.gpus if p.steps]
     return lines + list(notes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from migrestore import config, host, report
+from migrestore import config, host, report, runs
 from migrestore.context import Context
 from migrestore.events import log
 from migrestore.model import DesiredNode, NodeState
@@ -37,16 +37,30 @@ def read(ctx: Context, *, details: Detail = "full") -> NodeState:
 def planned(ctx: Context, *, details: Detail = "processes") -> NodePlan:
     """The layout file planned against a fresh read of the GPUs."""
     desired = load_layout(ctx)
-    return warn_renamed(plan_node(desired, read(ctx, details=details)))
+    state = read(ctx, details=details)
+    return warn_renamed(plan_node(desired, state, runs.last_slots(ctx.state_dir)))
 
 
 def warn_renamed(node: NodePlan) -> NodePlan:
-    """Log each profile the driver names otherwise than the file (resolved by geometry), and each
-    fleet entry for GPUs this host does not have."""
+    """Log each profile the driver names otherwise than the file (resolved by geometry), each
+    fleet entry for GPUs this host does not have, and each GPU replaced in its slot."""
     for text in node.renamed:
         log.warning("profile_renamed", detail=text)
     for spec in node.absent:
         log.info("entry_selects_no_gpu_here", entry=spec.where, select=str(spec.selector))
+    for swap in node.replaced:
+        about = {
+            "entry": swap.spec.where,
+            "select": str(swap.spec.selector),
+            "pci": swap.gpu.pci,
+            "uuid": swap.gpu.uuid,
+            "serial": swap.gpu.serial,
+            "previous_serial": swap.previous_serial,
+        }
+        if swap.adopted:
+            log.info("gpu_adopted", **about)
+        else:
+            log.warning("gpu_replaced", **about)
     return node
 
 

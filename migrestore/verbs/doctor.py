@@ -21,7 +21,15 @@ from typing import Any
 from migrestore import bindings, caps, config, contract, holders, host, profiles, report, runs
 from migrestore.consumers import DEFAULT_STOP_UNITS
 from migrestore.context import Context
-from migrestore.errors import ConfigError, DriverError, ExitCode, GpuError, UnitError, one_line
+from migrestore.errors import (
+    ConfigError,
+    DriverError,
+    ExitCode,
+    GpuCountError,
+    GpuError,
+    UnitError,
+    one_line,
+)
 from migrestore.interfaces import Units
 from migrestore.model import (
     Architecture,
@@ -31,6 +39,7 @@ from migrestore.model import (
     StrEnum,
 )
 from migrestore.plan import UNREAD_TABLE, plan_node
+from migrestore.selection import uncounted_index_entries
 from migrestore.verbs.common import add_json_flag, emit
 
 UNIT = "migrestore.service"
@@ -132,7 +141,7 @@ def diagnose(ctx: Context, units: Units) -> tuple[Check, ...]:
         *_guarded("reset", lambda: _reset_checks(survey)),
         *_guarded("caps", lambda: _capability_checks(survey)),
         layout_file,
-        *_guarded("layout.fit", lambda: _layout_fit(survey, ctx.config)),
+        *_guarded("layout.fit", lambda: _layout_fit(survey, ctx.config, ctx.state_dir)),
         *_guarded("unit", lambda: _unit_checks(survey, ctx.state_dir)),
         *_guarded("owner", lambda: _owner_checks(survey)),
         *_guarded("tooling", lambda: _tooling_checks(survey)),
@@ -525,17 +534,27 @@ def _read_layout(ctx: Context) -> tuple[DesiredNode | None, Check]:
     )
 
 
-def _layout_fit(survey: Survey, path: Path) -> list[Check]:
+def _layout_fit(survey: Survey, path: Path, state_dir: Path) -> list[Check]:
     if survey.desired is None or survey.state is None:
         return []
     try:
-        node = plan_node(survey.desired, survey.state)
-    except ConfigError as exc:
+        node = plan_node(survey.desired, survey.state, runs.last_slots(state_dir))
+    except (ConfigError, GpuCountError) as exc:
         return [Check("layout.fit", Status.FAIL, str(exc), exc.hint)]
     problems = [f"{m.gpu.label}: {m.problem}" for m in node.mismatched]
     problems += [f"{s.where} ({s.selector}) selects no GPU present" for s in node.missing]
+    swapped = [r for r in node.replaced if not r.adopted]
+    problems += [r.describe() for r in swapped]
     if problems:
-        return [Check("layout.fit", Status.FAIL, "; ".join(problems))]
+        hint = "set [restore] adopt-replaced = true, or select by pci" if swapped else ""
+        return [Check("layout.fit", Status.FAIL, "; ".join(problems), hint)]
+    uncounted = uncounted_index_entries(survey.desired)
+    if uncounted:
+        entries = ", ".join(s.where for s in uncounted)
+        text = f"{path}: {entries} select by index, but the file does not say how many GPUs"
+        counted = len(survey.state.gpus) + len(survey.state.unreadable)
+        hint = f"add gpus = {counted} to [restore]: an absent GPU shifts the indices"
+        return [Check("layout.fit", Status.WARN, text, hint)]
     if node.unplanned:
         labels = ", ".join(f"GPU {g.index}" for g in node.unplanned)
         text = f"{path}: not checked on {labels}: {UNREAD_TABLE}"

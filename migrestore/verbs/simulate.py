@@ -41,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     reboot.add_argument("state", help=STATE_HELP)
     for name, text in (
+        ("replace", "swap GPU N for a new board of its model in its slot (new UUID and serial)"),
+        ("remove", "take GPU N off the bus (NVreg_ExcludedGpus): the later GPUs' indices shift"),
+    ):
+        swap = _action(sub, name, text + "; the host is powered off for it")
+        swap.add_argument("state", help=STATE_HELP)
+        swap.add_argument("--gpu", type=int, required=True, metavar="N", help="the GPU's index")
+    for name, text in (
         ("attach", "attach a driver client (blocks a reset) or a process on an instance"),
         ("detach", "detach every client or process of that name from a GPU"),
     ):
@@ -141,6 +148,12 @@ def _act(state: Path, args: argparse.Namespace) -> str:
     if action == "reboot":
         simulator.reboot(state)
         return "rebooted"
+    if action == "replace":
+        new = simulator.replace_gpu(state, args.gpu)
+        return f"GPU {args.gpu} replaced in its slot {new.pci_bus_id}: now {new.uuid}"
+    if action == "remove":
+        simulator.remove_gpu(state, args.gpu)
+        return f"GPU {args.gpu} removed from the bus; the GPUs after it moved one index down"
     if action == "attach":
         gi, ci = _instance_arg(args.instance)
         pid = simulator.attach(state, args.gpu, args.client, gi_id=gi, ci_id=ci, pid=args.pid)

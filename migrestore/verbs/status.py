@@ -6,7 +6,7 @@ import argparse
 
 from migrestore import config, contract, report, runs
 from migrestore.context import Context
-from migrestore.errors import ConfigError, ExitCode
+from migrestore.errors import ConfigError, ExitCode, GpuCountError
 from migrestore.model import NodeState
 from migrestore.plan import plan_node
 from migrestore.verbs.common import add_json_flag, emit, read
@@ -24,13 +24,14 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         print(report.dumps(contract.versioned("status", report.state_json(state, last))))
     else:
-        emit(ctx, report.state_text(state, last, _unmanaged(ctx, state)))
+        emit(ctx, report.state_text(state, last, _unmanaged(ctx, state, last)))
     return ExitCode.OK
 
 
-def _unmanaged(ctx: Context, state: NodeState) -> tuple[str, ...]:
+def _unmanaged(ctx: Context, state: NodeState, last: runs.RunRecord | None) -> tuple[str, ...]:
     """GPUs no entry selects, if the layout file can be read (status works without one)."""
     try:
-        return tuple(g.uuid for g in plan_node(config.load(ctx.config), state).unmanaged)
-    except ConfigError:
+        node = plan_node(config.load(ctx.config), state, runs.slots(last))
+    except (ConfigError, GpuCountError):
         return ()
+    return tuple(g.uuid for g in node.unmanaged)

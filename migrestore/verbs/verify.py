@@ -53,7 +53,8 @@ def _verify(ctx: Context, args: argparse.Namespace) -> int:
     desired = load_layout(ctx)
     target = metrics.directory(args.metrics_dir, desired.restore.metrics_dir, ctx.simulated)
     with metrics.Recorder(target) as recorder:
-        node = warn_renamed(plan_node(desired, read(ctx, details="layout")))
+        state = read(ctx, details="layout")
+        node = warn_renamed(plan_node(desired, state, runs.last_slots(ctx.state_dir)))
         if args.json:
             document = {"simulated": ctx.simulated, **report.plan_json(node)}
             print(report.dumps(contract.versioned("verify", document)))
