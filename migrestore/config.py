@@ -16,7 +16,7 @@ import os
 import re
 import stat
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -108,7 +108,7 @@ def parse(text: str, source: str = "<string>") -> DesiredNode:
     if "restore" in document:
         restore = _restore(document["restore"], root.child("restore"))
     gpus = _array_of_tables(document.get("gpu", []), root.child("gpu"), _gpu)
-    _check_needed_version(gpus, version, root.child("version"), restore)
+    _check_needed_version(gpus, version, root.child("version"), document.get("restore", {}))
     _check_distinct_selectors(gpus, source)
     return DesiredNode(gpus=gpus, restore=restore, source=source)
 
@@ -318,9 +318,10 @@ def _check_version(document: dict[str, Any], key: _Key) -> int:
     return version
 
 
-def needed_version(gpus: Sequence[GpuSpec], restore: RestoreOptions | None = None) -> int:
-    """The lowest file version that can say these entries (2 for device-id, optional, gpus, an
-    instance's geometry, or `[restore]` gpus and adopt-replaced)."""
+def needed_version(gpus: Sequence[GpuSpec], restore_keys: Collection[str] = ()) -> int:
+    """The lowest file version that can say these entries and `[restore]` keys (2 for
+    device-id, optional, gpus, an instance's geometry, or `[restore]` gpus and adopt-replaced,
+    whatever their value: an older migrestore refuses the key itself)."""
     newer = any(
         s.optional
         or s.gpus is not None
@@ -328,14 +329,19 @@ def needed_version(gpus: Sequence[GpuSpec], restore: RestoreOptions | None = Non
         or any(i.shape is not None for i in s.instances)
         for s in gpus
     )
-    identity = restore is not None and (restore.gpus is not None or restore.adopt_replaced)
-    return 2 if newer or identity else 1
+    return 2 if newer or set(restore_keys) & {"gpus", "adopt-replaced"} else 1
 
 
 def _check_needed_version(
-    gpus: Sequence[GpuSpec], version: int, key: _Key, restore: RestoreOptions
+    gpus: Sequence[GpuSpec], version: int, key: _Key, restore_keys: Collection[str]
 ) -> None:
-    needed = needed_version(gpus, restore)
+    needed = needed_version(gpus, restore_keys)
+    newer_restore = [f"restore.{k}" for k in restore_keys if k in ("gpus", "adopt-replaced")]
+    if version < needed and needed_version(gpus) < needed:
+        key.fail(
+            f"is {version}, but the file uses {', '.join(newer_restore)} (version {needed}); "
+            f"write version = {needed}"
+        )
     if version < needed:
         key.fail(
             f"is {version}, but the file uses {', '.join(_SINCE_VERSION_2)} or the like "
