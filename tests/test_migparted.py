@@ -61,7 +61,8 @@ def test_every_fixture_label_converts_to_a_feasible_layout(fixture: Path, label:
     desired = config.parse(text, "converted")
     assert desired.gpus
     lines = check_offline(text, MODEL_FOR.get(fixture.name))
-    assert len(lines) == len(desired.gpus)
+    # Index entries without the host's GPU count (mig-parted's `devices: [0, 1]`) add a warning.
+    assert len([line for line in lines if not line.startswith("warning: ")]) == len(desired.gpus)
     for spec in desired.gpus:
         assert all(inst.placement is not None for inst in spec.instances)
         assert all(inst.count == 1 for inst in spec.instances)

@@ -177,6 +177,8 @@ def test_timing_probe_values_match(nvml: Simulator) -> None:
     for name, args, status, value, _ in timing_lines():
         if status == "TypeError" or name not in vars(Simulator):
             continue  # the probe's own mistakes, or calls migrestore does not use
+        if value == repr("(removed)"):
+            continue  # a value the recording withheld (the board's serial number)
         assert same_as_recorded(replayed(nvml, name, args), status, value), (name, args, value)
         checked += 1
     assert checked >= 60
