@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from migrestore import config, simulator
+from migrestore import config, offline, profiles, simulator
 from migrestore.errors import ConfigError
+from migrestore.model import GpuState, NodeState
+from migrestore.selection import Slot, match
 
 from .simhost import H100, Host, make_host, mutations
 
@@ -304,3 +307,26 @@ def _simulate(*args: str) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.main(["simulate", *args])
     return code, out.getvalue(), err.getvalue()
+
+
+def _gpu_at(model: str, uuid: str, pci: str, index: int = 0) -> GpuState:
+    """A modelled GPU of `model` with this UUID and PCI bus id."""
+    info = profiles.find_model(model)
+    assert info is not None
+    return replace(offline.modelled_gpu(info, index), uuid=uuid, pci=pci)
+
+
+def test_a_gpu_of_another_model_in_the_slot_is_no_replacement() -> None:
+    """Only a GPU of the recorded model in the recorded slot replaces; another model there leaves
+    the uuid entry missing, and UUIDs compare without regard to case."""
+    desired = config.parse('version = 1\n[[gpu]]\nselect = { uuid = "GPU-old" }\nmig = false\n')
+    slots = (Slot(("GPU-OLD",), "0000:07:00.0", H100, "1000"),)
+    same = NodeState((_gpu_at(H100, "GPU-new", "00000000:07:00.0"),))
+    other = NodeState((_gpu_at(A100, "GPU-new", "00000000:07:00.0"),))
+    moved = NodeState((_gpu_at(H100, "GPU-new", "00000000:0F:00.0"),))
+    [swap] = match(desired, same, slots).replaced
+    assert (swap.gpu.uuid, swap.previous_serial, swap.adopted) == ("GPU-new", "1000", False)
+    for state in (other, moved):
+        selection = match(desired, state, slots)
+        assert selection.replaced == ()
+        assert selection.missing == desired.gpus
