@@ -38,7 +38,7 @@ from migrestore.model import (
     NodeState,
     StrEnum,
 )
-from migrestore.plan import UNREAD_TABLE, plan_node
+from migrestore.plan import UNREAD_TABLE, NodePlan, plan_node
 from migrestore.selection import uncounted_index_entries
 from migrestore.verbs.common import add_json_flag, emit
 
@@ -548,13 +548,23 @@ def _layout_fit(survey: Survey, path: Path, state_dir: Path) -> list[Check]:
     if problems:
         hint = "set [restore] adopt-replaced = true, or select by pci" if swapped else ""
         return [Check("layout.fit", Status.FAIL, "; ".join(problems), hint)]
-    uncounted = uncounted_index_entries(survey.desired)
-    if uncounted:
-        entries = ", ".join(s.where for s in uncounted)
-        text = f"{path}: {entries} select by index, but the file does not say how many GPUs"
-        counted = len(survey.state.gpus) + len(survey.state.unreadable)
-        hint = f"add gpus = {counted} to [restore]: an absent GPU shifts the indices"
-        return [Check("layout.fit", Status.WARN, text, hint)]
+    return [*_index_count(survey, path), *_fit_notes(node, path)]
+
+
+def _index_count(survey: Survey, path: Path) -> list[Check]:
+    """Index entries without the host's GPU count: a warning of their own."""
+    uncounted = uncounted_index_entries(survey.desired) if survey.desired else ()
+    if not uncounted or survey.state is None:
+        return []
+    entries = ", ".join(s.where for s in uncounted)
+    text = f"{path}: {entries} select by index, but the file does not say how many GPUs"
+    counted = len(survey.state.gpus) + len(survey.state.unreadable)
+    hint = f"add gpus = {counted} to [restore]: an absent GPU shifts the indices"
+    return [Check("layout.index-count", Status.WARN, text, hint)]
+
+
+def _fit_notes(node: NodePlan, path: Path) -> list[Check]:
+    """The layout fits: in sync or the steps to take, or why it could not all be checked."""
     if node.unplanned:
         labels = ", ".join(f"GPU {g.index}" for g in node.unplanned)
         text = f"{path}: not checked on {labels}: {UNREAD_TABLE}"
