@@ -5,7 +5,7 @@
 #    source ~/.local/share/bash_completion/migrestore
 # See also: https://github.com/scop/bash-completion/blob/main/doc/configuration.md
 
-_shtab_migrestore_simulate_subparsers=(init models reboot attach detach fault driver latency)
+_shtab_migrestore_simulate_subparsers=(init models reboot attach detach fault driver fabric-manager latency)
 _shtab_migrestore_subparsers=(status plan verify apply export check doctor import-mig-parted simulate)
 
 _shtab_migrestore_status_option_strings=(-h --help --config --simulate --state-dir --run-dir --sysroot --allow-insecure-config --log-format --debug -v --verbose -q --quiet --json)
@@ -16,13 +16,14 @@ _shtab_migrestore_export_option_strings=(-h --help --config --simulate --state-d
 _shtab_migrestore_check_option_strings=(-h --help --config --simulate --state-dir --run-dir --sysroot --allow-insecure-config --log-format --debug -v --verbose -q --quiet --model --profile-table)
 _shtab_migrestore_doctor_option_strings=(-h --help --config --simulate --state-dir --run-dir --sysroot --allow-insecure-config --log-format --debug -v --verbose -q --quiet --json)
 _shtab_migrestore_import_mig_parted_option_strings=(-h --help --config --simulate --state-dir --run-dir --sysroot --allow-insecure-config --log-format --debug -v --verbose -q --quiet --config-name --model)
-_shtab_migrestore_simulate_init_option_strings=(-h --help --gpu --driver --sysroot --force)
+_shtab_migrestore_simulate_init_option_strings=(-h --help --gpu --driver --sysroot --nvswitch --force)
 _shtab_migrestore_simulate_models_option_strings=(-h --help)
 _shtab_migrestore_simulate_reboot_option_strings=(-h --help)
 _shtab_migrestore_simulate_attach_option_strings=(-h --help --gpu --client --instance --pid)
 _shtab_migrestore_simulate_detach_option_strings=(-h --help --gpu --client)
 _shtab_migrestore_simulate_fault_option_strings=(-h --help --function --nth --error --action --gpu)
 _shtab_migrestore_simulate_driver_option_strings=(-h --help --unload --load --reload-after)
+_shtab_migrestore_simulate_fabric_manager_option_strings=(-h --help --active --inactive)
 _shtab_migrestore_simulate_latency_option_strings=(-h --help --model --scale)
 _shtab_migrestore_simulate_option_strings=(-h --help)
 _shtab_migrestore_option_strings=(-h --help --version --config --simulate --state-dir --run-dir --sysroot --allow-insecure-config --log-format --debug -v --verbose -q --quiet)
@@ -39,7 +40,7 @@ _shtab_migrestore_doctor___log_format_choices=(text json)
 _shtab_migrestore_import_mig_parted___log_format_choices=(text json)
 _shtab_migrestore_simulate_fault___action_choices=(raise kill-before kill-after lose)
 _shtab_migrestore_simulate_latency___model_choices=(h200 off)
-_shtab_migrestore_simulate_pos_0_choices=(init models reboot attach detach fault driver latency)
+_shtab_migrestore_simulate_pos_0_choices=(init models reboot attach detach fault driver fabric-manager latency)
 _shtab_migrestore_pos_0_choices=(status plan verify apply export check doctor import-mig-parted simulate)
 _shtab_migrestore___log_format_choices=(text json)
 
@@ -120,6 +121,7 @@ _shtab_migrestore_import_mig_parted__q_nargs=0
 _shtab_migrestore_import_mig_parted___quiet_nargs=0
 _shtab_migrestore_simulate_init__h_nargs=0
 _shtab_migrestore_simulate_init___help_nargs=0
+_shtab_migrestore_simulate_init___nvswitch_nargs=0
 _shtab_migrestore_simulate_init___force_nargs=0
 _shtab_migrestore_simulate_models__h_nargs=0
 _shtab_migrestore_simulate_models___help_nargs=0
@@ -135,6 +137,10 @@ _shtab_migrestore_simulate_driver__h_nargs=0
 _shtab_migrestore_simulate_driver___help_nargs=0
 _shtab_migrestore_simulate_driver___unload_nargs=0
 _shtab_migrestore_simulate_driver___load_nargs=0
+_shtab_migrestore_simulate_fabric_manager__h_nargs=0
+_shtab_migrestore_simulate_fabric_manager___help_nargs=0
+_shtab_migrestore_simulate_fabric_manager___active_nargs=0
+_shtab_migrestore_simulate_fabric_manager___inactive_nargs=0
 _shtab_migrestore_simulate_latency__h_nargs=0
 _shtab_migrestore_simulate_latency___help_nargs=0
 _shtab_migrestore_simulate_pos_0_nargs=A...

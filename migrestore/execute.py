@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from migrestore import persistence, runs
-from migrestore.consumers import KNOWN_GPU_CLIENTS
+from migrestore.consumers import FABRIC_MANAGER, KNOWN_GPU_CLIENTS
 from migrestore.errors import GpuError, MigrestoreError, UnitError
 from migrestore.events import log
 from migrestore.interfaces import (
@@ -27,7 +27,7 @@ from migrestore.interfaces import (
     Notifier,
     Units,
 )
-from migrestore.model import Placement
+from migrestore.model import Architecture, Placement
 from migrestore.plan import (
     CreateComputeInstance,
     CreateGpuInstance,
@@ -39,6 +39,9 @@ from migrestore.plan import (
     Step,
 )
 from migrestore.systemd import restart_order
+
+# The reason a GPU stays pending when its reset needs Fabric Manager (issue 16).
+FABRIC_MANAGER_REFUSAL = "Fabric Manager not active: reset needs all NVLink peers"
 
 
 @dataclass(frozen=True)
@@ -236,7 +239,7 @@ def _run_all(
     _instance_phase(plans, gpus, progress, outcomes, before_mode=True)
     ready = tuple(p for p in plans if outcomes[p.gpu.uuid].ok)
     _set_modes(ready, gpus, progress, outcomes)
-    _reset_pending(ready, gpus, notifier, outcomes, run)
+    _reset_pending(ready, gpus, units, notifier, outcomes, run)
     _name_holding_units(units, outcomes)
     _instance_phase(plans, gpus, progress, outcomes, before_mode=False)
 
@@ -335,7 +338,8 @@ def _name_holding_units(units: Units, outcomes: dict[str, GpuOutcome]) -> None:
     refused = [
         uuid
         for uuid, o in outcomes.items()
-        if o.reset_pending or (o.nvml_error == "InUse" and o.failed_step.startswith("set MIG"))
+        if (o.reset_pending and not o.error.startswith(FABRIC_MANAGER_REFUSAL))
+        or (o.nvml_error == "InUse" and o.failed_step.startswith("set MIG"))
     ]
     if not refused:
         return
@@ -352,6 +356,7 @@ def _name_holding_units(units: Units, outcomes: dict[str, GpuOutcome]) -> None:
 def _reset_pending(
     plans: tuple[GpuPlan, ...],
     gpus: Gpus,
+    units: Units,
     notifier: Notifier,
     outcomes: dict[str, GpuOutcome],
     run: _Run,
@@ -369,7 +374,7 @@ def _reset_pending(
     notifier.extend_timeout(RESET_TIMEOUT * (len(due) + 1))
     notifier.status(f"resetting {len(due)} GPU(s) to apply MIG mode")
     log.info("resetting_gpus", gpus=",".join(p.gpu.pci for p in due))
-    errors = _reset_isolated(gpus, due, run, notifier)
+    errors = _fabric_manager_refusals(gpus, units, due, _reset_isolated(gpus, due, run, notifier))
     for p in due:
         error = errors.get(p.gpu.uuid) or _pending_after_reset(gpus, p)
         if error is not None:
@@ -377,6 +382,37 @@ def _reset_pending(
             outcomes[p.gpu.uuid] = replace(failed, reset_pending=True)
         else:
             outcomes[p.gpu.uuid] = outcomes[p.gpu.uuid].did(ResetGpu())
+
+
+def _fabric_manager_refusals(
+    gpus: Gpus, units: Units, due: list[GpuPlan], errors: dict[str, MigrestoreError]
+) -> dict[str, MigrestoreError]:
+    """Refused resets of Ampere GPUs on an NVSwitch baseboard while Fabric Manager is not active
+    get that reason. nvidia-smi(1): on Ampere NVSwitch systems Fabric Manager facilitates the
+    reset of one GPU; without it all NVLink peers must be reset in one command, and migrestore
+    never resets GPUs that are not due (busy ones would lose their work). What nvidia-smi prints
+    or NVML returns for this refusal is not documented, so the cause is read from the host (the
+    unit's state, the GPU's NVLinks), never from the refusal's words; when either cannot be
+    read, the refusal stays as it was."""
+    refused = [p for p in due if p.gpu.uuid in errors and p.gpu.architecture is Architecture.AMPERE]
+    if not refused:
+        return errors
+    try:
+        if units.active((FABRIC_MANAGER,)):
+            return errors
+    except UnitError:
+        return errors
+    behind = [p for p in refused if gpus.nvswitch_attached(p.gpu.uuid)]
+    if not behind:
+        return errors
+    log.warning("reset_needs_fabric_manager", gpus=",".join(p.gpu.pci for p in behind))
+    hint = f"; start {FABRIC_MANAGER} and apply again, or reboot (the mode is kept)"
+    found = dict(errors)
+    for p in behind:
+        was = errors[p.gpu.uuid]
+        nvml_error = was.nvml_error if isinstance(was, GpuError) else ""
+        found[p.gpu.uuid] = GpuError(f"{FABRIC_MANAGER_REFUSAL}{hint}", nvml_error=nvml_error)
+    return found
 
 
 def _still_pending(gpus: Gpus, plan: GpuPlan, outcomes: dict[str, GpuOutcome]) -> bool:

@@ -170,6 +170,11 @@ KINDS = (
         "the first GPU reset was refused; persistence mode is lifted for one more try",
     ),
     Kind(
+        "reset_needs_fabric_manager",
+        "d676aaaa68414fd28ca95f16eb04c58f",
+        "Ampere GPUs on NVSwitches stay pending: their reset needs Fabric Manager, not active",
+    ),
+    Kind(
         "persistence_off_for_reset",
         "a334c1448fd44d4f912767d178a4595c",
         "persistence mode turned off on a GPU for its reset",

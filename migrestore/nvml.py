@@ -497,6 +497,23 @@ class NvmlGpus:
         finally:
             self.open()
 
+    def nvswitch_attached(self, uuid: str) -> bool:
+        """Whether an active NVLink of this GPU goes to an NVSwitch. Links are asked in turn until
+        NVML refuses one (INVALID_ARGUMENT past the GPU's last link, NOT_SUPPORTED without
+        NVLink); any refusal means "cannot tell", so False."""
+        nvml = self._nvml
+        try:
+            device = self._device(uuid)
+            for link in range(int(nvml.NVML_NVLINK_MAX_LINKS)):
+                if nvml.nvmlDeviceGetNvLinkState(device, link) != nvml.NVML_FEATURE_ENABLED:
+                    continue
+                kind = nvml.nvmlDeviceGetNvLinkRemoteDeviceType(device, link)
+                if kind == nvml.NVML_NVLINK_DEVICE_TYPE_SWITCH:
+                    return True
+        except nvml.NVMLError:
+            return False
+        return False
+
     def persistence(self, uuid: str) -> bool:
         """Whether persistence mode is on."""
         with self._nvml_errors("read the persistence mode"):

@@ -97,9 +97,11 @@ def make_host(
     *gpus: tuple[str, int],
     layout: str = "version = 1\n",
     driver: str = simulator.DEFAULT_DRIVER,
+    nvswitches: int = 0,
 ) -> Host:
-    """A new simulated host with these (model, count) GPUs, driver and a layout file."""
+    """A new simulated host with these (model, count) GPUs, driver and a layout file (with
+    `nvswitches`, an HGX baseboard, Fabric Manager active)."""
     host = Host(directory / "host.json", directory / "layout.toml")
-    simulator.init_host(host.state, list(gpus), driver=driver)
+    simulator.init_host(host.state, list(gpus), driver=driver, nvswitches=nvswitches)
     host.write_layout(layout)
     return host

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from migrestore import bindings, caps, config, contract, holders, host, profiles, report, runs
-from migrestore.consumers import DEFAULT_STOP_UNITS
+from migrestore.consumers import DEFAULT_STOP_UNITS, FABRIC_MANAGER
 from migrestore.context import Context
 from migrestore.errors import ConfigError, DriverError, ExitCode, GpuError, UnitError, one_line
 from migrestore.interfaces import Units
@@ -35,7 +35,8 @@ from migrestore.verbs.common import add_json_flag, emit
 
 UNIT = "migrestore.service"
 PERSISTENCED = "nvidia-persistenced.service"
-FABRIC_MANAGER = "nvidia-fabricmanager.service"
+# The daemon nv-fabricmanager as /proc/PID/comm shows it: cut to 15 characters by the kernel.
+FABRIC_MANAGER_COMM = "nv-fabricmanage"
 MIG_MANAGER = "nvidia-mig-manager.service"
 # The GPU operator's driver container bind-mounts its root here; NVML then lives in the container.
 CONTAINER_DRIVER = "run/nvidia/driver"
@@ -454,13 +455,23 @@ def _fabric_manager(survey: Survey) -> Check:
     if not (nvswitch.is_dir() and any(nvswitch.iterdir())):
         text = "not needed: no NVSwitch (/proc/driver/nvidia-nvswitch/devices)"
         return Check("reset.fabric-manager", Status.PASS, text)
+    if survey.active_units is not None and FABRIC_MANAGER in survey.active_units:
+        return Check("reset.fabric-manager", Status.PASS, f"{FABRIC_MANAGER} runs")
+    proc = survey.sysroot / "proc"
+    names = (holders.process_name(proc / str(pid)) for pid in holders.process_ids(proc))
+    if FABRIC_MANAGER_COMM in names:
+        text = f"nv-fabricmanager runs (not as {FABRIC_MANAGER})"
+        return Check("reset.fabric-manager", Status.PASS, text)
     if survey.active_units is None:
         return Check("reset.fabric-manager", Status.WARN, "cannot ask systemd about fabric manager")
-    if FABRIC_MANAGER in survey.active_units:
-        return Check("reset.fabric-manager", Status.PASS, f"{FABRIC_MANAGER} runs")
-    text = f"{FABRIC_MANAGER} is not running: Ampere NVSwitch systems need it to reset a GPU"
+    # Without it an HGX/DGX A100 resets a GPU only together with all its NVLink peers, which
+    # apply never does: a MIG mode change stays pending (exit 4).
+    text = (
+        f"{FABRIC_MANAGER} is not running: on NVSwitches an Ampere GPU is reset alone only "
+        "through it, so apply leaves a MIG mode change pending"
+    )
     return Check(
-        "reset.fabric-manager", Status.WARN, text, f"systemctl enable --now {FABRIC_MANAGER}"
+        "reset.fabric-manager", Status.FAIL, text, f"systemctl enable --now {FABRIC_MANAGER}"
     )
 
 
