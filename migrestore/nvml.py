@@ -499,19 +499,24 @@ class NvmlGpus:
 
     def nvswitch_attached(self, uuid: str) -> bool:
         """Whether an active NVLink of this GPU goes to an NVSwitch. Links are asked in turn until
-        NVML refuses one (INVALID_ARGUMENT past the GPU's last link, NOT_SUPPORTED without
-        NVLink); any refusal means "cannot tell", so False."""
+        INVALID_ARGUMENT (past the GPU's last link) or NOT_SUPPORTED (no NVLink); a link that
+        answers another error is passed over. What cannot be told is False."""
         nvml = self._nvml
         try:
             device = self._device(uuid)
-            for link in range(int(nvml.NVML_NVLINK_MAX_LINKS)):
+        except nvml.NVMLError:
+            return False
+        for link in range(int(nvml.NVML_NVLINK_MAX_LINKS)):
+            try:
                 if nvml.nvmlDeviceGetNvLinkState(device, link) != nvml.NVML_FEATURE_ENABLED:
                     continue
                 kind = nvml.nvmlDeviceGetNvLinkRemoteDeviceType(device, link)
-                if kind == nvml.NVML_NVLINK_DEVICE_TYPE_SWITCH:
-                    return True
-        except nvml.NVMLError:
-            return False
+            except nvml.NVMLError as exc:
+                if error_code(exc) in (INVALID_ARGUMENT, NOT_SUPPORTED):
+                    return False
+                continue
+            if kind == nvml.NVML_NVLINK_DEVICE_TYPE_SWITCH:
+                return True
         return False
 
     def persistence(self, uuid: str) -> bool:

@@ -220,3 +220,13 @@ def test_doctor_sees_nv_fabricmanager_run_outside_systemd(
     _, check = doctor_check(state, root, capsys)
     assert check["status"] == "pass"
     assert check["message"] == "nv-fabricmanager runs (not as nvidia-fabricmanager.service)"
+
+
+def test_a_link_that_answers_an_error_is_passed_over(hgx: Host) -> None:
+    """NVLink 0 answers Unknown: the next links still show the NVSwitch, and the reason holds."""
+    simulator.inject_fault(hgx.state, "nvmlDeviceGetNvLinkState", 1, "Unknown")
+    hgx.write_layout(layout(hgx, {1: True, 2: True}, set()))
+    result = hgx.run("apply")
+    assert result.code == ExitCode.PENDING, result
+    assert FABRIC_MANAGER_REFUSAL in gpu_line(result.out, 1)
+    assert hgx.counters()["nvmlDeviceGetNvLinkState"] == 2
