@@ -74,6 +74,7 @@ from migrestore.simulator.host import (
     reset_gpus,
     set_latency,
     set_persistence,
+    set_subsystem_id,
     unload_driver,
 )
 from migrestore.simulator.rules import (
@@ -107,6 +108,7 @@ __all__ = [
     "reset_gpus",
     "set_latency",
     "set_persistence",
+    "set_subsystem_id",
     "unload_driver",
 ]
 
