@@ -456,7 +456,7 @@ def _origin(
         if entry.devices is None:
             lines.append("Optional: mig-parted skips an entry that matches no GPU.")
     if entry.devices is not None and entry.filters:
-        names = " or ".join([*(m.name for m in models), *(_named(f) for f in unknown)])
+        names = " or ".join(dict.fromkeys(_named(f) for f in entry.filters))
         lines.append(f"migrestore selects by index only: the GPU must be an {names}.")
     elif entry.counts and models and not entry.filters:
         lines.append(f"Placements checked on: {'; '.join(m.name for m in models)}.")
@@ -464,7 +464,13 @@ def _origin(
 
 
 def _named(item: PciFilter) -> str:
-    return item.text if item.device_id is None else f"GPU with PCI id {item.text}"
+    """What a filter item asks a GPU to be, in words."""
+    model = item.model
+    if model is None:
+        return item.text if item.device_id is None else f"GPU with PCI id {item.text}"
+    if item.subsystem is not None:
+        return f"{model.name} with PCI subsystem id 0x{item.subsystem:08X}"
+    return model.name
 
 
 def _describe(entry: Entry) -> str:

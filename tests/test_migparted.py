@@ -153,11 +153,12 @@ def test_subsystem_filter_is_kept_in_a_device_id_selector() -> None:
 
 
 def test_index_entry_with_filter_is_checked_on_the_filter_model() -> None:
-    """devices: [0, 1] behind an H100 filter: index entries, resolved on the H100, noted as such."""
+    """devices: [0, 1] behind an H100 board filter: index entries, resolved on the H100, noted
+    with the board's subsystem id."""
     text = convert("subsystem-filter.yaml", "h100-first-two")
     desired = config.parse(text)
     assert [s.selector.value for s in desired.gpus] == [0, 1]
-    assert f"the GPU must be an {H100_SXM}" in text
+    assert f"the GPU must be an {H100_SXM} with PCI subsystem id 0x16C110DE" in text
 
 
 def test_profile_missing_on_the_model_is_an_error_naming_everything() -> None:
