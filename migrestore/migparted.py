@@ -39,6 +39,7 @@ from migrestore.profiles import ModelInfo
 
 MAX_COUNT = config.MAX_COUNT  # checked before expanding: no GPU has more MIG devices
 MAX_GROUPINGS = 64  # ways of grouping compute instances into GPU instances tried per entry
+MAX_ORDERS = 20000  # partial orders of an entry's profiles looked at to find them
 
 _TOP_KEYS = ("version", "mig-configs")
 _ENTRY_KEYS = ("devices", "device-filter", "mig-enabled", "mig-devices")
@@ -530,9 +531,11 @@ def _target(entry: Entry, model: ModelInfo, source: str) -> TargetLayout:
     if not entry.enabled:
         return TargetLayout(mig=False)
     gpu = offline.modelled_gpu(model)
+    pairs = _pairs(entry, model, source)
     first: ConfigError | None = None
     tried = 0
-    for grouping in _groupings(_pairs(entry, model, source), entry.where):
+    left = [MAX_ORDERS]
+    for grouping in _groupings(pairs, entry.where, model.placement_units, left):
         instances = tuple(
             InstanceSpec(
                 profile=gi.short_name,
@@ -550,26 +553,38 @@ def _target(entry: Entry, model: ModelInfo, source: str) -> TargetLayout:
         if tried == MAX_GROUPINGS:
             break
     assert first is not None  # _groupings yields at least one grouping
-    if tried == 1:
-        raise first
-    raise ConfigError(
-        f"{first.message} (nor does any of the {tried - 1} other groupings of its compute "
-        "instances into GPU instances that mig-parted may create fit)",
-        hint=first.hint,
-    )
+    if len(set(pairs)) == 1:
+        raise first  # one order only
+    if left[0] > 0 and tried < MAX_GROUPINGS:
+        scope = "in any order of its profiles mig-parted may try"
+    else:
+        scope = f"in the {tried} groupings into GPU instances looked at"
+    raise ConfigError(f"{first.message} (nor {scope})", hint=first.hint)
 
 
-def _groupings(pairs: list[Pair], where: str) -> Iterator[list[Group]]:
+def _groupings(
+    pairs: list[Pair], where: str, units: int, budget: list[int]
+) -> Iterator[list[Group]]:
     """Each distinct way mig-parted may group `pairs` into GPU instances, `pairs`' order first.
 
     mig-parted applies the profiles in one order after another until one succeeds; in each, a
     compute instance joins the GPU instance created last while that has the same profile and a
-    free placement for it, else it gets a new GPU instance.
+    free placement for it, else it gets a new GPU instance. Orders that need more GPU instances
+    of a profile than the GPU has, or more memory slices than its `units`, are not followed; at
+    most `budget[0]` partial orders are looked at (the first one always completes), and what
+    is left of it stays in `budget[0]`.
     """
     kinds = list(dict.fromkeys(pairs))
     remaining = [pairs.count(k) for k in kinds]
     visited: set[object] = set()
     found: set[object] = set()
+
+    def room(groups: tuple[tuple[int, tuple[int, ...]], ...]) -> bool:
+        profiles_used = [kinds[g][1] for g, _ in groups]
+        size = sum(min(p.size for p in gi.placements) for gi in profiles_used if gi.placements)
+        return size <= units and all(
+            profiles_used.count(gi) <= gi.instances for gi in profiles_used
+        )
 
     def shape(groups: tuple[tuple[int, tuple[int, ...]], ...]) -> object:
         return tuple(sorted((kinds[g][1].id, tuple(sorted(cis))) for g, cis in groups))
@@ -588,9 +603,10 @@ def _groupings(pairs: list[Pair], where: str) -> Iterator[list[Group]]:
                 ]
             return
         state = (shape(groups[:-1]), groups[-1:], tuple(remaining))
-        if state in visited:
+        if state in visited or (found and (budget[0] <= 0 or not room(groups))):
             return
         visited.add(state)
+        budget[0] -= 1
         for k, (_, gi, ci) in enumerate(kinds):
             if not remaining[k]:
                 continue

@@ -242,7 +242,7 @@ def test_compute_instances_are_grouped_in_any_order_that_fits(
 
 def test_compute_instances_that_fit_no_grouping_are_refused_with_the_reason() -> None:
     """3 x 1c.3g + 2 x 2c.3g need three 3g instances in every grouping: refused, naming the limit
-    and that the other groupings were tried."""
+    and that no other order fits either."""
     yaml = json.dumps(
         {
             "version": "v1",
@@ -260,7 +260,7 @@ def test_compute_instances_that_fit_no_grouping_are_refused_with_the_reason() ->
     with pytest.raises(ConfigError) as caught:
         convert(yaml, model=A100_40)
     assert "3 x 3g.20gb asked, at most 2 fit" in str(caught.value)
-    assert "other groupings of its compute instances" in str(caught.value)
+    assert "in any order of its profiles mig-parted may try" in str(caught.value)
 
 
 def test_a_fleet_config_imports_then_plans_applies_and_verifies(tmp_path: Path) -> None:
