@@ -54,7 +54,7 @@ Group = tuple[str, GiProfile, tuple[CiProfile, ...]]  # one GPU instance: where,
 
 
 @dataclass(frozen=True)
-class PciFilter:
+class DeviceFilter:
     """One `device-filter` item: a PCI id `0x20B010DE`, optionally with a subsystem id
     `:0x16C110DE`, or a model name as NVML reports it (`device_id` None)."""
 
@@ -91,7 +91,7 @@ class Entry:
 
     where: str
     devices: tuple[int, ...] | None  # None: "all"; (): `devices: []`, no GPU
-    filters: tuple[PciFilter, ...]
+    filters: tuple[DeviceFilter, ...]
     enabled: bool
     counts: tuple[tuple[str, int], ...]  # profile name as written, count > 0
 
@@ -223,20 +223,20 @@ def _devices(value: object, where: str, source: str) -> tuple[int, ...] | None:
     return tuple(sorted(set(value)))
 
 
-def _filters(value: object, where: str, source: str) -> tuple[PciFilter, ...]:
+def _filters(value: object, where: str, source: str) -> tuple[DeviceFilter, ...]:
     if value is None:
         return ()
     items = value if isinstance(value, list) else [value]
-    return tuple(dict.fromkeys(_pci_filter(item, where, source) for item in items))
+    return tuple(dict.fromkeys(_device_filter(item, where, source) for item in items))
 
 
-def _pci_filter(value: object, where: str, source: str) -> PciFilter:
+def _device_filter(value: object, where: str, source: str) -> DeviceFilter:
     if isinstance(value, int) and not isinstance(value, bool):
         value = f"0x{value:08X}"  # YAML 1.1 reads an unquoted 0x20B010DE as a number
     found = _PCI_ID.fullmatch(value.strip()) if isinstance(value, str) else None
     if found is None:
         if isinstance(value, str) and value.strip() and not _HEX.fullmatch(value.strip()):
-            return PciFilter(" ".join(value.split()))  # a model name: "NVIDIA A100-SXM4-40GB"
+            return DeviceFilter(" ".join(value.split()))  # a model name: "NVIDIA A100-SXM4-40GB"
         problem = (
             'must be PCI ids such as "0x20B010DE" or "0x233010DE:0x16C110DE", or model names, '
             f"got {value!r}"
@@ -244,7 +244,7 @@ def _pci_filter(value: object, where: str, source: str) -> PciFilter:
         raise _fail(source, where, problem)
     subsystem = int(found[2], 16) if found[2] else None
     text = f"0x{found[1].upper()}" + (f":0x{found[2].upper()}" if found[2] else "")
-    return PciFilter(text, int(found[1], 16), subsystem)
+    return DeviceFilter(text, int(found[1], 16), subsystem)
 
 
 def _counts(
@@ -367,7 +367,7 @@ def _written(target: TargetLayout) -> tuple[writer.Instance, ...]:
 
 
 def _unplaced(
-    entry: Entry, unknown: tuple[PciFilter, ...], source: str
+    entry: Entry, unknown: tuple[DeviceFilter, ...], source: str
 ) -> tuple[writer.Instance, ...]:
     """The entry's instances without placements, for a GPU whose profile table only the driver
     knows: the planner places them on the host. Compute-instance profiles need the table."""
@@ -446,7 +446,7 @@ def _shape(target: TargetLayout) -> tuple[object, ...]:
 
 
 def _origin(
-    entry: Entry, models: tuple[ModelInfo, ...], unknown: tuple[PciFilter, ...] = ()
+    entry: Entry, models: tuple[ModelInfo, ...], unknown: tuple[DeviceFilter, ...] = ()
 ) -> tuple[str, ...]:
     lines = [f"From {entry.where}: {_describe(entry)}."]
     if entry.filters:
@@ -464,7 +464,7 @@ def _origin(
     return tuple(lines)
 
 
-def _named(item: PciFilter) -> str:
+def _named(item: DeviceFilter) -> str:
     """What a filter item asks a GPU to be, in words."""
     model = item.model
     if model is None:

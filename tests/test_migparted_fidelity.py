@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -304,3 +305,33 @@ mig-configs:
     first, second = status["gpus"]
     assert [len(gi["compute"]) for gi in first["instances"]] == [3]
     assert len(second["instances"]) == 2
+
+
+def test_a_large_entry_that_fits_nowhere_is_refused_quickly() -> None:
+    """Eleven compute-instance profiles on one A100: orders that already need more GPU
+    instances than the GPU has are not followed, so the refusal comes at once."""
+    devices = {
+        "1c.1g.5gb": 7,
+        "1c.2g.10gb": 3,
+        "2c.2g.10gb": 3,
+        "1c.3g.20gb": 3,
+        "2c.3g.20gb": 2,
+        "3c.3g.20gb": 2,
+        "1c.4g.20gb": 4,
+        "2c.4g.20gb": 2,
+        "4c.4g.20gb": 1,
+        "1c.7g.40gb": 7,
+        "2c.7g.40gb": 3,
+    }
+    yaml = json.dumps(
+        {
+            "version": "v1",
+            "mig-configs": {
+                "big": [{"devices": "all", "mig-enabled": True, "mig-devices": devices}]
+            },
+        }
+    )
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"asked, at most 1 fit"):
+        convert(yaml, model=A100_40)
+    assert time.monotonic() - started < 30  # minutes without the pruning
