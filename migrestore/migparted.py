@@ -451,6 +451,9 @@ def _origin(
     lines = [f"From {entry.where}: {_describe(entry)}."]
     if entry.filters:
         lines.append(f"mig-parted device-filter: {', '.join(f.text for f in entry.filters)}.")
+    if any(f.device_id is None for f in entry.filters):
+        lines.append("mig-parted matches a device-filter by PCI id only, so a model name selects")
+        lines.append("no GPU there; migrestore selects the GPUs that NVML calls by that name.")
     if unknown:
         lines.append(f"migrestore's catalogue does not know {', '.join(f.text for f in unknown)}:")
         lines.append("the planner places the instances on the host, from the driver's table.")

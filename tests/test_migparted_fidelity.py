@@ -111,6 +111,7 @@ mig-configs:
     assert [i.placement for i in known.instances] == [0, 4]
     assert not known.optional
     assert (unknown.selector.value, unknown.optional) == ("NVIDIA Z900", True)
+    assert "mig-parted matches a device-filter by PCI id only" in text
     malformed = "version: v1\nmig-configs:\n  x:\n    - device-filter: '0x20B0'\n"
     malformed += "      devices: all\n      mig-enabled: false\n"
     with pytest.raises(ConfigError, match=r"must be PCI ids such as"):
