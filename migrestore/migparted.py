@@ -9,9 +9,10 @@ migrestore's planner choose the placements, so the file it prints has explicit p
 known to fit. Unlike mig-parted, a profile that the model does not have is an error, never an empty
 layout.
 
-A filter naming a GPU the catalogue does not know (or a PCI subsystem id) becomes a `device-id`
-entry marked `optional` (mig-parted skips an entry that matches no GPU); without the model's
-profile table its instances are written without placements, for the planner to place on the host.
+A filter with a PCI subsystem id becomes a `device-id` entry with it. A filter naming a GPU the
+catalogue does not know becomes a `device-id` (or `model`) entry marked `optional` (mig-parted
+skips an entry that matches no GPU); without the model's profile table its instances are written
+without placements, for the planner to place on the host.
 """
 
 from __future__ import annotations
