@@ -108,7 +108,7 @@ def _unknown_profile(inst: InstanceSpec, gpu: GpuState, source: str) -> NoReturn
 
 
 def _check_capacity(wanted: list[_Wanted], gpu: GpuState, source: str) -> None:
-    for profile in {w.profile for w in wanted}:
+    for profile in dict.fromkeys(w.profile for w in wanted):  # in order: one message each run
         same = [w for w in wanted if w.profile == profile]
         if len(same) > profile.instances:
             problem = f"{len(same)} x {profile.short_name} asked, at most {profile.instances} fit"

@@ -41,12 +41,14 @@ class Compute:
 @dataclass(frozen=True)
 class Instance:
     """One `[[gpu.instance]]`; `compute` None means only the default compute instance (left out);
-    `geometry` the profile's geometry, written beside its name so a renamed profile resolves."""
+    `geometry` the profile's geometry, written beside its name so a renamed profile resolves;
+    `placement` None leaves it to the planner (then `count` such instances)."""
 
     profile: str | int
-    placement: int
+    placement: int | None
     compute: tuple[Compute, ...] | None
     geometry: ProfileShape | None = None
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Entry:
     instances: tuple[Instance, ...] = ()
     comments: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    optional: bool = False
 
 
 def render(header: Sequence[str], entries: Sequence[Entry]) -> str:
@@ -65,13 +68,17 @@ def render(header: Sequence[str], entries: Sequence[Entry]) -> str:
     lines = [f"# {line}" if line else "#" for line in header]
     # The oldest version that says it: an older migrestore reads what needs nothing newer.
     newer = any(
-        e.select.kind is SelectorKind.DEVICE_ID or any(i.geometry for i in e.instances)
+        e.select.kind is SelectorKind.DEVICE_ID
+        or e.optional
+        or any(i.geometry for i in e.instances)
         for e in entries
     )
     lines.append(f"version = {2 if newer else 1}")
     for entry in entries:
         lines += ["", *(f"# {c}" for c in entry.comments), "[[gpu]]"]
         lines.append(f"select = {_selector(entry.select)}")
+        if entry.optional:
+            lines.append("optional = true")
         lines += [f"# {note}" for note in entry.notes]
         lines.append(f"mig = {toml_value(entry.mig)}")
         for instance in entry.instances:
@@ -86,7 +93,11 @@ def _selector(selector: Selector) -> str:
 
 
 def _instance_lines(instance: Instance) -> list[str]:
-    lines = [f"  profile = {toml_value(instance.profile)}", f"  placement = {instance.placement}"]
+    lines = [f"  profile = {toml_value(instance.profile)}"]
+    if instance.placement is not None:
+        lines.append(f"  placement = {instance.placement}")
+    if instance.count > 1:
+        lines.append(f"  count = {instance.count}")
     if instance.geometry is not None:
         shape = instance.geometry
         items = {"slices": shape.slices, "size": shape.size, "memory-mib": shape.memory_mib}
@@ -192,7 +203,7 @@ def _model_entries(state: NodeState) -> list[Entry]:
 
 
 def _with_comments(entry: Entry, comments: tuple[str, ...]) -> Entry:
-    return Entry(entry.select, entry.mig, entry.instances, comments, entry.notes)
+    return Entry(entry.select, entry.mig, entry.instances, comments, entry.notes, entry.optional)
 
 
 def _layout_key(gpu: GpuState) -> tuple[object, ...]:

@@ -76,6 +76,7 @@ from migrestore.simulator.host import (
     set_fabric_manager,
     set_latency,
     set_persistence,
+    set_subsystem_id,
     unload_driver,
 )
 from migrestore.simulator.rules import (
@@ -111,6 +112,7 @@ __all__ = [
     "set_fabric_manager",
     "set_latency",
     "set_persistence",
+    "set_subsystem_id",
     "unload_driver",
 ]
 

@@ -333,6 +333,19 @@ def set_fabric_manager(path: str | os.PathLike[str], active: bool) -> None:
     _store(path).update(change)
 
 
+def set_subsystem_id(path: str | os.PathLike[str], gpu_index: int, subsystem_id: int) -> None:
+    """The PCI subsystem id one GPU's board reads (`0x16C110DE`: subsystem device, then vendor);
+    boards of one model differ in it, as mig-parted's `device-filter` can tell."""
+    if not 0 < subsystem_id <= 0xFFFFFFFF:
+        raise ConfigError(f"a PCI subsystem id is 32 bits, not zero, got {subsystem_id:#x}")
+
+    def change(host: Host) -> tuple[Host, None]:
+        gpu = replace(_gpu_at(host, gpu_index), pci_subsystem_id=subsystem_id)
+        return host.with_gpu(gpu), None
+
+    _store(path).update(change)
+
+
 def _reset_targets(host: Host, pci_bus_ids: Iterable[str]) -> list[SimGpu]:
     targets: list[SimGpu] = []
     for text in pci_bus_ids:

@@ -156,6 +156,7 @@ def _gpu_json(gpu: SimGpu) -> dict[str, Any]:
         ],
         **({"lost": True} if gpu.lost else {}),
         "persistence": gpu.persistence,
+        **({"pci_subsystem_id": gpu.pci_subsystem_id} if gpu.pci_subsystem_id is not None else {}),
     }
 
 
@@ -230,6 +231,7 @@ def _gpu(row: dict[str, Any]) -> SimGpu:
         clients=clients,
         lost=bool(row.get("lost", False)),
         persistence=bool(row.get("persistence", True)),
+        pci_subsystem_id=row.get("pci_subsystem_id"),
     )
 
 
