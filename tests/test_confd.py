@@ -171,3 +171,31 @@ def test_the_digest_covers_the_drop_ins(host: Host) -> None:
     path.write_text("version = 1\n# changed\n")
     assert config.load(host.config).sha256 != with_drop_in
 
+
+def test_check_show_prints_the_merged_layout_with_each_part_s_file(host: Host) -> None:
+    """--show names the file of each [restore] key and entry, and says which entry replaced one;
+    written as a layout file of its own, it plans exactly as the file with its drop-ins."""
+    path = drop_in(
+        host,
+        "50-host.toml",
+        f'version = 2\n[restore]\nstop-units = []\n[[gpu]]\nselect = {{ model = "{A30}" }}\n'
+        '[[gpu.instance]]\nprofile = "2g.12gb"\ncompute = ["1c.2g.12gb", '
+        '{ profile = "1c.2g.12gb", placement = 1 }]\n'
+        '[[gpu]]\nselect = { index = 1 }\noptional = true\n[[gpu.instance]]\nprofile = "7g.80gb"\n'
+        "placement = 0\n",
+    )
+    shown = host.run("check", "--show")
+    assert shown.code == 0
+    assert f"# from {host.config}\ndriver-timeout = 60.0\n" in shown.out
+    assert f"# from {path}\nstop-units = []\n" in shown.out
+    assert f"# from {path} gpu[0], replacing {host.config} gpu[1] (same selector)" in shown.out
+    assert f"# from {path} gpu[1]\n" in shown.out
+    assert "version = 2\n" in shown.out  # optional needs version 2
+    expected = host.run("plan", "--json").out
+    (host.config.parent / "alone").mkdir()
+    alone = make_host(host.config.parent / "alone", (H100, 2), (A30, 1), layout=shown.out)
+    planned = json.loads(alone.run("plan", "--json").out)
+    assert [g["steps"] for g in planned["gpus"]] == [
+        g["steps"] for g in json.loads(expected)["gpus"]
+    ]
+    assert planned["gpus"][2]["steps"]  # the drop-in's A30 layout, not the fleet's MIG off
