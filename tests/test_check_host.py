@@ -1,4 +1,4 @@
-"""`check` against the host's own GPUs (issue 12)."""
+"""`check` against the host's own GPUs, and `plan` failing for a GPU it cannot plan (issue 12)."""
 
 from __future__ import annotations
 
@@ -60,6 +60,29 @@ def test_check_with_model_stays_offline_on_a_gpu_host(tmp_path: Path) -> None:
     assert result.code == 0, result.err
     assert result.out == f"gpu[0] (all) on {A30}: 2g.12gb@0 [1 CI] + 2g.12gb@2 [1 CI]\n"
     assert host.counters().get("nvmlInit", 0) == 0  # the simulated driver was not opened
+
+
+def test_plan_exits_1_naming_a_gpu_it_cannot_plan(tmp_path: Path) -> None:
+    """An index entry on a GPU of another model: plan prints the plan of the others and exits 1
+    with one error line naming that GPU (plan --json too)."""
+    host = make_host(tmp_path, (H100, 2), (A30, 1), layout=WRONG_MODEL)
+    result = host.run("plan")
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        f"migrestore: error: cannot plan {_label(host.run('status', '--json').out, 2)} "
+        "(not the model its entry names)"
+    ]
+    assert "create 7g.80gb at 0" in result.out
+    assert host.run("plan", "--json").code == 1
+    assert host.run("apply", "--dry-run").code == 1
+
+
+def test_plan_exits_0_when_every_gpu_is_planned(tmp_path: Path) -> None:
+    """The same host with a file that fits every GPU: plan exits 0."""
+    layout = WRONG_MODEL.replace('profile = "3g.40gb"', 'profile = "2g.12gb"')
+    host = make_host(tmp_path, (H100, 2), (A30, 1), layout=layout)
+    result = host.run("plan")
+    assert (result.code, result.err) == (0, "")
 
 
 def _label(status: str, index: int) -> str:
