@@ -103,7 +103,8 @@ def parse(text: str, source: str = "<string>") -> DesiredNode:
 def digest(path: Path) -> str:
     """The SHA-256 recorded with every run: of the layout file's bytes; with drop-ins, of the
     `sha256sum` lines of the file and each drop-in, in the order they are merged."""
-    return _digest([(p, read_regular_file(p)) for p in (path, *drop_ins(path))])
+    main = read_regular_file(path)  # the file first: its errors come first
+    return _digest([(path, main), *((p, read_regular_file(p)) for p in drop_ins(path))])
 
 
 def _digest(files: Sequence[tuple[Path, bytes]]) -> str:
@@ -194,13 +195,14 @@ def merged(path: Path, *, root_only: bool = False) -> Merged:
     """The layout file at `path` and its drop-ins, each read and checked alone, then merged in
     name order: a later file's `[restore]` key replaces the value so far (a list as a whole); a
     later file's `[[gpu]]` entry replaces the entry with the same selector, else it is added."""
-    files: list[tuple[Path, bytes]] = []
-    layers: list[tuple[DesiredNode, tuple[str, ...]]] = []
-    for number, file in enumerate((path, *drop_ins(path))):
+    data = read_regular_file(path, root_only=root_only)  # the file first: its errors come first
+    files = [(path, data)]
+    layers = [_parse(_decode(path, data), str(path))]
+    for file in drop_ins(path):
         data = read_regular_file(file, root_only=root_only)
         node, given = _parse(_decode(file, data), str(file))
-        if number:  # a drop-in's entries name their own file
-            node = replace(node, gpus=tuple(replace(g, source=str(file)) for g in node.gpus))
+        # A drop-in's entries name their own file.
+        node = replace(node, gpus=tuple(replace(g, source=str(file)) for g in node.gpus))
         files.append((file, data))
         layers.append((node, given))
     main = layers[0][0]

@@ -144,6 +144,17 @@ def test_a_conf_d_that_is_not_a_directory_is_one_line(host: Host) -> None:
     assert "conf.d: not a directory" in result.err
 
 
+def test_without_the_layout_file_the_drop_ins_are_not_read(host: Host) -> None:
+    """A missing layout file is the error, even beside a broken conf.d."""
+    (host.config.parent / "conf.d").write_text("")
+    host.config.unlink()
+    result = host.run("check")
+    assert result.code == 2
+    assert f"{host.config}: cannot read: No such file or directory" in result.err
+    with pytest.raises(ConfigError, match=f"{host.config}: cannot read"):
+        config.digest(host.config)
+
+
 def test_a_drop_in_others_can_write_is_refused_where_the_file_would_be(tmp_path: Path) -> None:
     """With root_only (the real host), a group- or world-writable drop-in is refused by name."""
     if os.geteuid() != 0:
