@@ -210,3 +210,17 @@ def test_check_show_prints_the_merged_layout_with_each_part_s_file(host: Host) -
         g["steps"] for g in json.loads(expected)["gpus"]
     ]
     assert planned["gpus"][2]["steps"]  # the drop-in's A30 layout, not the fleet's MIG off
+
+
+def test_a_tie_across_files_names_both_files(host: Host) -> None:
+    """A drop-in's uuid entry and the file's index entry for the same GPU tie: one line naming
+    each entry with its own file, exit 2, nothing touched."""
+    uuid = json.loads(host.run("status", "--json").out)["gpus"][0]["uuid"]
+    host.write_layout(FLEET + "[[gpu]]\nselect = { index = 0 }\nmig = false\n")
+    path = drop_in(host, "50-host.toml", f'version = 1\n[[gpu]]\nselect = {{ uuid = "{uuid}" }}\n')
+    result = host.run("apply")
+    assert result.code == 2
+    assert f"error: {host.config}: gpu[2].select, {path}: gpu[0].select: both select GPU 0" in (
+        result.err
+    )
+    assert mutations(host.counters()) == 0
