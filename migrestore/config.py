@@ -5,6 +5,12 @@ version, the shape of selectors. Every problem is one ConfigError line
 `<file>: <key path>: <what is wrong>`. Profile names, capacity and placements depend on each GPU's
 profile table: the planner checks them. `load(root_only=True)` reads the file only if root alone
 could have written it (`safepath`); `digest` serves the run records.
+
+Drop-ins: every `*.toml` in `conf.d/` beside the layout file (/etc/migrestore/conf.d) is a layout
+file of its own, checked alone (its errors name it), then merged over the main file in name order:
+a `[restore]` key a later file gives replaces the earlier value (a list as a whole), and a
+`[[gpu]]` entry replaces the earlier entry with the same selector, else it is added. `merged`
+keeps where each entry and key came from (`check --show`).
 """
 
 from __future__ import annotations
@@ -82,20 +88,34 @@ T = TypeVar("T")
 
 
 def load(path: Path, *, root_only: bool = False) -> DesiredNode:
-    """Read and check the layout file at `path`. With `root_only`, refuse it unless only root
-    could have written it: the file, each directory above it and each link on the way, checked
-    on the descriptors that were opened, and the file read from the one that was checked."""
-    data = read_regular_file(path, root_only=root_only)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: line {line}: not UTF-8 text") from None
-    return replace(parse(text, str(path)), sha256=hashlib.sha256(data).hexdigest())
+    """Read and check the layout file at `path`, with its drop-ins merged over it. With
+    `root_only`, refuse them unless only root could have written them: each file, each directory
+    above it and each link on the way, checked on the descriptors that were opened, and the file
+    read from the one that was checked."""
+    return merged(path, root_only=root_only).node
 
 
 def parse(text: str, source: str = "<string>") -> DesiredNode:
     """Check a layout file's text; `source` names it in error messages."""
+    return _parse(text, source)[0]
+
+
+def digest(path: Path) -> str:
+    """The SHA-256 recorded with every run: of the layout file's bytes; with drop-ins, of the
+    `sha256sum` lines of the file and each drop-in, in the order they are merged."""
+    main = read_regular_file(path)  # the file first: its errors come first
+    return _digest([(path, main), *((p, read_regular_file(p)) for p in drop_ins(path))])
+
+
+def _digest(files: Sequence[tuple[Path, bytes]]) -> str:
+    if len(files) == 1:
+        return hashlib.sha256(files[0][1]).hexdigest()
+    lines = "".join(f"{hashlib.sha256(data).hexdigest()}  {p}\n" for p, data in files)
+    return hashlib.sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _parse(text: str, source: str) -> tuple[DesiredNode, tuple[str, ...]]:
+    """The file's layout and the `[restore]` keys it gives."""
     root = _Key(source)
     decoded = _decode_toml(text, source)
     _check_shape(decoded, root)
@@ -107,12 +127,116 @@ def parse(text: str, source: str = "<string>") -> DesiredNode:
     gpus = _array_of_tables(document.get("gpu", []), root.child("gpu"), _gpu)
     _check_needed_version(gpus, version, root.child("version"))
     _check_distinct_selectors(gpus, source)
-    return DesiredNode(gpus=gpus, restore=restore, source=source)
+    given = tuple(document.get("restore", {}))
+    return DesiredNode(gpus=gpus, restore=restore, source=source), given
 
 
-def digest(path: Path) -> str:
-    """The SHA-256 of the file's bytes, in hex (recorded with every run)."""
-    return hashlib.sha256(read_regular_file(path)).hexdigest()
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: not UTF-8 text") from None
+
+
+# ---- drop-ins (conf.d) ----
+
+DROP_IN_DIRECTORY = "conf.d"
+MAX_DROP_INS = 64
+RESTORE_FIELDS = {  # each [restore] key and its RestoreOptions field
+    "stop-units": "stop_units",
+    "refresh-units": "refresh_units",
+    "driver-timeout": "driver_timeout",
+    "strict-profile-names": "strict_profile_names",
+    "metrics-dir": "metrics_dir",
+}
+
+
+@dataclass(frozen=True)
+class Merged:
+    """The layout file with its drop-ins merged over it, and where each part came from."""
+
+    node: DesiredNode
+    files: tuple[str, ...]
+    """The main file, then each drop-in, in the order they were merged."""
+    restore_from: tuple[tuple[str, str], ...] = ()
+    """Each `[restore]` key some file gives, with the last file that gave it."""
+    replaced: tuple[tuple[GpuSpec, GpuSpec], ...] = ()
+    """(entry, the earlier entry with the same selector it replaced)."""
+
+
+def drop_in_directory(path: Path) -> Path:
+    """`conf.d` in the directory of the layout file as named (/etc/migrestore/conf.d)."""
+    return path.parent / DROP_IN_DIRECTORY
+
+
+def drop_ins(path: Path) -> tuple[Path, ...]:
+    """The drop-ins of the layout file at `path`: every `*.toml` in its `conf.d` (but names
+    starting with a dot), in the order of their names (code points, as `ls` in the C locale);
+    none when there is no `conf.d`."""
+    directory = drop_in_directory(path)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return ()
+    except NotADirectoryError:
+        raise ConfigError(
+            f"{directory}: not a directory; drop-ins are *.toml files in a directory {directory}"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"{directory}: cannot read: {error.strerror or error}") from None
+    chosen = sorted(n for n in names if n.endswith(".toml") and not n.startswith("."))
+    if len(chosen) > MAX_DROP_INS:
+        raise ConfigError(f"{directory}: more than {MAX_DROP_INS} drop-ins ({len(chosen)})")
+    return tuple(directory / name for name in chosen)
+
+
+def merged(path: Path, *, root_only: bool = False) -> Merged:
+    """The layout file at `path` and its drop-ins, each read and checked alone, then merged in
+    name order: a later file's `[restore]` key replaces the value so far (a list as a whole); a
+    later file's `[[gpu]]` entry replaces the entry with the same selector, else it is added."""
+    data = read_regular_file(path, root_only=root_only)  # the file first: its errors come first
+    files = [(path, data)]
+    layers = [_parse(_decode(path, data), str(path))]
+    for file in drop_ins(path):
+        data = read_regular_file(file, root_only=root_only)
+        node, given = _parse(_decode(file, data), str(file))
+        # A drop-in's entries name their own file.
+        node = replace(node, gpus=tuple(replace(g, source=str(file)) for g in node.gpus))
+        files.append((file, data))
+        layers.append((node, given))
+    main = layers[0][0]
+    restore, gpus = main.restore, list(main.gpus)
+    restore_from = dict.fromkeys(layers[0][1], main.source)
+    replaced: list[tuple[GpuSpec, GpuSpec]] = []
+    for node, given in layers[1:]:
+        restore = replace(
+            restore,
+            **{RESTORE_FIELDS[k]: getattr(node.restore, RESTORE_FIELDS[k]) for k in given},
+        )
+        restore_from.update((key, node.source) for key in given)
+        for spec in node.gpus:
+            same = next((i for i, g in enumerate(gpus) if _same_selector(g, spec)), None)
+            if same is None:
+                gpus.append(spec)
+            else:
+                replaced.append((spec, gpus[same]))
+                gpus[same] = spec
+    if len(gpus) > MAX_ITEMS:
+        raise ConfigError(f"{path}: with its drop-ins, more than {MAX_ITEMS} [[gpu]] entries")
+    node = DesiredNode(tuple(gpus), restore, main.source, sha256=_digest(files))
+    return Merged(
+        node, tuple(str(f) for f, _ in files), tuple(restore_from.items()), tuple(replaced)
+    )
+
+
+def _same_selector(one: GpuSpec, other: GpuSpec) -> bool:
+    """The same selector, as two entries of one file may not have (case-insensitively)."""
+    return _selector_identity(one) == _selector_identity(other)
+
+
+def _selector_identity(spec: GpuSpec) -> tuple[SelectorKind, str]:
+    return (spec.selector.kind, str(spec.selector.value).casefold())
 
 
 def read_regular_file(path: Path, limit: int = MAX_FILE_BYTES, *, root_only: bool = False) -> bytes:
@@ -470,8 +594,7 @@ def _check_distinct_selectors(gpus: Sequence[GpuSpec], source: str) -> None:
     """Two entries with the same selector always tie: refuse them even if the GPU is absent."""
     seen: dict[tuple[SelectorKind, str], GpuSpec] = {}
     for spec in gpus:
-        identity = (spec.selector.kind, str(spec.selector.value).casefold())
-        first = seen.setdefault(identity, spec)
+        first = seen.setdefault(_selector_identity(spec), spec)
         if first is not spec:
             raise ConfigError(
                 f"{source}: {spec.where}.select: same selector as {first.where}.select "

@@ -51,6 +51,7 @@ def resolve(spec: GpuSpec, gpu: GpuState, source: str, *, strict: bool = False) 
     A profile name this driver does not know resolves by its geometry (slices, memory class,
     attributes) when exactly one profile of the table has it, unless `strict`.
     """
+    source = spec.source or source  # an entry from a drop-in: its errors name that file
     if not spec.mig:
         return TargetLayout(mig=False)
     if not gpu.mig_capable or not gpu.profiles.gi:

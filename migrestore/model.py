@@ -340,6 +340,14 @@ class GpuSpec:
     instances: tuple[InstanceSpec, ...] = ()
     where: str = ""
     optional: bool = False  # selecting no GPU here is fine (a fleet file's entry for other hosts)
+    # The drop-in file (conf.d) the entry came from; "" for the main layout file. Error messages
+    # name it instead of the main file.
+    source: str = field(default="", compare=False)
+
+    @property
+    def label(self) -> str:
+        """How messages name the entry: `gpu[1]`, or `/etc/migrestore/conf.d/x.toml gpu[0]`."""
+        return f"{self.source} {self.where}" if self.source else self.where
 
 
 @dataclass(frozen=True)

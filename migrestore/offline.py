@@ -35,6 +35,7 @@ def _model_for(spec: GpuSpec, wanted: str | None, source: str) -> ModelInfo:
     # --model stands in for the GPUs that uuid, pci, index and "all" entries select; a model
     # entry is checked against its own model.
     name = str(spec.selector.value) if spec.selector.kind is SelectorKind.MODEL else wanted
+    source = spec.source or source  # an entry from a drop-in names its file
     if name is None:
         how = spec.selector.kind.value
         raise ConfigError(
@@ -57,7 +58,7 @@ def _check_stand_in(desired: DesiredNode, name: str | None) -> None:
         return
     users = [s for s in desired.gpus if s.selector.kind is not SelectorKind.MODEL]
     where = f"{users[0].where}.select (--model)" if users else "--model"
-    raise _unknown_model(name, desired.source, where)
+    raise _unknown_model(name, (users[0].source if users else "") or desired.source, where)
 
 
 def describe(target: TargetLayout) -> str:
@@ -84,7 +85,7 @@ def check(
         model = _model_for(spec, model_name, desired.source)
         gpu = modelled_gpu(model, table=table)
         target = layout.resolve(spec, gpu, desired.source, strict=strict)
-        lines.append(f"{spec.where} ({spec.selector}) on {model.name}: {describe(target)}")
+        lines.append(f"{spec.label} ({spec.selector}) on {model.name}: {describe(target)}")
         lines += [f"warning: {renamed}" for renamed in target.renamed]
     if not lines:
         lines.append(f"{desired.source}: valid, no [[gpu]] entries (restores nothing)")

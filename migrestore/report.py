@@ -244,13 +244,13 @@ def plan_text(plan: NodePlan) -> str:
 def absent_lines(plan: NodePlan) -> list[str]:
     """One line per fleet entry for GPUs this host does not have."""
     return [
-        f"{s.where} (select {s.selector}): no such GPU on this host; entry skipped"
+        f"{s.label} (select {s.selector}): no such GPU on this host; entry skipped"
         for s in plan.absent
     ]
 
 
 def _problems(plan: NodePlan) -> list[str]:
-    lines = [f"missing: no GPU matches {s.where} (select {s.selector})" for s in plan.missing]
+    lines = [f"missing: no GPU matches {s.label} (select {s.selector})" for s in plan.missing]
     lines.extend(f"{m.gpu.label}: {m.problem}" for m in plan.mismatched)
     lines.extend(f"{g.label}: instances not planned yet: {UNREAD_TABLE}" for g in plan.unplanned)
     lines.extend(f"{u.label}: FAILED: cannot be read: {u.error}" for u in plan.unreadable)

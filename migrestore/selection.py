@@ -129,7 +129,7 @@ def match(desired: DesiredNode, state: NodeState) -> Selection:
     for spec in unmatched:
         # With a GPU that cannot be read, the entry may be for that GPU: missing, not a mistake.
         if not spec.selector.kind.is_identity and not state.unreadable and spec not in absent:
-            _fail_selects_nothing(desired.source, spec, state)
+            _fail_selects_nothing(spec.source or desired.source, spec, state)
     missing = tuple(s for s in unmatched if s not in absent)
     return Selection(tuple(governed), tuple(unmanaged), missing, absent)
 
@@ -143,8 +143,13 @@ def _governing(desired: DesiredNode, gpu: GpuState) -> GpuSpec | None:
     first, *others = [spec for spec in candidates if spec.selector.kind.rank == best]
     if others:
         second = others[0]
+        where = f"{first.where}.select, {second.where}.select"
+        if first.source != second.source:  # an entry from a drop-in (conf.d) names its file
+            where = (
+                f"{first.where}.select, {second.source or desired.source}: {second.where}.select"
+            )
         raise ConfigError(
-            f"{desired.source}: {first.where}.select, {second.where}.select: both select "
+            f"{first.source or desired.source}: {where}: both select "
             f"{gpu.label} with the same precedence ({first.selector}; {second.selector})",
             hint='an identity selector (uuid, pci, index) beats model, which beats "all"',
         )

@@ -335,7 +335,7 @@ def _problems(
     lines = [f"{u.label}: cannot be read: {u.error}" for u in final.unreadable]
     lines += [f"{len(failed)} of {len(node.gpus)} GPU(s) not restored"] if failed else []
     lines += [f"{o.label}: {o.error}" for o in failed]
-    lines += [f"missing: no GPU matches {s.where} ({s.selector})" for s in final.missing]
+    lines += [f"missing: no GPU matches {s.label} ({s.selector})" for s in final.missing]
     lines += [f"{m.gpu.label}: not the model its entry names" for m in final.mismatched]
     lines += [f"{p.gpu.label}: still differs from the layout" for p in final.gpus if p.steps]
     return lines + list(notes)

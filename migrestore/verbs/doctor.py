@@ -544,7 +544,7 @@ def _layout_fit(survey: Survey, path: Path) -> list[Check]:
     except ConfigError as exc:
         return [Check("layout.fit", Status.FAIL, str(exc), exc.hint)]
     problems = [f"{m.gpu.label}: {m.problem}" for m in node.mismatched]
-    problems += [f"{s.where} ({s.selector}) selects no GPU present" for s in node.missing]
+    problems += [f"{s.label} ({s.selector}) selects no GPU present" for s in node.missing]
     if problems:
         return [Check("layout.fit", Status.FAIL, "; ".join(problems))]
     if node.unplanned:
