@@ -205,7 +205,7 @@ def fallback_in_words(outcome: GpuOutcome) -> str:
         return f"MIG disable pending a GPU reset ({outcome.error})"
     if not outcome.ok:
         return f"disabling MIG failed at '{outcome.failed_step or 'check'}': {outcome.error}"
-    return "MIG disabled: a whole GPU"
+    return "MIG disabled: a whole GPU" if outcome.steps_done else "MIG was off: a whole GPU"
 
 
 @contextmanager

@@ -179,3 +179,48 @@ def test_bad_on_failure_and_consumer_are_one_line_errors(text: str, problem: str
     with pytest.raises(ConfigError) as error:
         config.parse(text, "layout.toml")
     assert str(error.value).startswith(f"layout.toml: {problem}")
+
+
+def test_an_ampere_gpu_whose_reset_is_refused_stays_pending(tmp_path: Path) -> None:
+    """A100 with MIG on and a driver client attached: the disable waits for a reset, which the
+    client blocks; the GPU is reported as "MIG disable pending a GPU reset", the run fails."""
+    host = make_host(tmp_path, (A100, 1), layout='version = 2\n[[gpu]]\nselect = "all"\n')
+    assert host.run("apply").code == 0
+    simulator.attach(host.state, 0, "dcgm")
+    host.write_layout(_layout("3g.20gb", restore='on-failure = "disable-mig"'))
+    simulator.inject_fault(host.state, CREATE_GI, 2, "InsufficientResources")
+    result = host.run("apply")
+    assert result.code == 1
+    assert "  on-failure: MIG disable pending a GPU reset (" in result.out
+    [gpu] = _gpus(host)
+    assert (gpu["mig"]["current"], gpu["mig"]["pending"], gpu["instances"]) == (True, False, [])
+
+
+def test_a_gpu_whose_mode_change_was_refused_is_already_whole(tmp_path: Path) -> None:
+    """H100 held by a client refuses MIG on: nothing to undo, "MIG was off: a whole GPU"."""
+    layout = _layout("3g.40gb", restore='on-failure = "disable-mig"')
+    host = make_host(tmp_path, (H100, 1), layout=layout)
+    simulator.attach(host.state, 0, "dcgm")
+    result = host.run("apply")
+    assert result.code == 1
+    assert "FAILED at 'enable MIG mode'" in result.out
+    assert "  on-failure: MIG was off: a whole GPU" in result.out
+    assert _gpus(host)[0]["mig"]["current"] is False
+
+
+def test_a_gpu_refused_for_busy_instances_is_left_alone(tmp_path: Path) -> None:
+    """A plan refused because it would destroy an instance in use is no failed layout: with
+    disable-mig the busy instance and MIG mode are kept."""
+    host = make_host(tmp_path, (H100, 1), layout=_layout("3g.40gb"))
+    assert host.run("apply").code == 0
+    simulator.attach(host.state, 0, "python", gi_id=1, ci_id=0)
+    host.write_layout(
+        'version = 2\n[restore]\non-failure = "disable-mig"\n[[gpu]]\nselect = "all"\n'
+        '[[gpu.instance]]\nprofile = "1g.10gb"\ncount = 7\n'
+    )
+    result = host.run("apply")
+    assert result.code == 1
+    assert "would destroy instances in use" in result.out
+    assert "on-failure" not in result.out
+    [gpu] = _gpus(host)
+    assert (gpu["mig"]["current"], len(gpu["instances"])) == (True, 2)
