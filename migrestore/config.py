@@ -31,9 +31,11 @@ from migrestore import safepath, toml
 from migrestore.errors import ConfigError
 from migrestore.model import (
     ComputeSpec,
+    Consumer,
     DesiredNode,
     GpuSpec,
     InstanceSpec,
+    OnFailure,
     ProfileShape,
     RestoreOptions,
     Selector,
@@ -44,7 +46,7 @@ from migrestore.selection import normalise_pci
 FORMAT_VERSION = 2  # the newest this migrestore reads (and writes, when a file needs it)
 # What each version added: a file using it must say at least that version, so that an older
 # migrestore refuses the file at its version line rather than at the unknown key.
-_SINCE_VERSION_2 = ("select.device-id", "optional", "geometry")
+_SINCE_VERSION_2 = ("select.device-id", "optional", "geometry", "on-failure", "consumer")
 
 # Bounds checked before any work: a layout file is small, shallow and holds small numbers.
 MAX_FILE_BYTES = 1 << 20
@@ -63,8 +65,10 @@ _RESTORE_KEYS = (
     "driver-timeout",
     "strict-profile-names",
     "metrics-dir",
+    "on-failure",
+    "consumer",
 )
-_GPU_KEYS = ("select", "mig", "instance", "optional")
+_GPU_KEYS = ("select", "mig", "instance", "optional", "on-failure")
 _SELECT_KEYS = ("uuid", "pci", "index", "device-id", "model")
 _DEVICE_ID = re.compile(r"0x([0-9a-f]{8})(?::0x([0-9a-f]{8}))?", re.IGNORECASE)
 _INSTANCE_KEYS = ("profile", "placement", "count", "compute", "geometry")
@@ -123,7 +127,7 @@ def _parse(text: str, source: str) -> tuple[DesiredNode, tuple[str, ...]]:
     version = _check_version(document, root.child("version"))
     restore = RestoreOptions()
     if "restore" in document:
-        restore = _restore(document["restore"], root.child("restore"))
+        restore = _restore(document["restore"], root.child("restore"), version)
     gpus = _array_of_tables(document.get("gpu", []), root.child("gpu"), _gpu)
     _check_needed_version(gpus, version, root.child("version"))
     _check_distinct_selectors(gpus, source)
@@ -440,10 +444,11 @@ def _check_version(document: dict[str, Any], key: _Key) -> int:
 
 
 def needed_version(gpus: Sequence[GpuSpec]) -> int:
-    """The lowest file version that can say these entries (2 for device-id, optional or an
-    instance's geometry)."""
+    """The lowest file version that can say these entries (2 for device-id, optional,
+    on-failure or an instance's geometry)."""
     newer = any(
         s.optional
+        or s.on_failure is not None
         or s.selector.kind is SelectorKind.DEVICE_ID
         or any(i.shape is not None for i in s.instances)
         for s in gpus
@@ -464,16 +469,40 @@ def _check_needed_version(gpus: Sequence[GpuSpec], version: int, key: _Key) -> N
 # ---- [restore] ----
 
 
-def _restore(value: object, key: _Key) -> RestoreOptions:
+def _restore(value: object, key: _Key, version: int) -> RestoreOptions:
     table = _table(value, key, _RESTORE_KEYS)
     defaults = RestoreOptions()
+    for name in ("on-failure", "consumer"):
+        if name in table and version < 2:
+            key.child(name).fail(f"needs version = 2 (the file says version = {version})")
+    consumer = None
+    if "consumer" in table:
+        consumer = Consumer(_choice(table["consumer"], key.child("consumer"), Consumer))
     return RestoreOptions(
         stop_units=_units(table, "stop-units", key, defaults.stop_units),
         refresh_units=_units(table, "refresh-units", key, defaults.refresh_units),
         driver_timeout=_seconds(table.get("driver-timeout", defaults.driver_timeout), key),
         strict_profile_names=_flag(table, "strict-profile-names", key),
         metrics_dir=_directory(table, "metrics-dir", key),
+        on_failure=_on_failure(table, key) or defaults.on_failure,
+        consumer=consumer,
     )
+
+
+def _on_failure(table: dict[str, Any], key: _Key) -> OnFailure | None:
+    """`on-failure = "leave" | "disable-mig"`, None when not given."""
+    if "on-failure" not in table:
+        return None
+    return OnFailure(_choice(table["on-failure"], key.child("on-failure"), OnFailure))
+
+
+def _choice(value: object, key: _Key, choices: type[OnFailure] | type[Consumer]) -> str:
+    known = [c.value for c in choices]
+    if not isinstance(value, str) or value not in known:
+        key.fail(
+            f"must be one of {', '.join(json.dumps(k) for k in known)}, got {_describe(value)}"
+        )
+    return value
 
 
 def _flag(table: dict[str, Any], name: str, key: _Key) -> bool:
@@ -542,7 +571,13 @@ def _gpu(value: object, key: _Key) -> GpuSpec:
     optional = table.get("optional", False)
     if not isinstance(optional, bool):
         key.child("optional").fail(f"must be true or false, got {_describe(optional)}")
-    return GpuSpec(selector, mig, instances, where=key.path, optional=optional)
+    on_failure = _on_failure(table, key)
+    if on_failure is OnFailure.DISABLE_MIG and not mig:
+        key.child("on-failure").fail(
+            '"disable-mig" with mig = false: MIG is meant to be off anyway'
+        )
+    spec = GpuSpec(selector, mig, instances, where=key.path, optional=optional)
+    return replace(spec, on_failure=on_failure)
 
 
 def _selector(value: object, key: _Key) -> Selector:

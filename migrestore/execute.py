@@ -42,6 +42,7 @@ from migrestore.systemd import restart_order
 
 # The reason a GPU stays pending when its reset needs Fabric Manager (issue 16).
 FABRIC_MANAGER_REFUSAL = "Fabric Manager not active: reset needs all NVLink peers"
+PERSISTENCE_STEP = "persistence mode on"  # the "step" a GPU fails at if persistence stays off
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,18 @@ class GpuOutcome:
     reset_pending: bool = False
     seconds: float = 0.0  # spent in this GPU's own steps (a shared reset is not counted)
     done: tuple[str, ...] = ()  # the steps done, described, in the order they were done
+    on_failure: str = ""  # what `on-failure = "disable-mig"` did after the failure, in words
 
     @property
     def ok(self) -> bool:
         """Every step went through."""
         return not self.error
+
+    @property
+    def layout_failed(self) -> bool:
+        """A step of its layout failed: not refused before any step (instances in use), not only
+        persistence mode left off afterwards, not merely waiting for a reset."""
+        return bool(self.failed_step) and self.failed_step != PERSISTENCE_STEP
 
     def did(self, step: Step) -> GpuOutcome:
         """This outcome with one more step done."""
@@ -152,7 +160,7 @@ def _persistence_left_off(
 def _failed_late(outcome: GpuOutcome, problem: str) -> GpuOutcome:
     """A GPU whose steps went through but whose persistence mode is not on again has failed."""
     error = f"{outcome.error}; {problem}" if outcome.error else problem
-    return replace(outcome, error=error, failed_step=outcome.failed_step or "persistence mode on")
+    return replace(outcome, error=error, failed_step=outcome.failed_step or PERSISTENCE_STEP)
 
 
 def merged(first: Execution, then: Execution) -> Execution:
@@ -171,6 +179,35 @@ def merged(first: Execution, then: Execution) -> Execution:
     stopped = tuple(dict.fromkeys((*first.stopped_units, *then.stopped_units)))
     problems = "; ".join(p for p in (first.unit_error, then.unit_error) if p)
     return Execution(outcomes, stopped, problems)
+
+
+def fell_back(first: Execution, then: Execution) -> Execution:
+    """`first` with what `on-failure = "disable-mig"` did (`then`) noted on the GPUs it touched:
+    their failure stands, the steps of both are kept."""
+    later = {o.uuid: o for o in then.outcomes}
+    outcomes = tuple(
+        replace(
+            o,
+            steps_done=o.steps_done + later[o.uuid].steps_done,
+            done=(*o.done, *later[o.uuid].done),
+            on_failure=fallback_in_words(later[o.uuid]),
+        )
+        if o.uuid in later
+        else o
+        for o in first.outcomes
+    )
+    stopped = tuple(dict.fromkeys((*first.stopped_units, *then.stopped_units)))
+    problems = "; ".join(p for p in (first.unit_error, then.unit_error) if p)
+    return Execution(outcomes, stopped, problems)
+
+
+def fallback_in_words(outcome: GpuOutcome) -> str:
+    """What disabling MIG on a failed GPU came to."""
+    if outcome.reset_pending:
+        return f"MIG disable pending a GPU reset ({outcome.error})"
+    if not outcome.ok:
+        return f"disabling MIG failed at '{outcome.failed_step or 'check'}': {outcome.error}"
+    return "MIG disabled: a whole GPU" if outcome.steps_done else "MIG was off: a whole GPU"
 
 
 @contextmanager

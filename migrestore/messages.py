@@ -57,6 +57,11 @@ KINDS = (
         "a step failed on a GPU (the others go on)",
     ),
     Kind(
+        "mig_disabled_after_failure",
+        "998e9032719d43ed92609e9a43e82777",
+        'on-failure = "disable-mig" turned MIG off on a GPU whose layout failed (or could not)',
+    ),
+    Kind(
         "gpu_unreadable",
         "4c4c1bbed1b64fc78b66edbf5797aac6",
         "a GPU cannot be read (fallen off the bus, GpuIsLost)",

@@ -78,15 +78,24 @@ def check(
     """One line per entry: the exact layout it gives on its model; ConfigError on a problem.
     With `table` (a driver's captured table) every entry is checked against it instead of the
     catalogue's, and profile renames are reported as `apply` would warn about them."""
-    _check_stand_in(desired, model_name)
     lines = []
-    strict = desired.restore.strict_profile_names
-    for spec in desired.gpus:
-        model = _model_for(spec, model_name, desired.source)
-        gpu = modelled_gpu(model, table=table)
-        target = layout.resolve(spec, gpu, desired.source, strict=strict)
+    for spec, model, target in resolve(desired, model_name, table):
         lines.append(f"{spec.label} ({spec.selector}) on {model.name}: {describe(target)}")
         lines += [f"warning: {renamed}" for renamed in target.renamed]
     if not lines:
         lines.append(f"{desired.source}: valid, no [[gpu]] entries (restores nothing)")
     return lines
+
+
+def resolve(
+    desired: DesiredNode, model_name: str | None, table: ProfileTable | None = None
+) -> list[tuple[GpuSpec, ModelInfo, TargetLayout]]:
+    """Each entry with the model it is checked against and the exact layout it gives there."""
+    _check_stand_in(desired, model_name)
+    strict = desired.restore.strict_profile_names
+    resolved = []
+    for spec in desired.gpus:
+        model = _model_for(spec, model_name, desired.source)
+        gpu = modelled_gpu(model, table=table)
+        resolved.append((spec, model, layout.resolve(spec, gpu, desired.source, strict=strict)))
+    return resolved

@@ -288,6 +288,7 @@ def apply_json(execution: Execution, final: NodePlan, changed: tuple[str, ...]) 
                 "error": o.error,
                 "nvml_error": o.nvml_error,
                 "reset_pending": o.reset_pending,
+                "on_failure": o.on_failure,
             }
             for o in execution.outcomes
         ],
@@ -335,6 +336,7 @@ def _outcome_lines(o: GpuOutcome, after: NodeState) -> list[str]:
     if o.ok:
         return [f"{o.label}: ok ({_done(o)})"]
     lines = [f"{o.label}: FAILED at '{o.failed_step or 'check'}': {o.error}"]
+    lines += [f"  on-failure: {o.on_failure}"] if o.on_failure else []
     gpu = after.by_uuid(o.uuid)
     if gpu is not None:
         lines.append(f"  left as: MIG {_mode(gpu)}, {len(gpu.instances)} GPU instance(s)")

@@ -35,6 +35,7 @@ class GpuRecord:
     mig_devices: tuple[str, ...] = ()
     pci: str = ""
     steps: tuple[str, ...] = ()  # the steps done on this GPU, in order
+    on_failure: str = ""  # what on-failure = "disable-mig" did after the GPU failed
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,10 @@ from migrestore.errors import ConfigError, ExitCode, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
 from migrestore.logs import failures_at_error_priority, is_terminal
-from migrestore.model import DesiredNode, NodeState
-from migrestore.plan import GpuPlan, NodePlan, plan_node
+from migrestore.model import DesiredNode, NodeState, OnFailure, TargetLayout
+from migrestore.plan import GpuPlan, NodePlan, plan_gpu, plan_node
 from migrestore.progress import TerminalProgress
+from migrestore.selection import match
 from migrestore.systemd import restart_order
 from migrestore.verbs.common import add_json_flag, emit, load_layout, seconds, warn_renamed
 
@@ -173,6 +174,7 @@ def _apply_locked(
 
     execution = run(node.gpus)
     execution = _after_mode_change(desired, before, node, execution, gpus, run)
+    execution = _disable_mig_on_failure(desired, before, execution, gpus, run)
     notifier.status("verifying")
     touched = {p.gpu.uuid for p in node.gpus if p.steps}
     after = gpus.reread(before, touched) if touched else before
@@ -238,6 +240,36 @@ def _after_mode_change(
     return execute.merged(execution, run(plans))
 
 
+def _disable_mig_on_failure(
+    desired: DesiredNode,
+    before: NodeState,
+    execution: execute.Execution,
+    gpus: Gpus,
+    run: Callable[[tuple[GpuPlan, ...]], execute.Execution],
+) -> execute.Execution:
+    """`on-failure = "disable-mig"`: a GPU whose layout failed has its instances destroyed and MIG
+    mode turned off, so that consumers see a whole GPU rather than a half-made layout (Hopper and
+    later at once; Ampere after the reset, or pending it). The GPU stays failed in the result."""
+    chosen = match(desired, before)
+    failed = set()
+    for outcome in execution.outcomes:
+        spec = chosen.spec_for(outcome.uuid)
+        if spec is None or not outcome.layout_failed or outcome.reset_pending:
+            continue
+        if desired.on_failure(spec) is OnFailure.DISABLE_MIG:
+            failed.add(outcome.uuid)
+    if not failed:
+        return execution
+    now = gpus.reread(before, failed)
+    plans = tuple(plan_gpu(TargetLayout(mig=False), g) for g in now.gpus if g.uuid in failed)
+    execution = execute.fell_back(execution, run(plans))
+    for outcome in execution.outcomes:
+        if outcome.uuid in failed:
+            words = outcome.on_failure or "the GPU could not be read again"
+            log.warning("mig_disabled_after_failure", gpu=outcome.uuid, result=words)
+    return execution
+
+
 def _refresh(
     args: argparse.Namespace, desired: DesiredNode, units: Units, execution: execute.Execution
 ) -> tuple[str, ...]:
@@ -299,6 +331,7 @@ def _record(
             mig_devices=tuple(ci.uuid for gi in g.instances for ci in gi.compute),
             pci=g.pci,
             steps=outcomes[g.uuid].done if g.uuid in outcomes else (),
+            on_failure=outcomes[g.uuid].on_failure if g.uuid in outcomes else "",
         )
         for g in after.gpus
     )

@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from migrestore import config, offline
+from migrestore import config, consumer_rules, offline
 from migrestore.context import Context
 from migrestore.errors import ExitCode
-from migrestore.model import DesiredNode
+from migrestore.model import Consumer, DesiredNode, ProfileTable
 
 # Present while the NVIDIA kernel module is loaded: then `check` reads the host's own GPUs.
 DRIVER_LOADED = "proc/driver/nvidia/version"
@@ -19,7 +19,8 @@ DRIVER_LOADED = "proc/driver/nvidia/version"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`--model`: the GPU that entries selecting by identity are checked against;
     `--profile-table`: a driver's captured profile table to check against instead;
-    `--show`: print the merged layout."""
+    `--show`: print the merged layout;
+    `--consumer`: also warn about layouts this consumer of MIG devices refuses (offline)."""
     parser.add_argument(
         "--model",
         metavar="NAME",
@@ -36,16 +37,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the layout file merged with its conf.d drop-ins, each part's file named",
     )
+    parser.add_argument(
+        "--consumer",
+        choices=[c.value for c in Consumer],
+        help="warn about layouts this consumer refuses; exit 6 if there are any "
+        "(default: [restore] consumer)",
+    )
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     """One line per entry (offline) or per GPU (on a GPU host); exit 2 at the first entry that
-    does not resolve."""
+    does not resolve; with a consumer, one warning line per problem it has with the layout and
+    exit 6 if there is any."""
     if args.show:
         print(_shown(config.merged(ctx.config)), end="")
         return ExitCode.OK
     desired = config.load(ctx.config)
-    offline_wanted = args.model is not None or args.profile_table is not None
+    offline_wanted = any(
+        option is not None for option in (args.model, args.profile_table, args.consumer)
+    )
     if not offline_wanted and (ctx.simulated or (ctx.sysroot / DRIVER_LOADED).exists()):
         return _check_host(ctx, desired)
     table = None
@@ -54,7 +64,14 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
         table = profile_table.load(args.profile_table)
     print("\n".join(offline.check(desired, args.model, table)))
-    return ExitCode.OK
+    consumer = Consumer(args.consumer) if args.consumer else desired.restore.consumer
+    if consumer is None:
+        return ExitCode.OK
+    problems = consumer_problems(desired, consumer, args.model, table)
+    for problem in problems:
+        print(problem)
+    print(f"{consumer}: {len(problems) or 'no'} problem(s) with this layout")
+    return ExitCode.CONSUMER_WARNINGS if problems else ExitCode.OK
 
 
 def _shown(merged: config.Merged) -> str:
@@ -113,3 +130,16 @@ def _check_host(ctx: Context, desired: DesiredNode) -> int:
     emit(ctx, "\n".join(lines))
     failed = node.missing or node.mismatched or node.unreadable
     return ExitCode.FAILURE if failed else ExitCode.OK
+
+
+def consumer_problems(
+    desired: DesiredNode, consumer: Consumer, model: str | None, table: ProfileTable | None
+) -> list[consumer_rules.Problem]:
+    """What `consumer` has against the layout, entry by entry."""
+    entries = [
+        consumer_rules.Entry(
+            spec.where, str(spec.selector), info.name, target, desired.on_failure(spec)
+        )
+        for spec, info, target in offline.resolve(desired, model, table)
+    ]
+    return consumer_rules.check(consumer, entries)
