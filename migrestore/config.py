@@ -5,6 +5,12 @@ version, the shape of selectors. Every problem is one ConfigError line
 `<file>: <key path>: <what is wrong>`. Profile names, capacity and placements depend on each GPU's
 profile table: the planner checks them. `load(root_only=True)` reads the file only if root alone
 could have written it (`safepath`); `digest` serves the run records.
+
+Drop-ins: every `*.toml` in `conf.d/` beside the layout file (/etc/migrestore/conf.d) is a layout
+file of its own, checked alone (its errors name it), then merged over the main file in name order:
+a `[restore]` key a later file gives replaces the earlier value (a list as a whole), and a
+`[[gpu]]` entry replaces the earlier entry with the same selector, else it is added. `merged`
+keeps where each entry and key came from (`check --show`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import os
 import re
 import stat
 import unicodedata
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -25,9 +31,11 @@ from migrestore import safepath, toml
 from migrestore.errors import ConfigError
 from migrestore.model import (
     ComputeSpec,
+    Consumer,
     DesiredNode,
     GpuSpec,
     InstanceSpec,
+    OnFailure,
     ProfileShape,
     RestoreOptions,
     Selector,
@@ -38,8 +46,8 @@ from migrestore.selection import normalise_pci
 FORMAT_VERSION = 2  # the newest this migrestore reads (and writes, when a file needs it)
 # What each version added: a file using it must say at least that version, so that an older
 # migrestore refuses the file at its version line rather than at the unknown key.
+_SINCE_VERSION_2 = ("select.device-id", "optional", "geometry", "on-failure", "consumer")
 # Version 2 also added `gpus` (on an index entry) and [restore] `gpus` and `adopt-replaced`.
-_SINCE_VERSION_2 = ("select.device-id", "optional", "geometry")
 
 # Bounds checked before any work: a layout file is small, shallow and holds small numbers.
 MAX_FILE_BYTES = 1 << 20
@@ -58,10 +66,12 @@ _RESTORE_KEYS = (
     "driver-timeout",
     "strict-profile-names",
     "metrics-dir",
+    "on-failure",
+    "consumer",
     "gpus",
     "adopt-replaced",
 )
-_GPU_KEYS = ("select", "mig", "instance", "optional", "gpus")
+_GPU_KEYS = ("select", "mig", "instance", "optional", "on-failure", "gpus")
 _SELECT_KEYS = ("uuid", "pci", "index", "device-id", "model")
 _DEVICE_ID = re.compile(r"0x([0-9a-f]{8})(?::0x([0-9a-f]{8}))?", re.IGNORECASE)
 _INSTANCE_KEYS = ("profile", "placement", "count", "compute", "geometry")
@@ -85,20 +95,34 @@ T = TypeVar("T")
 
 
 def load(path: Path, *, root_only: bool = False) -> DesiredNode:
-    """Read and check the layout file at `path`. With `root_only`, refuse it unless only root
-    could have written it: the file, each directory above it and each link on the way, checked
-    on the descriptors that were opened, and the file read from the one that was checked."""
-    data = read_regular_file(path, root_only=root_only)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: line {line}: not UTF-8 text") from None
-    return replace(parse(text, str(path)), sha256=hashlib.sha256(data).hexdigest())
+    """Read and check the layout file at `path`, with its drop-ins merged over it. With
+    `root_only`, refuse them unless only root could have written them: each file, each directory
+    above it and each link on the way, checked on the descriptors that were opened, and the file
+    read from the one that was checked."""
+    return merged(path, root_only=root_only).node
 
 
 def parse(text: str, source: str = "<string>") -> DesiredNode:
     """Check a layout file's text; `source` names it in error messages."""
+    return _parse(text, source)[0]
+
+
+def digest(path: Path) -> str:
+    """The SHA-256 recorded with every run: of the layout file's bytes; with drop-ins, of the
+    `sha256sum` lines of the file and each drop-in, in the order they are merged."""
+    main = read_regular_file(path)  # the file first: its errors come first
+    return _digest([(path, main), *((p, read_regular_file(p)) for p in drop_ins(path))])
+
+
+def _digest(files: Sequence[tuple[Path, bytes]]) -> str:
+    if len(files) == 1:
+        return hashlib.sha256(files[0][1]).hexdigest()
+    lines = "".join(f"{hashlib.sha256(data).hexdigest()}  {p}\n" for p, data in files)
+    return hashlib.sha256(lines.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _parse(text: str, source: str) -> tuple[DesiredNode, tuple[str, ...]]:
+    """The file's layout and the `[restore]` keys it gives."""
     root = _Key(source)
     decoded = _decode_toml(text, source)
     _check_shape(decoded, root)
@@ -106,16 +130,124 @@ def parse(text: str, source: str = "<string>") -> DesiredNode:
     version = _check_version(document, root.child("version"))
     restore = RestoreOptions()
     if "restore" in document:
-        restore = _restore(document["restore"], root.child("restore"))
+        restore = _restore(document["restore"], root.child("restore"), version)
     gpus = _array_of_tables(document.get("gpu", []), root.child("gpu"), _gpu)
-    _check_needed_version(gpus, version, root.child("version"), document.get("restore", {}))
+    _check_needed_version(gpus, version, root.child("version"))
     _check_distinct_selectors(gpus, source)
-    return DesiredNode(gpus=gpus, restore=restore, source=source)
+    given = tuple(document.get("restore", {}))
+    return DesiredNode(gpus=gpus, restore=restore, source=source), given
 
 
-def digest(path: Path) -> str:
-    """The SHA-256 of the file's bytes, in hex (recorded with every run)."""
-    return hashlib.sha256(read_regular_file(path)).hexdigest()
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: not UTF-8 text") from None
+
+
+# ---- drop-ins (conf.d) ----
+
+DROP_IN_DIRECTORY = "conf.d"
+MAX_DROP_INS = 64
+RESTORE_FIELDS = {  # each [restore] key and its RestoreOptions field
+    "stop-units": "stop_units",
+    "refresh-units": "refresh_units",
+    "driver-timeout": "driver_timeout",
+    "strict-profile-names": "strict_profile_names",
+    "metrics-dir": "metrics_dir",
+    "on-failure": "on_failure",
+    "consumer": "consumer",
+    "gpus": "gpus",
+    "adopt-replaced": "adopt_replaced",
+}
+
+
+@dataclass(frozen=True)
+class Merged:
+    """The layout file with its drop-ins merged over it, and where each part came from."""
+
+    node: DesiredNode
+    files: tuple[str, ...]
+    """The main file, then each drop-in, in the order they were merged."""
+    restore_from: tuple[tuple[str, str], ...] = ()
+    """Each `[restore]` key some file gives, with the last file that gave it."""
+    replaced: tuple[tuple[GpuSpec, GpuSpec], ...] = ()
+    """(entry, the earlier entry with the same selector it replaced)."""
+
+
+def drop_in_directory(path: Path) -> Path:
+    """`conf.d` in the directory of the layout file as named (/etc/migrestore/conf.d)."""
+    return path.parent / DROP_IN_DIRECTORY
+
+
+def drop_ins(path: Path) -> tuple[Path, ...]:
+    """The drop-ins of the layout file at `path`: every `*.toml` in its `conf.d` (but names
+    starting with a dot), in the order of their names (code points, as `ls` in the C locale);
+    none when there is no `conf.d`."""
+    directory = drop_in_directory(path)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return ()
+    except NotADirectoryError:
+        raise ConfigError(
+            f"{directory}: not a directory; drop-ins are *.toml files in a directory {directory}"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"{directory}: cannot read: {error.strerror or error}") from None
+    chosen = sorted(n for n in names if n.endswith(".toml") and not n.startswith("."))
+    if len(chosen) > MAX_DROP_INS:
+        raise ConfigError(f"{directory}: more than {MAX_DROP_INS} drop-ins ({len(chosen)})")
+    return tuple(directory / name for name in chosen)
+
+
+def merged(path: Path, *, root_only: bool = False) -> Merged:
+    """The layout file at `path` and its drop-ins, each read and checked alone, then merged in
+    name order: a later file's `[restore]` key replaces the value so far (a list as a whole); a
+    later file's `[[gpu]]` entry replaces the entry with the same selector, else it is added."""
+    data = read_regular_file(path, root_only=root_only)  # the file first: its errors come first
+    files = [(path, data)]
+    layers = [_parse(_decode(path, data), str(path))]
+    for file in drop_ins(path):
+        data = read_regular_file(file, root_only=root_only)
+        node, given = _parse(_decode(file, data), str(file))
+        # A drop-in's entries name their own file.
+        node = replace(node, gpus=tuple(replace(g, source=str(file)) for g in node.gpus))
+        files.append((file, data))
+        layers.append((node, given))
+    main = layers[0][0]
+    restore, gpus = main.restore, list(main.gpus)
+    restore_from = dict.fromkeys(layers[0][1], main.source)
+    replaced: list[tuple[GpuSpec, GpuSpec]] = []
+    for node, given in layers[1:]:
+        restore = replace(
+            restore,
+            **{RESTORE_FIELDS[k]: getattr(node.restore, RESTORE_FIELDS[k]) for k in given},
+        )
+        restore_from.update((key, node.source) for key in given)
+        for spec in node.gpus:
+            same = next((i for i, g in enumerate(gpus) if _same_selector(g, spec)), None)
+            if same is None:
+                gpus.append(spec)
+            else:
+                replaced.append((spec, gpus[same]))
+                gpus[same] = spec
+    if len(gpus) > MAX_ITEMS:
+        raise ConfigError(f"{path}: with its drop-ins, more than {MAX_ITEMS} [[gpu]] entries")
+    node = DesiredNode(tuple(gpus), restore, main.source, sha256=_digest(files))
+    return Merged(
+        node, tuple(str(f) for f, _ in files), tuple(restore_from.items()), tuple(replaced)
+    )
+
+
+def _same_selector(one: GpuSpec, other: GpuSpec) -> bool:
+    """The same selector, as two entries of one file may not have (case-insensitively)."""
+    return _selector_identity(one) == _selector_identity(other)
+
+
+def _selector_identity(spec: GpuSpec) -> tuple[SelectorKind, str]:
+    return (spec.selector.kind, str(spec.selector.value).casefold())
 
 
 def read_regular_file(path: Path, limit: int = MAX_FILE_BYTES, *, root_only: bool = False) -> bytes:
@@ -318,30 +450,22 @@ def _check_version(document: dict[str, Any], key: _Key) -> int:
     return version
 
 
-def needed_version(gpus: Sequence[GpuSpec], restore_keys: Collection[str] = ()) -> int:
-    """The lowest file version that can say these entries and `[restore]` keys (2 for
-    device-id, optional, gpus, an instance's geometry, or `[restore]` gpus and adopt-replaced,
-    whatever their value: an older migrestore refuses the key itself)."""
+def needed_version(gpus: Sequence[GpuSpec]) -> int:
+    """The lowest file version that can say these entries (2 for device-id, optional,
+    on-failure, gpus or an instance's geometry)."""
     newer = any(
         s.optional
+        or s.on_failure is not None
         or s.gpus is not None
         or s.selector.kind is SelectorKind.DEVICE_ID
         or any(i.shape is not None for i in s.instances)
         for s in gpus
     )
-    return 2 if newer or set(restore_keys) & {"gpus", "adopt-replaced"} else 1
+    return 2 if newer else 1
 
 
-def _check_needed_version(
-    gpus: Sequence[GpuSpec], version: int, key: _Key, restore_keys: Collection[str]
-) -> None:
-    needed = needed_version(gpus, restore_keys)
-    newer_restore = [f"restore.{k}" for k in restore_keys if k in ("gpus", "adopt-replaced")]
-    if version < needed and needed_version(gpus) < needed:
-        key.fail(
-            f"is {version}, but the file uses {', '.join(newer_restore)} (version {needed}); "
-            f"write version = {needed}"
-        )
+def _check_needed_version(gpus: Sequence[GpuSpec], version: int, key: _Key) -> None:
+    needed = needed_version(gpus)
     if version < needed:
         key.fail(
             f"is {version}, but the file uses {', '.join(_SINCE_VERSION_2)} or the like "
@@ -353,18 +477,42 @@ def _check_needed_version(
 # ---- [restore] ----
 
 
-def _restore(value: object, key: _Key) -> RestoreOptions:
+def _restore(value: object, key: _Key, version: int) -> RestoreOptions:
     table = _table(value, key, _RESTORE_KEYS)
     defaults = RestoreOptions()
+    for name in ("on-failure", "consumer", "gpus", "adopt-replaced"):
+        if name in table and version < 2:
+            key.child(name).fail(f"needs version = 2 (the file says version = {version})")
+    consumer = None
+    if "consumer" in table:
+        consumer = Consumer(_choice(table["consumer"], key.child("consumer"), Consumer))
     return RestoreOptions(
         stop_units=_units(table, "stop-units", key, defaults.stop_units),
         refresh_units=_units(table, "refresh-units", key, defaults.refresh_units),
         driver_timeout=_seconds(table.get("driver-timeout", defaults.driver_timeout), key),
         strict_profile_names=_flag(table, "strict-profile-names", key),
         metrics_dir=_directory(table, "metrics-dir", key),
+        on_failure=_on_failure(table, key) or defaults.on_failure,
+        consumer=consumer,
         gpus=_optional_integer(table, "gpus", key, 1, MAX_ITEMS),
         adopt_replaced=_flag(table, "adopt-replaced", key),
     )
+
+
+def _on_failure(table: dict[str, Any], key: _Key) -> OnFailure | None:
+    """`on-failure = "leave" | "disable-mig"`, None when not given."""
+    if "on-failure" not in table:
+        return None
+    return OnFailure(_choice(table["on-failure"], key.child("on-failure"), OnFailure))
+
+
+def _choice(value: object, key: _Key, choices: type[OnFailure] | type[Consumer]) -> str:
+    known = [c.value for c in choices]
+    if not isinstance(value, str) or value not in known:
+        key.fail(
+            f"must be one of {', '.join(json.dumps(k) for k in known)}, got {_describe(value)}"
+        )
+    return value
 
 
 def _flag(table: dict[str, Any], name: str, key: _Key) -> bool:
@@ -433,10 +581,16 @@ def _gpu(value: object, key: _Key) -> GpuSpec:
     optional = table.get("optional", False)
     if not isinstance(optional, bool):
         key.child("optional").fail(f"must be true or false, got {_describe(optional)}")
+    on_failure = _on_failure(table, key)
+    if on_failure is OnFailure.DISABLE_MIG and not mig:
+        key.child("on-failure").fail(
+            '"disable-mig" with mig = false: MIG is meant to be off anyway'
+        )
     expected = _optional_integer(table, "gpus", key, 1, MAX_ITEMS)
     if expected is not None and selector.kind is not SelectorKind.INDEX:
         key.child("gpus").fail("only an entry that selects by index needs the host's GPU count")
-    return GpuSpec(selector, mig, instances, where=key.path, optional=optional, gpus=expected)
+    spec = GpuSpec(selector, mig, instances, where=key.path, optional=optional, gpus=expected)
+    return replace(spec, on_failure=on_failure)
 
 
 def _selector(value: object, key: _Key) -> Selector:
@@ -488,8 +642,7 @@ def _check_distinct_selectors(gpus: Sequence[GpuSpec], source: str) -> None:
     """Two entries with the same selector always tie: refuse them even if the GPU is absent."""
     seen: dict[tuple[SelectorKind, str], GpuSpec] = {}
     for spec in gpus:
-        identity = (spec.selector.kind, str(spec.selector.value).casefold())
-        first = seen.setdefault(identity, spec)
+        first = seen.setdefault(_selector_identity(spec), spec)
         if first is not spec:
             raise ConfigError(
                 f"{source}: {spec.where}.select: same selector as {first.where}.select "

@@ -51,9 +51,12 @@ def _devices(name: str) -> Unit:
     return Unit(name, Role.KUBERNETES_DEVICES, stop_for_reset=True, refresh=True, holds_gpus=True)
 
 
+# Ampere NVSwitch baseboards (HGX/DGX A100) reset one GPU alone only through it (execute.py).
+FABRIC_MANAGER = "nvidia-fabricmanager.service"
+
 UNITS: tuple[Unit, ...] = (
     Unit("nvidia-persistenced.service", Role.DRIVER, holds_gpus=True),
-    Unit("nvidia-fabricmanager.service", Role.DRIVER),
+    Unit(FABRIC_MANAGER, Role.DRIVER),
     _monitoring("nvsm.service"),
     _monitoring("nvsm-core.service"),
     _monitoring("nvsm-api-gateway.service"),

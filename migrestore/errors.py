@@ -16,6 +16,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     DRIFT = 3
     PENDING = 4
+    CONSUMER_WARNINGS = 6  # check --consumer: the consumer refuses something in the layout
 
 
 class MigrestoreError(Exception):

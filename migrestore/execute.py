@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from migrestore import persistence, runs
-from migrestore.consumers import KNOWN_GPU_CLIENTS
+from migrestore.consumers import FABRIC_MANAGER, KNOWN_GPU_CLIENTS
 from migrestore.errors import GpuError, MigrestoreError, UnitError
 from migrestore.events import log
 from migrestore.interfaces import (
@@ -27,7 +27,7 @@ from migrestore.interfaces import (
     Notifier,
     Units,
 )
-from migrestore.model import Placement
+from migrestore.model import Architecture, Placement
 from migrestore.plan import (
     CreateComputeInstance,
     CreateGpuInstance,
@@ -39,6 +39,10 @@ from migrestore.plan import (
     Step,
 )
 from migrestore.systemd import restart_order
+
+# The reason a GPU stays pending when its reset needs Fabric Manager (issue 16).
+FABRIC_MANAGER_REFUSAL = "Fabric Manager not active: reset needs all NVLink peers"
+PERSISTENCE_STEP = "persistence mode on"  # the "step" a GPU fails at if persistence stays off
 
 
 @dataclass(frozen=True)
@@ -54,11 +58,18 @@ class GpuOutcome:
     reset_pending: bool = False
     seconds: float = 0.0  # spent in this GPU's own steps (a shared reset is not counted)
     done: tuple[str, ...] = ()  # the steps done, described, in the order they were done
+    on_failure: str = ""  # what `on-failure = "disable-mig"` did after the failure, in words
 
     @property
     def ok(self) -> bool:
         """Every step went through."""
         return not self.error
+
+    @property
+    def layout_failed(self) -> bool:
+        """A step of its layout failed: not refused before any step (instances in use), not only
+        persistence mode left off afterwards, not merely waiting for a reset."""
+        return bool(self.failed_step) and self.failed_step != PERSISTENCE_STEP
 
     def did(self, step: Step) -> GpuOutcome:
         """This outcome with one more step done."""
@@ -149,7 +160,7 @@ def _persistence_left_off(
 def _failed_late(outcome: GpuOutcome, problem: str) -> GpuOutcome:
     """A GPU whose steps went through but whose persistence mode is not on again has failed."""
     error = f"{outcome.error}; {problem}" if outcome.error else problem
-    return replace(outcome, error=error, failed_step=outcome.failed_step or "persistence mode on")
+    return replace(outcome, error=error, failed_step=outcome.failed_step or PERSISTENCE_STEP)
 
 
 def merged(first: Execution, then: Execution) -> Execution:
@@ -168,6 +179,35 @@ def merged(first: Execution, then: Execution) -> Execution:
     stopped = tuple(dict.fromkeys((*first.stopped_units, *then.stopped_units)))
     problems = "; ".join(p for p in (first.unit_error, then.unit_error) if p)
     return Execution(outcomes, stopped, problems)
+
+
+def fell_back(first: Execution, then: Execution) -> Execution:
+    """`first` with what `on-failure = "disable-mig"` did (`then`) noted on the GPUs it touched:
+    their failure stands, the steps of both are kept."""
+    later = {o.uuid: o for o in then.outcomes}
+    outcomes = tuple(
+        replace(
+            o,
+            steps_done=o.steps_done + later[o.uuid].steps_done,
+            done=(*o.done, *later[o.uuid].done),
+            on_failure=fallback_in_words(later[o.uuid]),
+        )
+        if o.uuid in later
+        else o
+        for o in first.outcomes
+    )
+    stopped = tuple(dict.fromkeys((*first.stopped_units, *then.stopped_units)))
+    problems = "; ".join(p for p in (first.unit_error, then.unit_error) if p)
+    return Execution(outcomes, stopped, problems)
+
+
+def fallback_in_words(outcome: GpuOutcome) -> str:
+    """What disabling MIG on a failed GPU came to."""
+    if outcome.reset_pending:
+        return f"MIG disable pending a GPU reset ({outcome.error})"
+    if not outcome.ok:
+        return f"disabling MIG failed at '{outcome.failed_step or 'check'}': {outcome.error}"
+    return "MIG disabled: a whole GPU" if outcome.steps_done else "MIG was off: a whole GPU"
 
 
 @contextmanager
@@ -236,7 +276,7 @@ def _run_all(
     _instance_phase(plans, gpus, progress, outcomes, before_mode=True)
     ready = tuple(p for p in plans if outcomes[p.gpu.uuid].ok)
     _set_modes(ready, gpus, progress, outcomes)
-    _reset_pending(ready, gpus, notifier, outcomes, run)
+    _reset_pending(ready, gpus, units, notifier, outcomes, run)
     _name_holding_units(units, outcomes)
     _instance_phase(plans, gpus, progress, outcomes, before_mode=False)
 
@@ -335,7 +375,8 @@ def _name_holding_units(units: Units, outcomes: dict[str, GpuOutcome]) -> None:
     refused = [
         uuid
         for uuid, o in outcomes.items()
-        if o.reset_pending or (o.nvml_error == "InUse" and o.failed_step.startswith("set MIG"))
+        if (o.reset_pending and not o.error.startswith(FABRIC_MANAGER_REFUSAL))
+        or (o.nvml_error == "InUse" and o.failed_step.startswith("set MIG"))
     ]
     if not refused:
         return
@@ -352,6 +393,7 @@ def _name_holding_units(units: Units, outcomes: dict[str, GpuOutcome]) -> None:
 def _reset_pending(
     plans: tuple[GpuPlan, ...],
     gpus: Gpus,
+    units: Units,
     notifier: Notifier,
     outcomes: dict[str, GpuOutcome],
     run: _Run,
@@ -369,7 +411,7 @@ def _reset_pending(
     notifier.extend_timeout(RESET_TIMEOUT * (len(due) + 1))
     notifier.status(f"resetting {len(due)} GPU(s) to apply MIG mode")
     log.info("resetting_gpus", gpus=",".join(p.gpu.pci for p in due))
-    errors = _reset_isolated(gpus, due, run, notifier)
+    errors = _fabric_manager_refusals(gpus, units, due, _reset_isolated(gpus, due, run, notifier))
     for p in due:
         error = errors.get(p.gpu.uuid) or _pending_after_reset(gpus, p)
         if error is not None:
@@ -377,6 +419,37 @@ def _reset_pending(
             outcomes[p.gpu.uuid] = replace(failed, reset_pending=True)
         else:
             outcomes[p.gpu.uuid] = outcomes[p.gpu.uuid].did(ResetGpu())
+
+
+def _fabric_manager_refusals(
+    gpus: Gpus, units: Units, due: list[GpuPlan], errors: dict[str, MigrestoreError]
+) -> dict[str, MigrestoreError]:
+    """Refused resets of Ampere GPUs on an NVSwitch baseboard while Fabric Manager is not active
+    get that reason. nvidia-smi(1): on Ampere NVSwitch systems Fabric Manager facilitates the
+    reset of one GPU; without it all NVLink peers must be reset in one command, and migrestore
+    never resets GPUs that are not due (busy ones would lose their work). What nvidia-smi prints
+    or NVML returns for this refusal is not documented, so the cause is read from the host (the
+    unit's state, the GPU's NVLinks), never from the refusal's words; when either cannot be
+    read, the refusal stays as it was."""
+    refused = [p for p in due if p.gpu.uuid in errors and p.gpu.architecture is Architecture.AMPERE]
+    if not refused:
+        return errors
+    try:
+        if units.active((FABRIC_MANAGER,)):
+            return errors
+    except UnitError:
+        return errors
+    behind = [p for p in refused if gpus.nvswitch_attached(p.gpu.uuid)]
+    if not behind:
+        return errors
+    log.warning("reset_needs_fabric_manager", gpus=",".join(p.gpu.pci for p in behind))
+    hint = f"; start {FABRIC_MANAGER} and apply again, or reboot (the mode is kept)"
+    found = dict(errors)
+    for p in behind:
+        was = errors[p.gpu.uuid]
+        nvml_error = was.nvml_error if isinstance(was, GpuError) else ""
+        found[p.gpu.uuid] = GpuError(f"{FABRIC_MANAGER_REFUSAL}{hint}", nvml_error=nvml_error)
+    return found
 
 
 def _still_pending(gpus: Gpus, plan: GpuPlan, outcomes: dict[str, GpuOutcome]) -> bool:

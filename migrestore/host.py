@@ -64,20 +64,41 @@ def gpus(ctx: Context) -> NvmlGpus:
 
 
 class NoUnits:
-    """A simulated run on a real host must not stop or start the host's real GPU clients."""
+    """A simulated run on a real host must not stop or start the host's real GPU clients. The
+    only units it reports are the simulated host's own daemons (Fabric Manager of a simulated
+    NVSwitch baseboard), which are never stopped."""
+
+    def __init__(self, daemons: tuple[str, ...] = ()) -> None:
+        self._daemons = daemons
 
     def active(self, names: tuple[str, ...]) -> tuple[str, ...]:
-        """Nothing is running, as far as a simulation is concerned."""
-        if names:
-            log.info("simulated_run_leaves_units_alone", units=",".join(names))
-        return ()
+        """The simulated host's daemons among `names`; no GPU client runs in a simulation."""
+        from migrestore.consumers import FABRIC_MANAGER
+
+        clients = tuple(n for n in names if n not in (*self._daemons, FABRIC_MANAGER))
+        if clients:
+            log.info("simulated_run_leaves_units_alone", units=",".join(clients))
+        return tuple(n for n in names if n in self._daemons)
 
     def stop(self, names: tuple[str, ...]) -> None:
-        """Never called: nothing is active."""
+        """Refused: a simulation stops none of the host's units (its daemons run on)."""
+        raise UnitError(f"a simulated run does not stop {', '.join(names)}")
 
     def start(self, names: tuple[str, ...]) -> None:
         """Refused: a simulation starts none of the host's units (nothing was stopped either)."""
         raise UnitError(f"a simulated run does not start {', '.join(names)}")
+
+
+def _simulated_daemons(state: Path | None) -> tuple[str, ...]:
+    """The units a simulated host runs: nvidia-fabricmanager on an NVSwitch baseboard with
+    Fabric Manager active."""
+    if state is None or not state.is_file():
+        return ()
+    from migrestore.consumers import FABRIC_MANAGER
+    from migrestore.simulator.state import HostStore
+
+    host = HostStore(state).read()
+    return (FABRIC_MANAGER,) if host.nvswitches and host.fabric_manager else ()
 
 
 def units(ctx: Context) -> Units:
@@ -89,7 +110,7 @@ def units(ctx: Context) -> Units:
     from migrestore.systemd import SystemdUnits, user_bus_requested
 
     if ctx.simulated and not user_bus_requested(os.environ):
-        return NoUnits()
+        return NoUnits(_simulated_daemons(ctx.simulate))
     return SystemdUnits()
 
 

@@ -53,6 +53,11 @@ class Gpus(Protocol):
         """Reset these GPUs (what `nvidia-smi -r -i` does), with NVML shut down around it."""
         ...
 
+    def nvswitch_attached(self, uuid: str) -> bool:
+        """Whether an active NVLink of this GPU goes to an NVSwitch (an HGX/DGX baseboard); False
+        when that cannot be told."""
+        ...
+
     def persistence(self, uuid: str) -> bool:
         """Whether persistence mode is on (it holds the GPU like a client: resets are refused)."""
         ...

@@ -51,6 +51,7 @@ def resolve(spec: GpuSpec, gpu: GpuState, source: str, *, strict: bool = False) 
     A profile name this driver does not know resolves by its geometry (slices, memory class,
     attributes) when exactly one profile of the table has it, unless `strict`.
     """
+    source = spec.source or source  # an entry from a drop-in: its errors name that file
     if not spec.mig:
         return TargetLayout(mig=False)
     if not gpu.mig_capable or not gpu.profiles.gi:
@@ -108,7 +109,7 @@ def _unknown_profile(inst: InstanceSpec, gpu: GpuState, source: str) -> NoReturn
 
 
 def _check_capacity(wanted: list[_Wanted], gpu: GpuState, source: str) -> None:
-    for profile in {w.profile for w in wanted}:
+    for profile in dict.fromkeys(w.profile for w in wanted):  # in order: one message each run
         same = [w for w in wanted if w.profile == profile]
         if len(same) > profile.instances:
             problem = f"{len(same)} x {profile.short_name} asked, at most {profile.instances} fit"

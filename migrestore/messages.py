@@ -57,6 +57,11 @@ KINDS = (
         "a step failed on a GPU (the others go on)",
     ),
     Kind(
+        "mig_disabled_after_failure",
+        "998e9032719d43ed92609e9a43e82777",
+        'on-failure = "disable-mig" turned MIG off on a GPU whose layout failed (or could not)',
+    ),
+    Kind(
         "gpu_unreadable",
         "4c4c1bbed1b64fc78b66edbf5797aac6",
         "a GPU cannot be read (fallen off the bus, GpuIsLost)",
@@ -183,6 +188,11 @@ KINDS = (
         "reset_refused",
         "dbe44625fa7042a28e3f612a6f6f365b",
         "the first GPU reset was refused; persistence mode is lifted for one more try",
+    ),
+    Kind(
+        "reset_needs_fabric_manager",
+        "d676aaaa68414fd28ca95f16eb04c58f",
+        "Ampere GPUs on NVSwitches stay pending: their reset needs Fabric Manager, not active",
     ),
     Kind(
         "persistence_off_for_reset",

@@ -2,17 +2,24 @@
 
 mig-parted's desired state is a count of profiles per GPU; migrestore's is an exact layout. The
 conversion reads one label of `mig-configs` as strictly as mig-parted does, resolves every profile
-against the GPU model the entry selects (from its `device-filter` PCI ids, else from the profile
-names, else `--model`), packs compute-instance profiles such as `1c.2g.10gb` into GPU instances the
-way mig-parted creates them, and lets migrestore's planner choose the placements, so the file it
-prints has explicit placements and is known to fit. Unlike mig-parted, a profile that the model
-does not have is an error, never an empty layout.
+against the GPU model the entry selects (from its `device-filter` PCI ids or model names, else from
+the profile names, else `--model`), packs compute-instance profiles such as `1c.2g.10gb` into GPU
+instances the way mig-parted creates them (trying the orders mig-parted tries), and lets
+migrestore's planner choose the placements, so the file it prints has explicit placements and is
+known to fit. Unlike mig-parted, a profile that the model does not have is an error, never an empty
+layout.
+
+A filter with a PCI subsystem id becomes a `device-id` entry with it. A filter naming a GPU the
+catalogue does not know becomes a `device-id` (or `model`) entry marked `optional` (mig-parted
+skips an entry that matches no GPU); without the model's profile table its instances are written
+without placements, for the planner to place on the host.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,20 +39,51 @@ from migrestore.model import (
 from migrestore.profiles import ModelInfo
 
 MAX_COUNT = config.MAX_COUNT  # checked before expanding: no GPU has more MIG devices
+MAX_GROUPINGS = 64  # ways of grouping compute instances into GPU instances tried per entry
+MAX_ORDERS = 20000  # partial orders of an entry's profiles looked at to find them
 
 _TOP_KEYS = ("version", "mig-configs")
 _ENTRY_KEYS = ("devices", "device-filter", "mig-enabled", "mig-devices")
 _PCI_ID = re.compile(r"0x([0-9a-f]{8})(?::0x([0-9a-f]{8}))?", re.IGNORECASE)
-_PROFILE = re.compile(r"(?:(?P<c>\d+)c\.)?(?P<gi>\d+g\.\d+gb(?:[+-][\w.+-]*)?)")
+_HEX = re.compile(r"(?:0x)?[0-9a-f:]+", re.IGNORECASE)  # meant as a PCI id, not a name
+_PROFILE = re.compile(
+    r"(?:(?P<c>\d+)c\.)?(?P<gi>(?P<g>\d+)g\.\d+gb(?:[+-][\w.+-]*(?:,[\w.+-]+)*)?)"
+)
+
+Pair = tuple[str, GiProfile, CiProfile]  # a profile name as written, its GI and CI profiles
+Group = tuple[str, GiProfile, tuple[CiProfile, ...]]  # one GPU instance: where, profile, CIs
 
 
 @dataclass(frozen=True)
-class PciFilter:
-    """One `device-filter` id: `0x20B010DE`, optionally with a subsystem `:0x16C110DE`."""
+class DeviceFilter:
+    """One `device-filter` item: a PCI id `0x20B010DE`, optionally with a subsystem id
+    `:0x16C110DE`, or a model name as NVML reports it (`device_id` None)."""
 
     text: str
-    device_id: int
+    device_id: int | None = None
     subsystem: int | None = None
+
+    @property
+    def model(self) -> ModelInfo | None:
+        """The catalogue model it names, if any (a subsystem id narrows it to some boards)."""
+        if self.device_id is None:
+            return profiles.find_model(self.text)
+        return profiles.find_model_by_pci_id(self.device_id)
+
+    @property
+    def selector(self) -> Selector:
+        """The layout file's selector for the GPUs it matches: the model when that is all the
+        filter says, else the PCI id (with its subsystem id), else the name as written."""
+        model = self.model
+        if self.device_id is not None and (self.subsystem is not None or model is None):
+            return Selector(SelectorKind.DEVICE_ID, self.text)
+        return Selector(SelectorKind.MODEL, model.name if model else self.text)
+
+    @property
+    def key(self) -> str:
+        """Equal for two filters that may match one GPU."""
+        model = self.model
+        return model.key if model else self.text.casefold()
 
 
 @dataclass(frozen=True)
@@ -53,8 +91,8 @@ class Entry:
     """One entry of a mig-parted label (`MigConfigSpec`)."""
 
     where: str
-    devices: tuple[int, ...] | None  # None: "all"
-    filters: tuple[PciFilter, ...]
+    devices: tuple[int, ...] | None  # None: "all"; (): `devices: []`, no GPU
+    filters: tuple[DeviceFilter, ...]
     enabled: bool
     counts: tuple[tuple[str, int], ...]  # profile name as written, count > 0
 
@@ -66,8 +104,10 @@ class Block:
     origin: str
     comments: tuple[str, ...]
     selector: Selector
-    target: TargetLayout
-    limited_to: tuple[str, ...] = ()  # model keys its device-filter allows (empty: any GPU)
+    mig: bool
+    instances: tuple[writer.Instance, ...]
+    limited_to: tuple[str, ...] = ()  # filter keys its device-filter allows (empty: any GPU)
+    optional: bool = False
 
     def may_overlap(self, other: Block) -> bool:
         """Whether both could select one GPU (only their device-filters can tell them apart)."""
@@ -87,7 +127,21 @@ def convert(text: str, source: str, label: str | None = None, model: str | None 
     fallback = _named_model(model) if model else None
     blocks = [b for e in configs[chosen] for b in entry_blocks(e, source, fallback)]
     _check_order(blocks, source)
-    output = render(blocks, source, chosen)
+    dropped = tuple(
+        line
+        for e in configs[chosen]
+        if e.devices == ()
+        for line in (
+            f"{e.where} (devices: []) selects no GPU: mig-parted changes nothing",
+            "for it, so it has no [[gpu]] entry.",
+        )
+    )
+    if any(i.placement is None for b in blocks for i in b.instances):
+        dropped += (
+            "Instances without a placement are on GPUs migrestore's catalogue does not know:",
+            "the planner places them on the host, from the driver's profile table.",
+        )
+    output = render(blocks, source, chosen, dropped)
     config.parse(output, f"{source} (converted)")  # the output must be a valid layout file
     return output
 
@@ -161,7 +215,7 @@ def _entry(raw: object, where: str, source: str) -> Entry:
 def _devices(value: object, where: str, source: str) -> tuple[int, ...] | None:
     if value == "all":
         return None
-    if not isinstance(value, list) or not value:
+    if not isinstance(value, list):
         hint = "mig-parted rejects a bare index too: write devices: [7], not devices: 7"
         raise _fail(source, where, f'must be "all" or a list of GPU indices, got {value!r}', hint)
     for index in value:
@@ -170,23 +224,28 @@ def _devices(value: object, where: str, source: str) -> tuple[int, ...] | None:
     return tuple(sorted(set(value)))
 
 
-def _filters(value: object, where: str, source: str) -> tuple[PciFilter, ...]:
+def _filters(value: object, where: str, source: str) -> tuple[DeviceFilter, ...]:
     if value is None:
         return ()
     items = value if isinstance(value, list) else [value]
-    return tuple(dict.fromkeys(_pci_filter(item, where, source) for item in items))
+    return tuple(dict.fromkeys(_device_filter(item, where, source) for item in items))
 
 
-def _pci_filter(value: object, where: str, source: str) -> PciFilter:
+def _device_filter(value: object, where: str, source: str) -> DeviceFilter:
     if isinstance(value, int) and not isinstance(value, bool):
         value = f"0x{value:08X}"  # YAML 1.1 reads an unquoted 0x20B010DE as a number
     found = _PCI_ID.fullmatch(value.strip()) if isinstance(value, str) else None
     if found is None:
-        problem = f'must be PCI ids such as "0x20B010DE" or "0x233010DE:0x16C110DE", got {value!r}'
+        if isinstance(value, str) and value.strip() and not _HEX.fullmatch(value.strip()):
+            return DeviceFilter(" ".join(value.split()))  # a model name: "NVIDIA A100-SXM4-40GB"
+        problem = (
+            'must be PCI ids such as "0x20B010DE" or "0x233010DE:0x16C110DE", or model names, '
+            f"got {value!r}"
+        )
         raise _fail(source, where, problem)
     subsystem = int(found[2], 16) if found[2] else None
     text = f"0x{found[1].upper()}" + (f":0x{found[2].upper()}" if found[2] else "")
-    return PciFilter(text, int(found[1], 16), subsystem)
+    return DeviceFilter(text, int(found[1], 16), subsystem)
 
 
 def _counts(
@@ -241,20 +300,9 @@ def _named_model(name: str) -> ModelInfo:
     return model
 
 
-def filter_models(entry: Entry, source: str) -> tuple[ModelInfo, ...]:
+def filter_models(entry: Entry) -> tuple[ModelInfo, ...]:
     """The catalogue models an entry's `device-filter` names (in order, each once)."""
-    found: dict[str, ModelInfo] = {}
-    for pci in entry.filters:
-        model = profiles.find_model_by_pci_id(pci.device_id)
-        if model is None:
-            raise _fail(
-                source,
-                f"{entry.where}.device-filter",
-                f"PCI id {pci.text} is not a MIG-capable GPU model migrestore knows",
-                hint="if it is a GPU without MIG, drop the entry: migrestore leaves GPUs that "
-                "no [[gpu]] entry selects untouched",
-            )
-        found.setdefault(model.key, model)
+    found = {m.key: m for m in (f.model for f in entry.filters) if m is not None}
     return tuple(found.values())
 
 
@@ -262,29 +310,83 @@ def filter_models(entry: Entry, source: str) -> tuple[ModelInfo, ...]:
 
 
 def entry_blocks(entry: Entry, source: str, fallback: ModelInfo | None) -> list[Block]:
-    """The `[[gpu]]` blocks one mig-parted entry becomes."""
-    filtered = filter_models(entry, source)
-    limited = tuple(m.key for m in filtered)
-    if entry.devices is None and filtered:
+    """The `[[gpu]]` blocks one mig-parted entry becomes (none for `devices: []`)."""
+    if entry.devices == ():
+        return []
+    if entry.devices is None and entry.filters:
+        return _filter_blocks(entry, source)
+    filtered = filter_models(entry)
+    limited = tuple(dict.fromkeys(f.key for f in entry.filters))
+    unknown = tuple(f for f in entry.filters if f.model is None)
+    if unknown:
+        for model in filtered:  # it must still fit the known models it may meet
+            _target(entry, model, source)
+        instances = _unplaced(entry, unknown, source)
+        comments = _origin(entry, filtered, unknown)
+        selectors = [Selector(SelectorKind.INDEX, i) for i in entry.devices or ()]
         return [
-            Block(
-                entry.where,
-                _origin(entry, (m,)),
-                Selector(SelectorKind.MODEL, m.name),
-                _target(entry, m, source),
-                (m.key,),
-            )
-            for m in filtered
+            Block(entry.where, comments, s, entry.enabled, instances, limited) for s in selectors
         ]
     candidates = filtered or ((fallback,) if fallback else None)
     target, models = _shared_target(entry, candidates, source)
     comments = _origin(entry, models)
+    instances = _written(target)
     if entry.devices is None:
-        return [Block(entry.where, comments, Selector(SelectorKind.ALL), target, limited)]
+        return [Block(entry.where, comments, Selector(SelectorKind.ALL), target.mig, instances)]
     return [
-        Block(entry.where, comments, Selector(SelectorKind.INDEX, i), target, limited)
+        Block(
+            entry.where, comments, Selector(SelectorKind.INDEX, i), target.mig, instances, limited
+        )
         for i in entry.devices
     ]
+
+
+def _filter_blocks(entry: Entry, source: str) -> list[Block]:
+    """`devices: all` behind a filter: one block per model or PCI id the filter names."""
+    blocks: dict[Selector, Block] = {}
+    for item in entry.filters:
+        selector, model = item.selector, item.model
+        if selector in blocks:
+            continue
+        if model is None:
+            instances = _unplaced(entry, (item,), source)
+            comments = _origin(entry, (), (item,))
+            blocks[selector] = Block(
+                entry.where, comments, selector, entry.enabled, instances, (item.key,), True
+            )
+            continue
+        target = _target(entry, model, source)
+        comments = _origin(entry, (model,))
+        blocks[selector] = Block(
+            entry.where, comments, selector, target.mig, _written(target), (item.key,)
+        )
+    return list(blocks.values())
+
+
+def _written(target: TargetLayout) -> tuple[writer.Instance, ...]:
+    return tuple(writer.target_instance(i) for i in target.instances)
+
+
+def _unplaced(
+    entry: Entry, unknown: tuple[DeviceFilter, ...], source: str
+) -> tuple[writer.Instance, ...]:
+    """The entry's instances without placements, for a GPU whose profile table only the driver
+    knows: the planner places them on the host. Compute-instance profiles need the table."""
+    instances = []
+    for name, count in entry.counts:
+        parts = _PROFILE.fullmatch(name)
+        assert parts is not None  # _counts checked every name
+        if parts["c"] and parts["c"] != parts["g"]:
+            ids = ", ".join(f.text for f in unknown)
+            raise _fail(
+                source,
+                f'{entry.where}.mig-devices."{name}"',
+                f"compute-instance profiles need the GPU's profile table to be grouped into GPU "
+                f"instances, and migrestore's catalogue does not know {ids}",
+                hint="write this GPU's entry by hand, with [[gpu.instance]] and compute = [...]",
+            )
+        instances.append(writer.Instance(parts["gi"], None, None, count=count))
+    return tuple(instances)
 
 
 def _shared_target(
@@ -344,18 +446,36 @@ def _shape(target: TargetLayout) -> tuple[object, ...]:
     )
 
 
-def _origin(entry: Entry, models: tuple[ModelInfo, ...]) -> tuple[str, ...]:
+def _origin(
+    entry: Entry, models: tuple[ModelInfo, ...], unknown: tuple[DeviceFilter, ...] = ()
+) -> tuple[str, ...]:
     lines = [f"From {entry.where}: {_describe(entry)}."]
     if entry.filters:
         lines.append(f"mig-parted device-filter: {', '.join(f.text for f in entry.filters)}.")
-    if any(f.subsystem is not None for f in entry.filters):
-        lines.append("migrestore selects by model, not by PCI subsystem id.")
+    if any(f.device_id is None for f in entry.filters):
+        lines.append("mig-parted matches a device-filter by PCI id only, so a model name selects")
+        lines.append("no GPU there; migrestore selects the GPUs that NVML calls by that name.")
+    if unknown:
+        lines.append(f"migrestore's catalogue does not know {', '.join(f.text for f in unknown)}:")
+        lines.append("the planner places the instances on the host, from the driver's table.")
+        if entry.devices is None:
+            lines.append("Optional: mig-parted skips an entry that matches no GPU.")
     if entry.devices is not None and entry.filters:
-        names = " or ".join(m.name for m in models)
+        names = " or ".join(dict.fromkeys(_named(f) for f in entry.filters))
         lines.append(f"migrestore selects by index only: the GPU must be an {names}.")
     elif entry.counts and models and not entry.filters:
         lines.append(f"Placements checked on: {'; '.join(m.name for m in models)}.")
     return tuple(lines)
+
+
+def _named(item: DeviceFilter) -> str:
+    """What a filter item asks a GPU to be, in words."""
+    model = item.model
+    if model is None:
+        return item.text if item.device_id is None else f"GPU with PCI id {item.text}"
+    if item.subsystem is not None:
+        return f"{model.name} with PCI subsystem id 0x{item.subsystem:08X}"
+    return model.name
 
 
 def _describe(entry: Entry) -> str:
@@ -407,33 +527,102 @@ def _pairs(entry: Entry, model: ModelInfo, source: str) -> list[tuple[str, GiPro
 
 
 def _target(entry: Entry, model: ModelInfo, source: str) -> TargetLayout:
-    """The entry's exact layout on `model`: instances packed as mig-parted does, then placed."""
+    """The entry's exact layout on `model`: instances grouped as mig-parted does, then placed.
+
+    mig-parted tries the orders of an entry's profiles until one applies, and the order decides
+    which compute instances share a GPU instance; the first grouping that fits is the layout.
+    """
     if not entry.enabled:
         return TargetLayout(mig=False)
-    instances = tuple(
-        InstanceSpec(
-            profile=gi.short_name,
-            compute=tuple(ComputeSpec(ci.short_name, where=where) for ci in cis),
-            where=where,
+    gpu = offline.modelled_gpu(model)
+    pairs = _pairs(entry, model, source)
+    first: ConfigError | None = None
+    tried = 0
+    left = [MAX_ORDERS]
+    for grouping in _groupings(pairs, entry.where, model.placement_units, left):
+        instances = tuple(
+            InstanceSpec(
+                profile=gi.short_name,
+                compute=tuple(ComputeSpec(ci.short_name, where=where) for ci in cis),
+                where=where,
+            )
+            for where, gi, cis in grouping
         )
-        for where, gi, cis in _pack(_pairs(entry, model, source), entry.where)
-    )
-    spec = GpuSpec(Selector(SelectorKind.MODEL, model.name), True, instances, entry.where)
-    return layout.resolve(spec, offline.modelled_gpu(model), source)
+        spec = GpuSpec(Selector(SelectorKind.MODEL, model.name), True, instances, entry.where)
+        tried += 1
+        try:
+            return layout.resolve(spec, gpu, source)
+        except ConfigError as problem:
+            first = first or problem
+        if tried == MAX_GROUPINGS:
+            break
+    assert first is not None  # _groupings yields at least one grouping
+    if len(set(pairs)) == 1:
+        raise first  # one order only
+    if left[0] > 0 and tried < MAX_GROUPINGS:
+        scope = "in any order of its profiles mig-parted may try"
+    else:
+        scope = f"in the {tried} groupings into GPU instances looked at"
+    raise ConfigError(f"{first.message} (nor {scope})", hint=first.hint)
 
 
-def _pack(
-    pairs: list[tuple[str, GiProfile, CiProfile]], where: str
-) -> list[tuple[str, GiProfile, list[CiProfile]]]:
-    """mig-parted's rule: a compute instance joins the previous GPU instance of the same profile
-    while it fits there; otherwise it gets a new GPU instance."""
-    packed: list[tuple[str, GiProfile, list[CiProfile]]] = []
-    for name, gi, ci in pairs:
-        if packed and packed[-1][1] == gi and _fits(ci, packed[-1][2]):
-            packed[-1][2].append(ci)
-        else:
-            packed.append((f'{where}.mig-devices."{name}"', gi, [ci]))
-    return packed
+def _groupings(
+    pairs: list[Pair], where: str, units: int, budget: list[int]
+) -> Iterator[list[Group]]:
+    """Each distinct way mig-parted may group `pairs` into GPU instances, `pairs`' order first.
+
+    mig-parted applies the profiles in one order after another until one succeeds; in each, a
+    compute instance joins the GPU instance created last while that has the same profile and a
+    free placement for it, else it gets a new GPU instance. Orders that need more GPU instances
+    of a profile than the GPU has, or more memory slices than its `units`, are not followed; at
+    most `budget[0]` partial orders are looked at (the first one always completes), and what
+    is left of it stays in `budget[0]`.
+    """
+    kinds = list(dict.fromkeys(pairs))
+    remaining = [pairs.count(k) for k in kinds]
+    visited: set[object] = set()
+    found: set[object] = set()
+
+    def room(groups: tuple[tuple[int, tuple[int, ...]], ...]) -> bool:
+        profiles_used = [kinds[g][1] for g, _ in groups]
+        size = sum(min(p.size for p in gi.placements) for gi in profiles_used if gi.placements)
+        return size <= units and all(
+            profiles_used.count(gi) <= gi.instances for gi in profiles_used
+        )
+
+    def shape(groups: tuple[tuple[int, tuple[int, ...]], ...]) -> object:
+        return tuple(sorted((kinds[g][1].id, tuple(sorted(cis))) for g, cis in groups))
+
+    def walk(groups: tuple[tuple[int, tuple[int, ...]], ...]) -> Iterator[list[Group]]:
+        if not any(remaining):
+            if shape(groups) not in found:
+                found.add(shape(groups))
+                yield [
+                    (
+                        f'{where}.mig-devices."{kinds[g][0]}"',
+                        kinds[g][1],
+                        tuple(kinds[c][2] for c in cis),
+                    )
+                    for g, cis in groups
+                ]
+            return
+        state = (shape(groups[:-1]), groups[-1:], tuple(remaining))
+        if state in visited or (found and (budget[0] <= 0 or not room(groups))):
+            return
+        visited.add(state)
+        budget[0] -= 1
+        for k, (_, gi, ci) in enumerate(kinds):
+            if not remaining[k]:
+                continue
+            remaining[k] -= 1
+            last = groups[-1] if groups else None
+            if last and kinds[last[0]][1] == gi and _fits(ci, [kinds[c][2] for c in last[1]]):
+                yield from walk((*groups[:-1], (last[0], (*last[1], k))))
+            else:
+                yield from walk((*groups, (k, (k,))))
+            remaining[k] += 1
+
+    yield from walk(())
 
 
 def _fits(ci: CiProfile, existing: list[CiProfile]) -> bool:
@@ -471,20 +660,22 @@ def _check_order(blocks: list[Block], source: str) -> None:
 # ---- writing the layout file ----
 
 
-def render(blocks: list[Block], source: str, label: str) -> str:
-    """The layout file text."""
+def render(blocks: list[Block], source: str, label: str, notes: tuple[str, ...] = ()) -> str:
+    """The layout file text; `notes` go into the header."""
     header = (
         f'mig-config "{label}" of the mig-parted config {source},',
         "converted by `migrestore import-mig-parted`. Placements were chosen by migrestore's",
         "planner: every boot restores exactly this layout. Review it with `migrestore check`",
         "and `migrestore plan` before using it.",
+        *notes,
     )
     entries = [
         writer.Entry(
             select=block.selector,
-            mig=block.target.mig,
-            instances=tuple(writer.target_instance(i) for i in block.target.instances),
+            mig=block.mig,
+            instances=block.instances,
             comments=block.comments,
+            optional=block.optional,
         )
         for block in blocks
     ]

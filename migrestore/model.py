@@ -332,6 +332,21 @@ class InstanceSpec:
     shape: ProfileShape | None = None
 
 
+class OnFailure(StrEnum):
+    """What `apply` does with a GPU whose restore failed (`on-failure`)."""
+
+    LEAVE = "leave"  # as the failure left it
+    DISABLE_MIG = "disable-mig"  # its instances destroyed and MIG mode off: a whole GPU
+
+
+class Consumer(StrEnum):
+    """A consumer of MIG devices whose rules `check --consumer` knows (consumer_rules.py)."""
+
+    K8S_SINGLE = "k8s-single"  # NVIDIA's Kubernetes device plugin, mig-strategy single
+    K8S_MIXED = "k8s-mixed"  # the same, mig-strategy mixed
+    SLURM = "slurm"  # slurmd with AutoDetect=nvml
+
+
 @dataclass(frozen=True)
 class GpuSpec:
     """One `[[gpu]]` entry."""
@@ -341,7 +356,16 @@ class GpuSpec:
     instances: tuple[InstanceSpec, ...] = ()
     where: str = ""
     optional: bool = False  # selecting no GPU here is fine (a fleet file's entry for other hosts)
+    on_failure: OnFailure | None = None  # None: the [restore] default
     gpus: int | None = None  # an index entry's expected GPU count (else `[restore] gpus`)
+    # The drop-in file (conf.d) the entry came from; "" for the main layout file. Error messages
+    # name it instead of the main file.
+    source: str = field(default="", compare=False)
+
+    @property
+    def label(self) -> str:
+        """How messages name the entry: `gpu[1]`, or `/etc/migrestore/conf.d/x.toml gpu[0]`."""
+        return f"{self.source} {self.where}" if self.source else self.where
 
 
 @dataclass(frozen=True)
@@ -353,6 +377,8 @@ class RestoreOptions:
     driver_timeout: float = 120.0
     strict_profile_names: bool = False  # no match by geometry for names the driver renamed
     metrics_dir: str | None = None  # node_exporter's textfile collector directory, if not default
+    on_failure: OnFailure = OnFailure.LEAVE  # the default of the [[gpu]] entries
+    consumer: Consumer | None = None  # the default of `check --consumer`
     gpus: int | None = None  # GPUs the host should have: index entries need it (selection.py)
     adopt_replaced: bool = False  # a uuid entry governs the same-model GPU now in its slot
 
@@ -366,6 +392,10 @@ class DesiredNode:
     source: str = "<memory>"
     # The SHA-256 of the bytes `config.load` read, for the run record (not part of the layout).
     sha256: str = field(default="", compare=False)
+
+    def on_failure(self, spec: GpuSpec) -> OnFailure:
+        """The failure policy of an entry's GPUs: its own `on-failure`, else [restore]'s."""
+        return spec.on_failure or self.restore.on_failure
 
 
 # ---- a layout resolved against one GPU ----

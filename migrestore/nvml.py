@@ -505,6 +505,28 @@ class NvmlGpus:
         finally:
             self.open()
 
+    def nvswitch_attached(self, uuid: str) -> bool:
+        """Whether an active NVLink of this GPU goes to an NVSwitch. Links are asked in turn until
+        INVALID_ARGUMENT (past the GPU's last link) or NOT_SUPPORTED (no NVLink); a link that
+        answers another error is passed over. What cannot be told is False."""
+        nvml = self._nvml
+        try:
+            device = self._device(uuid)
+        except nvml.NVMLError:
+            return False
+        for link in range(int(nvml.NVML_NVLINK_MAX_LINKS)):
+            try:
+                if nvml.nvmlDeviceGetNvLinkState(device, link) != nvml.NVML_FEATURE_ENABLED:
+                    continue
+                kind = nvml.nvmlDeviceGetNvLinkRemoteDeviceType(device, link)
+            except nvml.NVMLError as exc:
+                if error_code(exc) in (INVALID_ARGUMENT, NOT_SUPPORTED):
+                    return False
+                continue
+            if kind == nvml.NVML_NVLINK_DEVICE_TYPE_SWITCH:
+                return True
+        return False
+
     def persistence(self, uuid: str) -> bool:
         """Whether persistence mode is on."""
         with self._nvml_errors("read the persistence mode"):

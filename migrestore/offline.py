@@ -41,6 +41,7 @@ def _model_for(spec: GpuSpec, wanted: str | None, source: str) -> ModelInfo:
     # --model stands in for the GPUs that uuid, pci, index and "all" entries select; a model
     # entry is checked against its own model.
     name = str(spec.selector.value) if spec.selector.kind is SelectorKind.MODEL else wanted
+    source = spec.source or source  # an entry from a drop-in names its file
     if name is None:
         how = spec.selector.kind.value
         raise ConfigError(
@@ -63,7 +64,7 @@ def _check_stand_in(desired: DesiredNode, name: str | None) -> None:
         return
     users = [s for s in desired.gpus if s.selector.kind is not SelectorKind.MODEL]
     where = f"{users[0].where}.select (--model)" if users else "--model"
-    raise _unknown_model(name, desired.source, where)
+    raise _unknown_model(name, (users[0].source if users else "") or desired.source, where)
 
 
 def describe(target: TargetLayout) -> str:
@@ -83,17 +84,26 @@ def check(
     """One line per entry: the exact layout it gives on its model; ConfigError on a problem.
     With `table` (a driver's captured table) every entry is checked against it instead of the
     catalogue's, and profile renames are reported as `apply` would warn about them."""
-    _check_stand_in(desired, model_name)
     lines = []
-    strict = desired.restore.strict_profile_names
-    for spec in desired.gpus:
-        model = _model_for(spec, model_name, desired.source)
-        gpu = modelled_gpu(model, table=table)
-        target = layout.resolve(spec, gpu, desired.source, strict=strict)
-        lines.append(f"{spec.where} ({spec.selector}) on {model.name}: {describe(target)}")
+    for spec, model, target in resolve(desired, model_name, table):
+        lines.append(f"{spec.label} ({spec.selector}) on {model.name}: {describe(target)}")
         lines += [f"warning: {renamed}" for renamed in target.renamed]
         if spec in uncounted_index_entries(desired):
-            lines.append(f"warning: {spec.where}: {UNCOUNTED}")
+            lines.append(f"warning: {spec.label}: {UNCOUNTED}")
     if not lines:
         lines.append(f"{desired.source}: valid, no [[gpu]] entries (restores nothing)")
     return lines
+
+
+def resolve(
+    desired: DesiredNode, model_name: str | None, table: ProfileTable | None = None
+) -> list[tuple[GpuSpec, ModelInfo, TargetLayout]]:
+    """Each entry with the model it is checked against and the exact layout it gives there."""
+    _check_stand_in(desired, model_name)
+    strict = desired.restore.strict_profile_names
+    resolved = []
+    for spec in desired.gpus:
+        model = _model_for(spec, model_name, desired.source)
+        gpu = modelled_gpu(model, table=table)
+        resolved.append((spec, model, layout.resolve(spec, gpu, desired.source, strict=strict)))
+    return resolved

@@ -139,8 +139,17 @@ def resolve_gi(table: ProfileTable, wanted: str | int) -> GiProfile | None:
     """A GPU-instance profile given as short name `3g.40gb`, full name `MIG 3g.40gb` or id `9`."""
     if isinstance(wanted, int) or wanted.strip().isdigit():
         return table.gi_by_id(int(wanted))
-    name = _normalise(wanted)
-    return next((p for p in table.gi if _normalise(p.name) == name), None)
+    name = _attributes_sorted(wanted)
+    return next((p for p in table.gi if _attributes_sorted(p.name) == name), None)
+
+
+def _attributes_sorted(name: str) -> str:
+    """The normalised name with its `+` attributes in one order: mig-parted writes several as
+    `1g.24gb+me,gfx`, in any order; `+me.all` is one attribute, `-me` another form."""
+    base, plus, attributes = _normalise(name).partition("+")
+    if not plus:
+        return base
+    return base + "+" + "+".join(sorted(re.split(r"[+,]", attributes)))
 
 
 _GEOMETRY = re.compile(r"(?P<slices>\d+)g\.(?P<gb>\d+)gb(?P<attributes>[+-].*)?")

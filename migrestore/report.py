@@ -257,14 +257,14 @@ def absent_lines(plan: NodePlan) -> list[str]:
     """One line per fleet entry for GPUs this host does not have, and per GPU adopted in the slot
     of the GPU it replaced."""
     lines = [
-        f"{s.where} (select {s.selector}): no such GPU on this host; entry skipped"
+        f"{s.label} (select {s.selector}): no such GPU on this host; entry skipped"
         for s in plan.absent
     ]
     return lines + [f"{r.describe()}; adopted" for r in plan.replaced if r.adopted]
 
 
 def _problems(plan: NodePlan) -> list[str]:
-    lines = [f"missing: no GPU matches {s.where} (select {s.selector})" for s in plan.missing]
+    lines = [f"missing: no GPU matches {s.label} (select {s.selector})" for s in plan.missing]
     lines.extend(
         f"{r.describe()}; not adopted (set [restore] adopt-replaced = true, or select by pci)"
         for r in plan.replaced
@@ -307,6 +307,7 @@ def apply_json(execution: Execution, final: NodePlan, changed: tuple[str, ...]) 
                 "error": o.error,
                 "nvml_error": o.nvml_error,
                 "reset_pending": o.reset_pending,
+                "on_failure": o.on_failure,
             }
             for o in execution.outcomes
         ],
@@ -354,6 +355,7 @@ def _outcome_lines(o: GpuOutcome, after: NodeState) -> list[str]:
     if o.ok:
         return [f"{o.label}: ok ({_done(o)})"]
     lines = [f"{o.label}: FAILED at '{o.failed_step or 'check'}': {o.error}"]
+    lines += [f"  on-failure: {o.on_failure}"] if o.on_failure else []
     gpu = after.by_uuid(o.uuid)
     if gpu is not None:
         lines.append(f"  left as: MIG {_mode(gpu)}, {len(gpu.instances)} GPU instance(s)")

@@ -36,6 +36,7 @@ class GpuRecord:
     mig_devices: tuple[str, ...] = ()
     pci: str = ""
     steps: tuple[str, ...] = ()  # the steps done on this GPU, in order
+    on_failure: str = ""  # what on-failure = "disable-mig" did after the GPU failed
     serial: str = ""  # the board's serial number, "" if NVML reports none
     replaces: str = ""  # the UUID of the `uuid` entry whose GPU this one replaced in its slot
 

@@ -83,7 +83,7 @@ class Replacement:
         serial = f", serial {self.gpu.serial}" if self.gpu.serial else ""
         before = f"; the GPU before: serial {self.previous_serial}" if self.previous_serial else ""
         return (
-            f"{self.spec.where} (select {self.spec.selector}): GPU replaced in the same slot: "
+            f"{self.spec.label} (select {self.spec.selector}): GPU replaced in the same slot: "
             f"{self.gpu.pci} now holds {self.gpu.uuid} ({self.gpu.name}{serial}){before}"
         )
 
@@ -180,7 +180,7 @@ def match(desired: DesiredNode, state: NodeState, slots: tuple[Slot, ...] = ()) 
     for spec in unmatched:
         # With a GPU that cannot be read, the entry may be for that GPU: missing, not a mistake.
         if not spec.selector.kind.is_identity and not state.unreadable and spec not in absent:
-            _fail_selects_nothing(desired.source, spec, state)
+            _fail_selects_nothing(spec.source or desired.source, spec, state)
     missing = tuple(s for s in unmatched if s not in absent)
     replaced = _replacements(desired, state, missing, slots, dict(governed))
     adopted = {r.gpu.uuid: r.spec for r in replaced if r.adopted}
@@ -262,7 +262,8 @@ def check_gpu_count(desired: DesiredNode, state: NodeState) -> None:
             continue
         where = f"{spec.where}.gpus" if spec.gpus is not None else "restore.gpus"
         raise GpuCountError(
-            f"{desired.source}: {spec.where}.select: index {spec.selector.value} expects "
+            f"{spec.source or desired.source}: {spec.where}.select: index {spec.selector.value} "
+            f"expects "
             f"{expected} GPUs ({where}), NVML counts {counted}: with a GPU absent the indices "
             "shift, so no index entry applies; nothing was touched",
             hint="find the absent GPU (nvidia-smi -L; Xid 79 in dmesg; NVreg_ExcludedGpus), "
@@ -279,8 +280,13 @@ def _governing(desired: DesiredNode, gpu: GpuState) -> GpuSpec | None:
     first, *others = [spec for spec in candidates if spec.selector.kind.rank == best]
     if others:
         second = others[0]
+        where = f"{first.where}.select, {second.where}.select"
+        if first.source != second.source:  # an entry from a drop-in (conf.d) names its file
+            where = (
+                f"{first.where}.select, {second.source or desired.source}: {second.where}.select"
+            )
         raise ConfigError(
-            f"{desired.source}: {first.where}.select, {second.where}.select: both select "
+            f"{first.source or desired.source}: {where}: both select "
             f"{gpu.label} with the same precedence ({first.selector}; {second.selector})",
             hint='an identity selector (uuid, pci, index) beats model, which beats "all"',
         )

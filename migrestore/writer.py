@@ -1,5 +1,6 @@
 """The one writer of layout files: `export` (a host's state) and `import-mig-parted` (a converted
-mig-parted config) both describe their entries as `Entry` values and `render` writes the text.
+mig-parted config) both describe their entries as `Entry` values and `render` writes the text;
+`check --show` writes a layout as read (`layout_text`: the file merged with its drop-ins).
 
 Whatever it writes, `config.parse` reads back to the same layout (tests/test_export.py and
 tests/test_migparted.py hold it to that).
@@ -15,10 +16,15 @@ from datetime import datetime, timezone
 import tomli_w
 
 from migrestore import profiles
+from migrestore.config import RESTORE_FIELDS, needed_version
 from migrestore.errors import ConfigError
 from migrestore.model import (
+    ComputeSpec,
+    DesiredNode,
     GpuInstance,
+    GpuSpec,
     GpuState,
+    InstanceSpec,
     NodeState,
     ProfileShape,
     Selector,
@@ -41,12 +47,14 @@ class Compute:
 @dataclass(frozen=True)
 class Instance:
     """One `[[gpu.instance]]`; `compute` None means only the default compute instance (left out);
-    `geometry` the profile's geometry, written beside its name so a renamed profile resolves."""
+    `geometry` the profile's geometry, written beside its name so a renamed profile resolves;
+    `placement` None leaves it to the planner (then `count` such instances)."""
 
     profile: str | int
-    placement: int
+    placement: int | None
     compute: tuple[Compute, ...] | None
     geometry: ProfileShape | None = None
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class Entry:
     instances: tuple[Instance, ...] = ()
     comments: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    optional: bool = False
 
 
 def render(header: Sequence[str], entries: Sequence[Entry], gpu_count: int | None = None) -> str:
@@ -66,7 +75,9 @@ def render(header: Sequence[str], entries: Sequence[Entry], gpu_count: int | Non
     lines = [f"# {line}" if line else "#" for line in header]
     # The oldest version that says it: an older migrestore reads what needs nothing newer.
     newer = gpu_count is not None or any(
-        e.select.kind is SelectorKind.DEVICE_ID or any(i.geometry for i in e.instances)
+        e.select.kind is SelectorKind.DEVICE_ID
+        or e.optional
+        or any(i.geometry for i in e.instances)
         for e in entries
     )
     lines.append(f"version = {2 if newer else 1}")
@@ -76,6 +87,8 @@ def render(header: Sequence[str], entries: Sequence[Entry], gpu_count: int | Non
     for entry in entries:
         lines += ["", *(f"# {c}" for c in entry.comments), "[[gpu]]"]
         lines.append(f"select = {_selector(entry.select)}")
+        if entry.optional:
+            lines.append("optional = true")
         lines += [f"# {note}" for note in entry.notes]
         lines.append(f"mig = {toml_value(entry.mig)}")
         for instance in entry.instances:
@@ -90,7 +103,11 @@ def _selector(selector: Selector) -> str:
 
 
 def _instance_lines(instance: Instance) -> list[str]:
-    lines = [f"  profile = {toml_value(instance.profile)}", f"  placement = {instance.placement}"]
+    lines = [f"  profile = {toml_value(instance.profile)}"]
+    if instance.placement is not None:
+        lines.append(f"  placement = {instance.placement}")
+    if instance.count > 1:
+        lines.append(f"  count = {instance.count}")
     if instance.geometry is not None:
         shape = instance.geometry
         items = {"slices": shape.slices, "size": shape.size, "memory-mib": shape.memory_mib}
@@ -113,6 +130,62 @@ def _inline_table(items: Mapping[str, str | int]) -> str:
 def toml_value(value: str | int | bool) -> str:
     """A TOML scalar, escaped by tomli_w."""
     return tomli_w.dumps({"v": value}).removeprefix("v = ").rstrip("\n")
+
+
+# ---- a layout as read (check --show) ----
+
+
+def layout_text(
+    node: DesiredNode,
+    header: Sequence[str],
+    restore_notes: Mapping[str, str],
+    entry_notes: Sequence[Sequence[str]],
+) -> str:
+    """`node` as a layout file that reads back to the same layout: the `[restore]` keys in
+    `restore_notes` (each with its comment line), then each entry with its comment lines."""
+    lines = [f"# {line}" if line else "#" for line in header]
+    lines.append(f"version = {needed_version(node.gpus)}")
+    if restore_notes:
+        lines += ["", "[restore]"]
+    for key, note in restore_notes.items():
+        value = getattr(node.restore, RESTORE_FIELDS[key])
+        written = tomli_w.dumps({key: list(value) if isinstance(value, tuple) else value})
+        lines += [f"# {note}", written.rstrip("\n")]
+    for spec, notes in zip(node.gpus, entry_notes):
+        lines += ["", *(f"# {note}" for note in notes), "[[gpu]]", *_spec_lines(spec)]
+    return "\n".join(lines) + "\n"
+
+
+def _spec_lines(spec: GpuSpec) -> list[str]:
+    lines = [f"select = {_selector(spec.selector)}"]
+    if spec.optional:
+        lines.append("optional = true")
+    lines.append(f"mig = {toml_value(spec.mig)}")
+    for instance in spec.instances:
+        lines += ["", "  [[gpu.instance]]", *_instance_spec_lines(instance)]
+    return lines
+
+
+def _instance_spec_lines(instance: InstanceSpec) -> list[str]:
+    lines = [f"  profile = {toml_value(instance.profile)}"]
+    if instance.placement is not None:
+        lines.append(f"  placement = {instance.placement}")
+    if instance.count != 1:
+        lines.append(f"  count = {instance.count}")
+    if instance.shape is not None:
+        shape = instance.shape
+        items = {"slices": shape.slices, "size": shape.size, "memory-mib": shape.memory_mib}
+        lines.append(f"  geometry = {_inline_table(items)}")
+    if instance.compute is not None:
+        computes = [f"    {_compute_spec(c)}," for c in instance.compute]
+        lines += ["  compute = [", *computes, "  ]"] if computes else ["  compute = []"]
+    return lines
+
+
+def _compute_spec(compute: ComputeSpec) -> str:
+    if compute.placement is None:
+        return toml_value(compute.profile)
+    return _inline_table({"profile": compute.profile, "placement": compute.placement})
 
 
 # ---- a converted target (import-mig-parted) ----
@@ -207,7 +280,7 @@ def _model_entries(state: NodeState) -> list[Entry]:
 
 
 def _with_comments(entry: Entry, comments: tuple[str, ...]) -> Entry:
-    return Entry(entry.select, entry.mig, entry.instances, comments, entry.notes)
+    return Entry(entry.select, entry.mig, entry.instances, comments, entry.notes, entry.optional)
 
 
 def _layout_key(gpu: GpuState) -> tuple[object, ...]:

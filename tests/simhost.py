@@ -42,6 +42,14 @@ class Host:
             code = cli.main(["--simulate", str(self.state), "--config", str(self.config), *args])
         return Result(code, out.getvalue(), err.getvalue())
 
+    def run_offline(self, *args: str) -> Result:
+        """`migrestore --config CONFIG ARGS...` in this process, without the simulated host (as
+        on a host with no driver: `check` then checks offline)."""
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(["--config", str(self.config), *args])
+        return Result(code, out.getvalue(), err.getvalue())
+
     def spawn(self, *args: str) -> Result:
         """The same as a separate process (for runs that may be killed)."""
         done = subprocess.run(
@@ -97,9 +105,11 @@ def make_host(
     *gpus: tuple[str, int],
     layout: str = "version = 1\n",
     driver: str = simulator.DEFAULT_DRIVER,
+    nvswitches: int = 0,
 ) -> Host:
-    """A new simulated host with these (model, count) GPUs, driver and a layout file."""
+    """A new simulated host with these (model, count) GPUs, driver and a layout file (with
+    `nvswitches`, an HGX baseboard, Fabric Manager active)."""
     host = Host(directory / "host.json", directory / "layout.toml")
-    simulator.init_host(host.state, list(gpus), driver=driver)
+    simulator.init_host(host.state, list(gpus), driver=driver, nvswitches=nvswitches)
     host.write_layout(layout)
     return host

@@ -161,8 +161,9 @@ def test_missing_gpu_is_reported_and_others_restored(tmp_path: Path) -> None:
     result = host.run("apply")
     assert result.code == 1
     assert "GPU-00000000-dead-beef-0000-000000000000" in result.out
-    assert host.run("plan", "--json").code == 0
-    assert json.loads(host.run("plan", "--json").out)["gpus"][0]["steps"] == []
+    planned = host.run("plan", "--json")
+    assert planned.code == 1  # the missing GPU cannot be planned, as apply failed on it
+    assert json.loads(planned.out)["gpus"][0]["steps"] == []
 
 
 def test_bad_layout_touches_nothing(tmp_path: Path) -> None:

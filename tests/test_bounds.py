@@ -231,9 +231,9 @@ def test_check_with_an_unknown_model_names_file_and_key(
 
 
 def test_an_unknown_model_entry_names_file_and_key(host: Host) -> None:
-    """check of a model entry whose model is unknown names the file and select.model."""
+    """check (offline) of a model entry whose model is unknown names the file and select.model."""
     host.write_layout('version = 1\n[[gpu]]\nselect = { model = "Nope" }\n')
-    line = one_line_error(host.run("check"))
+    line = one_line_error(host.run_offline("check"))
     assert f'{host.config}: gpu[0].select.model: unknown model "Nope"' in line
 
 

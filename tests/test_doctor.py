@@ -165,8 +165,9 @@ def test_reset_blockers_on_ampere_are_named(tmp_path: Path) -> None:
         "and on again"
     )
     fabric = checks["reset.fabric-manager"]
-    assert fabric.status is Status.WARN
+    assert fabric.status is Status.FAIL
     assert "nvidia-fabricmanager.service is not running" in fabric.message
+    assert fabric.hint == "systemctl enable --now nvidia-fabricmanager.service"
 
 
 def test_fabric_manager_running_passes(tmp_path: Path) -> None:

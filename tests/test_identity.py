@@ -287,8 +287,9 @@ def test_the_count_keys_are_checked_and_need_version_2() -> None:
         "version = 2\n[[gpu]]\nselect = 'all'\ngpus = 2\n": "gpu[0].gpus: only an entry that",
         "version = 2\n[restore]\ngpus = 0\n": "restore.gpus: must be a positive integer, got 0",
         "version = 1\n[restore]\nadopt-replaced = false\n": (
-            "version: is 1, but the file uses restore.adopt-replaced (version 2); write version = 2"
+            "restore.adopt-replaced: needs version = 2 (the file says version = 1)"
         ),
+        "version = 1\n[[gpu]]\nselect = { index = 0 }\ngpus = 2\n": "version: is 1, but the file",
         "version = 2\n[restore]\nadopt-replaced = 1\n": "adopt-replaced: must be true or false",
     }
     for text, problem in cases.items():

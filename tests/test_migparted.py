@@ -143,20 +143,23 @@ def test_media_extension_profiles() -> None:
     assert sorted(str(i.profile) for i in spec.instances) == ["1g.18gb"] * 6 + ["1g.18gb+me"]
 
 
-def test_subsystem_filter_is_noted_and_selects_the_model() -> None:
-    """A filter with a subsystem id selects the model and says the subsystem is not selectable."""
+def test_subsystem_filter_is_kept_in_a_device_id_selector() -> None:
+    """A filter with a subsystem id selects by PCI id and subsystem id, placed on its model."""
     text = convert("subsystem-filter.yaml", "h100-sxm-vendor-board")
-    assert f'select = {{ model = "{H100_SXM}" }}' in text
-    assert "0x233010DE:0x16C110DE" in text
-    assert "not by PCI subsystem id" in text
+    [spec] = config.parse(text).gpus
+    assert spec.selector.kind is SelectorKind.DEVICE_ID
+    assert spec.selector.value == "0x233010DE:0x16C110DE"
+    assert not spec.optional
+    assert [(i.profile, i.placement) for i in spec.instances] == [("3g.40gb", 0), ("3g.40gb", 4)]
 
 
 def test_index_entry_with_filter_is_checked_on_the_filter_model() -> None:
-    """devices: [0, 1] behind an H100 filter: index entries, resolved on the H100, noted as such."""
+    """devices: [0, 1] behind an H100 board filter: index entries, resolved on the H100, noted
+    with the board's subsystem id."""
     text = convert("subsystem-filter.yaml", "h100-first-two")
     desired = config.parse(text)
     assert [s.selector.value for s in desired.gpus] == [0, 1]
-    assert f"the GPU must be an {H100_SXM}" in text
+    assert f"the GPU must be an {H100_SXM} with PCI subsystem id 0x16C110DE" in text
 
 
 def test_profile_missing_on_the_model_is_an_error_naming_everything() -> None:
@@ -194,11 +197,14 @@ def test_unknown_compute_profile_lists_the_valid_ones() -> None:
         migparted.convert(text, "cfg.yaml")
 
 
-def test_unknown_pci_id_is_named() -> None:
-    """A device-filter id no catalogue model has is an error naming the id."""
+def test_unknown_pci_id_becomes_an_optional_device_id_entry() -> None:
+    """A device-filter id no catalogue model has is kept as an optional device-id entry."""
     text = one_entry({"device-filter": ["0x1FB010DE"], "devices": "all", "mig-enabled": False})
-    with pytest.raises(ConfigError, match=r"device-filter: PCI id 0x1FB010DE is not a MIG"):
-        migparted.convert(text, "cfg.yaml")
+    [spec] = config.parse(migparted.convert(text, "cfg.yaml")).gpus
+    assert spec.selector.kind is SelectorKind.DEVICE_ID
+    assert spec.selector.value == "0x1FB010DE"
+    assert spec.optional
+    assert not spec.mig
 
 
 def test_too_many_instances_is_an_error() -> None:

@@ -91,11 +91,12 @@ def problems(verb: str, document: object) -> list[str]:
 
 @dataclass(frozen=True)
 class State:
-    """A simulated host brought into one state, and the exit status verify gives there."""
+    """A simulated host brought into one state, and the exit status verify (and plan) give there."""
 
     host: Host
     verify_exit: int
     sysroot: Path | None = None
+    plan_exit: int = 0  # 1 when a GPU cannot be planned (unreadable, of another model, missing)
 
     def document(self, verb: str) -> Any:
         """`VERB --json` on this host, parsed (its exit status checked where it is known)."""
@@ -103,7 +104,9 @@ class State:
         result = self.host.run(*extra, verb, "--json")
         if verb == "verify":
             assert result.code == self.verify_exit, result
-        elif verb in ("status", "plan"):
+        elif verb == "plan":
+            assert result.code == self.plan_exit, result
+        elif verb == "status":
             assert result.code == 0, result
         return json.loads(result.out)
 
@@ -153,7 +156,7 @@ def gpu_lost(tmp: Path) -> State:
     """Restored, then GPU 1 fell off the bus (GpuIsLost): it is unreadable, the others are not."""
     state = in_sync(tmp)
     simulator.lose_gpu(state.host.state, 1)
-    return State(state.host, verify_exit=1)
+    return State(state.host, verify_exit=1, plan_exit=1)
 
 
 def unplanned(tmp: Path) -> State:
@@ -165,7 +168,7 @@ def unplanned(tmp: Path) -> State:
 def unfit(tmp: Path) -> State:
     """Entries naming a GPU the host lacks, a profile GPU 0 lacks, and a model the host does not
     have; one GPU unmanaged."""
-    return State(make_host(tmp, (H100, 2), layout=UNFIT), verify_exit=3)
+    return State(make_host(tmp, (H100, 2), layout=UNFIT), verify_exit=3, plan_exit=1)
 
 
 def with_files(tmp: Path) -> State:
@@ -187,7 +190,7 @@ def replaced(tmp: Path) -> State:
     )
     assert host.run("apply").code == 0
     simulator.replace_gpu(host.state, 0)
-    return State(host, verify_exit=3)
+    return State(host, verify_exit=3, plan_exit=1)
 
 
 STATES = {

@@ -56,6 +56,7 @@ from migrestore.simulator.handles import (
 from migrestore.simulator.host import (
     DEFAULT_DRIVER,
     DEFAULT_LATENCY,
+    HGX_NVSWITCHES,
     NVML_FUNCTIONS,
     ModelSummary,
     ResetRefused,
@@ -74,8 +75,10 @@ from migrestore.simulator.host import (
     replace_gpu,
     reset_counters,
     reset_gpus,
+    set_fabric_manager,
     set_latency,
     set_persistence,
+    set_subsystem_id,
     unload_driver,
 )
 from migrestore.simulator.rules import (
@@ -91,6 +94,7 @@ from migrestore.simulator.state import FaultAction
 __all__ = [
     "DEFAULT_DRIVER",
     "DEFAULT_LATENCY",
+    "HGX_NVSWITCHES",
     "NVML_FUNCTIONS",
     "ModelSummary",
     "ResetRefused",
@@ -109,8 +113,10 @@ __all__ = [
     "replace_gpu",
     "reset_counters",
     "reset_gpus",
+    "set_fabric_manager",
     "set_latency",
     "set_persistence",
+    "set_subsystem_id",
     "unload_driver",
 ]
 
@@ -124,6 +130,8 @@ COMPUTE_CAPABILITY: Final = {
     Architecture.HOPPER: (9, 0),
     Architecture.BLACKWELL: (10, 0),
 }
+# NVLinks per GPU: an A100 SXM has 12, an H100/H200/B200 SXM 18 (on a baseboard, all to NVSwitches).
+NVLINKS: Final = {Architecture.AMPERE: 12, Architecture.HOPPER: 18, Architecture.BLACKWELL: 18}
 PYNVML_HELPERS: Final = frozenset(
     {"nvmlStructToFriendlyObject", "nvmlFriendlyObjectToStruct", "nvmlExceptionClass"}
 )
@@ -406,6 +414,27 @@ class Simulator:
             self._store, gpu.uuid, lambda g: (replace(g, persistence=bool(mode)), None)
         )
         return int(pynvml.NVML_SUCCESS)
+
+    # ---- NVLink ----
+
+    def _nvlink(self, handle: Any, link: int) -> SimGpu:
+        """A GPU's NVLink `link`: none without NVSwitches (NOT_SUPPORTED, as on a PCIe card)."""
+        gpu = self._gpu(handle)
+        if not self._host.nvswitches:
+            raise NvmlFailure(Ret.NOT_SUPPORTED)
+        if not 0 <= link < NVLINKS.get(gpu.model.architecture, 0):
+            raise NvmlFailure(Ret.INVALID_ARGUMENT)
+        return gpu
+
+    @_nvml
+    def nvmlDeviceGetNvLinkState(self, handle: Any, link: int) -> int:
+        self._nvlink(handle, link)
+        return int(pynvml.NVML_FEATURE_ENABLED)
+
+    @_nvml
+    def nvmlDeviceGetNvLinkRemoteDeviceType(self, handle: Any, link: int) -> int:
+        self._nvlink(handle, link)
+        return int(pynvml.NVML_NVLINK_DEVICE_TYPE_SWITCH)
 
     # ---- MIG mode ----
 

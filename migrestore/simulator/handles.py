@@ -165,7 +165,8 @@ def pci_info(gpu: SimGpu) -> Any:
     info.busIdLegacy = f"{int(domain, 16):04X}:{bus}:{rest}".encode()
     info.domain, info.bus, info.device = int(domain, 16), int(bus, 16), int(device, 16)
     info.pciDeviceId = gpu.model.pci_device_ids[0]
-    info.pciSubSystemId = PCI_SUBSYSTEM_IDS.get(gpu.model.name, info.pciDeviceId)
+    default = PCI_SUBSYSTEM_IDS.get(gpu.model.name, info.pciDeviceId)
+    info.pciSubSystemId = default if gpu.pci_subsystem_id is None else gpu.pci_subsystem_id
     return info
 
 

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Final
 
 from migrestore.errors import ConfigError, MigrestoreError
+from migrestore.model import Architecture
 from migrestore.profiles import catalogue, find_model
 from migrestore.selection import normalise_pci
 from migrestore.simulator.rules import (
@@ -43,6 +44,7 @@ DRIVER_BRANCHES: Final = MappingProxyType(
     {"535": "535.161.07", "550": "550.90.07", "570": "570.133.20", "580": DEFAULT_DRIVER}
 )
 DGX_BUSES: Final = (0x07, 0x0F, 0x47, 0x4E, 0x87, 0x90, 0xB7, 0xBD)  # DGX A100/H100 GPU buses
+HGX_NVSWITCHES: Final = 6  # an HGX A100 8-GPU baseboard: 8 GPUs, 6 second-generation NVSwitches
 FAKE_PID_BASE: Final = 40000  # pids given to attached clients when the caller names none
 _GPU_UUID_NAMESPACE: Final = uuid.UUID("1b671a64-40d5-491e-99b0-da01ff1f3341")
 
@@ -96,6 +98,8 @@ DEFAULT_LATENCY: Final[Mapping[str, float]] = MappingProxyType(
         "nvmlDeviceGetGpuInstanceId": 0.000005,  # estimate: like IsMigDeviceHandle
         "nvmlDeviceGetComputeInstanceId": 0.000005,  # estimate: like IsMigDeviceHandle
         "nvmlDeviceGetDeviceHandleFromMigDeviceHandle": 0.000005,  # estimate: likewise
+        "nvmlDeviceGetNvLinkState": 0.00002,  # estimate: a cached link state, like GetPciInfo
+        "nvmlDeviceGetNvLinkRemoteDeviceType": 0.00002,  # estimate: likewise
         "nvmlDeviceSetMigMode": 1.0,  # estimate: A100 answered within ~1 s (gpu-operator#1606)
         "nvmlDeviceCreateGpuInstance": 0.3,  # estimate: RM carves and scrubs memory
         "nvmlDeviceCreateGpuInstanceWithPlacement": 0.3,  # estimate: likewise
@@ -210,8 +214,10 @@ def init_host(
     driver: str = DEFAULT_DRIVER,
     identities: list[tuple[str, str]] | None = None,
     sysroot: Path | None = None,
+    nvswitches: int = 0,
 ) -> None:
-    """Create (or replace) a simulated host with these GPU models and counts, MIG disabled."""
+    """Create (or replace) a simulated host with these GPU models and counts, MIG disabled;
+    with `nvswitches`, an HGX baseboard whose GPUs all link through them, Fabric Manager on."""
     state = Path(path)
     names = _model_names(gpus)
     if not names:
@@ -224,7 +230,10 @@ def init_host(
             for index, (name, (gpu_uuid, bus)) in enumerate(zip(names, ids))
         ),
         sysroot=str(sysroot.resolve()) if sysroot else None,
+        nvswitches=nvswitches,
     )
+    if nvswitches < 0:
+        raise ConfigError(f"NVSwitch count must not be negative, not {nvswitches}")
     HostStore(state).create(host)
 
 
@@ -321,6 +330,30 @@ def set_persistence(path: str | os.PathLike[str], gpu_index: int, enabled: bool)
     _store(path).update(change)
 
 
+def set_fabric_manager(path: str | os.PathLike[str], active: bool) -> None:
+    """nvidia-fabricmanager.service started or stopped on an NVSwitch host."""
+
+    def change(host: Host) -> tuple[Host, None]:
+        if not host.nvswitches:
+            raise ConfigError("the simulated host has no NVSwitch (simulate init --nvswitch)")
+        return replace(host, fabric_manager=active), None
+
+    _store(path).update(change)
+
+
+def set_subsystem_id(path: str | os.PathLike[str], gpu_index: int, subsystem_id: int) -> None:
+    """The PCI subsystem id one GPU's board reads (`0x16C110DE`: subsystem device, then vendor);
+    boards of one model differ in it, as mig-parted's `device-filter` can tell."""
+    if not 0 < subsystem_id <= 0xFFFFFFFF:
+        raise ConfigError(f"a PCI subsystem id is 32 bits, not zero, got {subsystem_id:#x}")
+
+    def change(host: Host) -> tuple[Host, None]:
+        gpu = replace(_gpu_at(host, gpu_index), pci_subsystem_id=subsystem_id)
+        return host.with_gpu(gpu), None
+
+    _store(path).update(change)
+
+
 def _reset_targets(host: Host, pci_bus_ids: Iterable[str]) -> list[SimGpu]:
     targets: list[SimGpu] = []
     for text in pci_bus_ids:
@@ -351,6 +384,26 @@ def _check_reset(host: Host, targets: list[SimGpu]) -> None:
                 f"GPU {gpu.pci_bus_id} could not be reset: In use by another client "
                 "(persistence mode is on)"
             )
+    alone = _needs_fabric_manager(host, targets)
+    if alone is not None:
+        # nvidia-smi(1): on Ampere NVSwitch systems Fabric Manager facilitates the reset of one
+        # GPU; without it all NVLink peers go in one command. Its wording for this refusal is not
+        # documented: this text is made up, and migrestore does not read it.
+        raise ResetRefused(
+            f"GPU {alone.pci_bus_id} could not be reset: Not Supported "
+            "(simulated: NVSwitch peers reset apart without Fabric Manager)"
+        )
+
+
+def _needs_fabric_manager(host: Host, targets: list[SimGpu]) -> SimGpu | None:
+    """An Ampere GPU reset without all its NVLink peers (every GPU of the baseboard) while
+    Fabric Manager is not running; None if the reset may go ahead."""
+    if not host.nvswitches or host.fabric_manager:
+        return None
+    chosen = {g.pci_bus_id for g in targets}
+    if chosen >= {g.pci_bus_id for g in host.gpus}:
+        return None
+    return next((g for g in targets if g.model.architecture is Architecture.AMPERE), None)
 
 
 def reset_gpus(path: str | os.PathLike[str], pci_bus_ids: Iterable[str]) -> None:

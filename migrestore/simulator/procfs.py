@@ -29,6 +29,11 @@ MODULES = (
 )
 VIDEO_BIOS = "96.00.a5.00.1a"
 CLIENT_MARKER = ".migrestore-simulated"
+NVSWITCH_DIR = "driver/nvidia-nvswitch"
+NVSWITCH_FIRST_BUS = 0xC4  # made up: the simulated baseboard's NVSwitches sit at c4:00.0 on
+# nv-fabricmanager, the daemon of nvidia-fabricmanager.service, as the kernel cuts its comm
+FABRIC_MANAGER_COMM = "nv-fabricmanage"
+FABRIC_MANAGER_PID = 3900  # made up, below the pids given to attached clients
 
 
 def mig_minor(gpu_minor: int, gi_id: int, ci_id: int | None = None) -> int:
@@ -93,20 +98,61 @@ def _remove_others(directory: Path, pattern: str, keep: set[str]) -> None:
             _remove(path)
 
 
-def sync(sysroot: Path, driver_version: str | None, gpus: Sequence[SimGpu]) -> None:
+def sync(
+    sysroot: Path,
+    driver_version: str | None,
+    gpus: Sequence[SimGpu],
+    *,
+    nvswitches: int = 0,
+    fabric_manager: bool = False,
+) -> None:
     """Make the tree match the host; `driver_version` None means the driver is not loaded."""
     proc = sysroot / "proc"
     if driver_version is None:
         _remove(proc / "driver/nvidia")
         _remove(proc / "driver/nvidia-caps")
+        _remove(proc / NVSWITCH_DIR)
         _write(proc / "devices", "Character devices:\n")
         _write(proc / "modules", "")
         _sync_clients(proc, ())
+        _sync_fabric_manager(proc, running=False)
         return
     _write_driver(proc, driver_version, gpus)
     for gpu in gpus:
         _sync_instances(proc / f"driver/nvidia/capabilities/gpu{gpu.minor}/mig", gpu)
     _sync_clients(proc, gpus)
+    _sync_nvswitches(proc, nvswitches)
+    _sync_fabric_manager(proc, running=fabric_manager)
+
+
+def nvswitch_bus_ids(count: int) -> list[str]:
+    """Made-up PCI addresses of a baseboard's NVSwitches, as /proc names them."""
+    return [f"0000:{NVSWITCH_FIRST_BUS + i:02x}:00.0" for i in range(count)]
+
+
+def _sync_nvswitches(proc: Path, count: int) -> None:
+    """`/proc/driver/nvidia-nvswitch/devices/<bus>/`: one directory per NVSwitch, as the
+    nvidia-nvswitch module makes them (doctor and NVIDIA's own units look there)."""
+    if not count:
+        _remove(proc / NVSWITCH_DIR)
+        return
+    devices = proc / NVSWITCH_DIR / "devices"
+    wanted = set(nvswitch_bus_ids(count))
+    if devices.is_dir():
+        _remove_others(devices, "*", wanted)
+    for bus in sorted(wanted):
+        (devices / bus).mkdir(parents=True, exist_ok=True)
+
+
+def _sync_fabric_manager(proc: Path, *, running: bool) -> None:
+    """nv-fabricmanager as a process (`/proc/PID/comm`), while the simulated host runs it."""
+    pid_dir = proc / str(FABRIC_MANAGER_PID)
+    if not running:
+        if (pid_dir / CLIENT_MARKER).exists():
+            _remove(pid_dir)
+        return
+    _write(pid_dir / "comm", FABRIC_MANAGER_COMM + "\n")
+    _write(pid_dir / CLIENT_MARKER, "")
 
 
 def _write_driver(proc: Path, driver_version: str, gpus: Sequence[SimGpu]) -> None:
@@ -149,6 +195,7 @@ def _sync_clients(proc: Path, gpus: Sequence[SimGpu]) -> None:
         for client in gpu.clients:
             wanted.setdefault(client.pid, (client.name, set()))[1].add(gpu.minor)
     ours = {int(p.parent.name) for p in proc.glob(f"[0-9]*/{CLIENT_MARKER}")}
+    ours.discard(FABRIC_MANAGER_PID)
     for pid in ours - wanted.keys():
         _remove(proc / str(pid))
     for pid, (name, minors) in wanted.items():

@@ -107,6 +107,8 @@ class SimGpu:
     # holds the GPU like a client: it blocks a reset (and Ampere's own reset in SetMigMode), but
     # not a Hopper mode change (NVIDIA's mig-parted toggles Hopper MIG with it on).
     persistence: bool = True
+    # The board's PCI subsystem id (`0x16C110DE`); None: as the model's boards read (handles.py).
+    pci_subsystem_id: int | None = None
     serial: str = ""  # the board's serial number ("" in state files older than it: made up)
 
     @property

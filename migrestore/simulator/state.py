@@ -97,6 +97,10 @@ class Host:
     faults: tuple[Fault, ...] = ()
     latency: Latency | None = None
     counters: Mapping[str, int] = field(default_factory=dict)
+    # An HGX baseboard: its NVSwitches (6 on an HGX A100) link every GPU to every other, and
+    # whether nvidia-fabricmanager runs (Ampere resets one GPU alone only through it).
+    nvswitches: int = 0
+    fabric_manager: bool = True
 
     def gpu(self, gpu_uuid: str) -> SimGpu | None:
         """The GPU with this UUID."""
@@ -105,6 +109,25 @@ class Host:
     def with_gpu(self, gpu: SimGpu) -> Host:
         """This host with one GPU replaced (matched by index)."""
         return replace(self, gpus=tuple(gpu if g.index == gpu.index else g for g in self.gpus))
+
+
+def _tree_changed(old: Host, new: Host) -> bool:
+    """Whether the fake /proc below the sysroot shows something that changed."""
+    seen = (old.gpus, old.driver, old.nvswitches, old.fabric_manager)
+    return seen != (new.gpus, new.driver, new.nvswitches, new.fabric_manager)
+
+
+def _sync_tree(host: Host) -> None:
+    if host.sysroot:
+        loaded = host.driver.version if host.driver.loaded else None
+        fabric_manager = bool(host.nvswitches) and host.fabric_manager
+        simproc.sync(
+            Path(host.sysroot),
+            loaded,
+            host.gpus,
+            nvswitches=host.nvswitches,
+            fabric_manager=fabric_manager,
+        )
 
 
 # ---- the JSON file ----
@@ -133,6 +156,7 @@ def _gpu_json(gpu: SimGpu) -> dict[str, Any]:
         ],
         **({"lost": True} if gpu.lost else {}),
         "persistence": gpu.persistence,
+        **({"pci_subsystem_id": gpu.pci_subsystem_id} if gpu.pci_subsystem_id is not None else {}),
         "serial": gpu.serial_number,
     }
 
@@ -166,6 +190,11 @@ def encode(host: Host) -> bytes:
         ],
         "latency": _latency_json(host.latency),
         "counters": dict(sorted(host.counters.items())),
+        **(
+            {"nvswitch": {"count": host.nvswitches, "fabric_manager": host.fabric_manager}}
+            if host.nvswitches
+            else {}
+        ),
     }
     return (json.dumps(document, indent=1) + "\n").encode()
 
@@ -203,6 +232,7 @@ def _gpu(row: dict[str, Any]) -> SimGpu:
         clients=clients,
         lost=bool(row.get("lost", False)),
         persistence=bool(row.get("persistence", True)),
+        pci_subsystem_id=row.get("pci_subsystem_id"),
         serial=str(row.get("serial", "")),
     )
 
@@ -238,6 +268,8 @@ def decode(data: bytes, where: Path) -> Host:
             ),
             latency=_latency(doc["latency"]),
             counters={str(k): int(v) for k, v in doc["counters"].items()},
+            nvswitches=int(doc.get("nvswitch", {}).get("count", 0)),
+            fabric_manager=bool(doc.get("nvswitch", {}).get("fabric_manager", True)),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{where}: not a simulated host state file ({exc})") from exc
@@ -285,9 +317,8 @@ class HostStore:
             new, result = change(current)
             if new != current:
                 self._write(new)
-                if new.sysroot and (new.gpus != current.gpus or new.driver != current.driver):
-                    loaded = new.driver.version if new.driver.loaded else None
-                    simproc.sync(Path(new.sysroot), loaded, new.gpus)
+                if new.sysroot and _tree_changed(current, new):
+                    _sync_tree(new)
         return result
 
     def create(self, host: Host) -> None:
@@ -296,7 +327,7 @@ class HostStore:
         with self._locked():
             self._write(host)
             if host.sysroot:
-                simproc.sync(Path(host.sysroot), host.driver.version, host.gpus)
+                _sync_tree(host)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

@@ -34,10 +34,10 @@ from migrestore.errors import ConfigError, ExitCode, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
 from migrestore.logs import failures_at_error_priority, is_terminal
-from migrestore.model import DesiredNode, NodeState
-from migrestore.plan import GpuPlan, NodePlan, plan_node
+from migrestore.model import DesiredNode, NodeState, OnFailure, TargetLayout
+from migrestore.plan import GpuPlan, NodePlan, plan_gpu, plan_node
 from migrestore.progress import TerminalProgress
-from migrestore.selection import Slot, uncounted_index_entries
+from migrestore.selection import Slot, match, uncounted_index_entries
 from migrestore.systemd import restart_order
 from migrestore.verbs.common import add_json_flag, emit, load_layout, seconds, warn_renamed
 
@@ -176,6 +176,7 @@ def _apply_locked(
 
     execution = run(node.gpus)
     execution = _after_mode_change(desired, before, node, execution, gpus, run, slots)
+    execution = _disable_mig_on_failure(desired, before, execution, gpus, run, slots)
     notifier.status("verifying")
     touched = {p.gpu.uuid for p in node.gpus if p.steps}
     after = gpus.reread(before, touched) if touched else before
@@ -206,7 +207,7 @@ def _warn_uncounted(desired: DesiredNode) -> None:
     """Index entries without the host's GPU count follow the indices wherever they shift."""
     entries = uncounted_index_entries(desired)
     if entries:
-        log.warning("index_entries_uncounted", entries=",".join(s.where for s in entries))
+        log.warning("index_entries_uncounted", entries=",".join(s.label for s in entries))
 
 
 def _save(record: runs.RunRecord, ctx: Context) -> None:
@@ -248,6 +249,37 @@ def _after_mode_change(
     plans = tuple(p for p in replanned.gpus if p.gpu.uuid in enabled)
     log.info("planned_after_mig_enabled", gpus=len(plans), steps=sum(len(p.steps) for p in plans))
     return execute.merged(execution, run(plans))
+
+
+def _disable_mig_on_failure(
+    desired: DesiredNode,
+    before: NodeState,
+    execution: execute.Execution,
+    gpus: Gpus,
+    run: Callable[[tuple[GpuPlan, ...]], execute.Execution],
+    slots: tuple[Slot, ...],
+) -> execute.Execution:
+    """`on-failure = "disable-mig"`: a GPU whose layout failed has its instances destroyed and MIG
+    mode turned off, so that consumers see a whole GPU rather than a half-made layout (Hopper and
+    later at once; Ampere after the reset, or pending it). The GPU stays failed in the result."""
+    chosen = match(desired, before, slots)
+    failed = set()
+    for outcome in execution.outcomes:
+        spec = chosen.spec_for(outcome.uuid)
+        if spec is None or not outcome.layout_failed or outcome.reset_pending:
+            continue
+        if desired.on_failure(spec) is OnFailure.DISABLE_MIG:
+            failed.add(outcome.uuid)
+    if not failed:
+        return execution
+    now = gpus.reread(before, failed)
+    plans = tuple(plan_gpu(TargetLayout(mig=False), g) for g in now.gpus if g.uuid in failed)
+    execution = execute.fell_back(execution, run(plans))
+    for outcome in execution.outcomes:
+        if outcome.uuid in failed:
+            words = outcome.on_failure or "the GPU could not be read again"
+            log.warning("mig_disabled_after_failure", gpu=outcome.uuid, result=words)
+    return execution
 
 
 def _refresh(
@@ -314,6 +346,7 @@ def _record(
             mig_devices=tuple(ci.uuid for gi in g.instances for ci in gi.compute),
             pci=g.pci,
             steps=outcomes[g.uuid].done if g.uuid in outcomes else (),
+            on_failure=outcomes[g.uuid].on_failure if g.uuid in outcomes else "",
             serial=g.serial,
             replaces=replaces.get(g.uuid, ""),
         )
@@ -352,6 +385,7 @@ def _problems(
     lines = [f"{u.label}: cannot be read: {u.error}" for u in final.unreadable]
     lines += [f"{len(failed)} of {len(node.gpus)} GPU(s) not restored"] if failed else []
     lines += [f"{o.label}: {o.error}" for o in failed]
+    lines += [f"missing: no GPU matches {s.label} ({s.selector})" for s in final.missing]
     lines += [f"missing: no GPU matches {s.where} ({s.selector})" for s in final.missing]
     lines += [f"{r.spec.where}: GPU replaced in its slot {r.gpu.pci}" for r in final.replaced]
     lines += [f"{m.gpu.label}: not the model its entry names" for m in final.mismatched]

@@ -47,10 +47,10 @@ def warn_renamed(node: NodePlan) -> NodePlan:
     for text in node.renamed:
         log.warning("profile_renamed", detail=text)
     for spec in node.absent:
-        log.info("entry_selects_no_gpu_here", entry=spec.where, select=str(spec.selector))
+        log.info("entry_selects_no_gpu_here", entry=spec.label, select=str(spec.selector))
     for swap in node.replaced:
         about = {
-            "entry": swap.spec.where,
+            "entry": swap.spec.label,
             "select": str(swap.spec.selector),
             "pci": swap.gpu.pci,
             "uuid": swap.gpu.uuid,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from migrestore import bindings, caps, config, contract, holders, host, profiles, report, runs
-from migrestore.consumers import DEFAULT_STOP_UNITS
+from migrestore.consumers import DEFAULT_STOP_UNITS, FABRIC_MANAGER
 from migrestore.context import Context
 from migrestore.errors import (
     ConfigError,
@@ -44,7 +44,8 @@ from migrestore.verbs.common import add_json_flag, emit
 
 UNIT = "migrestore.service"
 PERSISTENCED = "nvidia-persistenced.service"
-FABRIC_MANAGER = "nvidia-fabricmanager.service"
+# The daemon nv-fabricmanager as /proc/PID/comm shows it: cut to 15 characters by the kernel.
+FABRIC_MANAGER_COMM = "nv-fabricmanage"
 MIG_MANAGER = "nvidia-mig-manager.service"
 # The GPU operator's driver container bind-mounts its root here; NVML then lives in the container.
 CONTAINER_DRIVER = "run/nvidia/driver"
@@ -463,13 +464,23 @@ def _fabric_manager(survey: Survey) -> Check:
     if not (nvswitch.is_dir() and any(nvswitch.iterdir())):
         text = "not needed: no NVSwitch (/proc/driver/nvidia-nvswitch/devices)"
         return Check("reset.fabric-manager", Status.PASS, text)
+    if survey.active_units is not None and FABRIC_MANAGER in survey.active_units:
+        return Check("reset.fabric-manager", Status.PASS, f"{FABRIC_MANAGER} runs")
+    proc = survey.sysroot / "proc"
+    names = (holders.process_name(proc / str(pid)) for pid in holders.process_ids(proc))
+    if FABRIC_MANAGER_COMM in names:
+        text = f"nv-fabricmanager runs (not as {FABRIC_MANAGER})"
+        return Check("reset.fabric-manager", Status.PASS, text)
     if survey.active_units is None:
         return Check("reset.fabric-manager", Status.WARN, "cannot ask systemd about fabric manager")
-    if FABRIC_MANAGER in survey.active_units:
-        return Check("reset.fabric-manager", Status.PASS, f"{FABRIC_MANAGER} runs")
-    text = f"{FABRIC_MANAGER} is not running: Ampere NVSwitch systems need it to reset a GPU"
+    # Without it an HGX/DGX A100 resets a GPU only together with all its NVLink peers, which
+    # apply never does: a MIG mode change stays pending (exit 4).
+    text = (
+        f"{FABRIC_MANAGER} is not running: on NVSwitches an Ampere GPU is reset alone only "
+        "through it, so apply leaves a MIG mode change pending"
+    )
     return Check(
-        "reset.fabric-manager", Status.WARN, text, f"systemctl enable --now {FABRIC_MANAGER}"
+        "reset.fabric-manager", Status.FAIL, text, f"systemctl enable --now {FABRIC_MANAGER}"
     )
 
 
@@ -542,7 +553,7 @@ def _layout_fit(survey: Survey, path: Path, state_dir: Path) -> list[Check]:
     except (ConfigError, GpuCountError) as exc:
         return [Check("layout.fit", Status.FAIL, str(exc), exc.hint)]
     problems = [f"{m.gpu.label}: {m.problem}" for m in node.mismatched]
-    problems += [f"{s.where} ({s.selector}) selects no GPU present" for s in node.missing]
+    problems += [f"{s.label} ({s.selector}) selects no GPU present" for s in node.missing]
     swapped = [r for r in node.replaced if not r.adopted]
     problems += [r.describe() for r in swapped]
     if problems:
@@ -556,7 +567,7 @@ def _index_count(survey: Survey, path: Path) -> list[Check]:
     uncounted = uncounted_index_entries(survey.desired) if survey.desired else ()
     if not uncounted or survey.state is None:
         return []
-    entries = ", ".join(s.where for s in uncounted)
+    entries = ", ".join(s.label for s in uncounted)
     text = f"{path}: {entries} select by index, but the file does not say how many GPUs"
     counted = len(survey.state.gpus) + len(survey.state.unreadable)
     hint = f"add gpus = {counted} to [restore]: an absent GPU shifts the indices"

@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="driver version, or a branch: 535.x, 550.x, 570.x, 580.x (default 580.159.04)",
     )
     init.add_argument("--sysroot", dest="sim_sysroot", help="also keep a fake /proc tree here")
+    init.add_argument(
+        "--nvswitch",
+        action="store_true",
+        help="an HGX baseboard: the GPUs link through 6 NVSwitches, Fabric Manager active",
+    )
     init.add_argument("--force", action="store_true", help="replace an existing state file")
     _action(sub, "models", "list the GPU models the simulator knows")
     reboot = _action(
@@ -86,6 +91,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="SECONDS",
         help="with --unload: the driver comes back by itself after this long",
+    )
+    fabric = _action(
+        sub,
+        "fabric-manager",
+        "start or stop nvidia-fabricmanager on a simulated NVSwitch host",
+    )
+    fabric.add_argument("state", help=STATE_HELP)
+    running = fabric.add_mutually_exclusive_group(required=True)
+    running.add_argument("--active", action="store_true", help="Fabric Manager runs")
+    running.add_argument(
+        "--inactive",
+        action="store_true",
+        help="Fabric Manager is stopped: an Ampere GPU is reset only with all its NVLink peers",
     )
     latency = _action(sub, "latency", "switch the latency model on or off")
     latency.add_argument("state", help=STATE_HELP)
@@ -166,6 +184,9 @@ def _act(state: Path, args: argparse.Namespace) -> str:
         return f"{args.client} detached from GPU {args.gpu}"
     if action == "fault":
         return _fault(state, args)
+    if action == "fabric-manager":
+        simulator.set_fabric_manager(state, args.active)
+        return f"Fabric Manager {'active' if args.active else 'not active'}"
     if action == "driver" and args.unload:
         simulator.unload_driver(state, reload_after=args.reload_after)
         later = "" if args.reload_after is None else f", loads again in {args.reload_after:g} s"
@@ -186,9 +207,11 @@ def _init(state: Path, args: argparse.Namespace) -> str:
         raise ConfigError(f"{state} already exists; give --force to replace that simulated host")
     gpus = [_gpu_arg(g) for g in args.gpu]
     sysroot = Path(args.sim_sysroot) if args.sim_sysroot else None
-    simulator.init_host(state, gpus, driver=args.driver, sysroot=sysroot)
+    nvswitches = simulator.HGX_NVSWITCHES if args.nvswitch else 0
+    simulator.init_host(state, gpus, driver=args.driver, sysroot=sysroot, nvswitches=nvswitches)
     made = ", ".join(f"{count} x {name}" for name, count in gpus)
-    return f"created: {made}, driver {driver_version(args.driver)}, MIG off"
+    board = f", {nvswitches} NVSwitches, Fabric Manager active" if nvswitches else ""
+    return f"created: {made}, driver {driver_version(args.driver)}{board}, MIG off"
 
 
 def _fault(state: Path, args: argparse.Namespace) -> str:

@@ -60,7 +60,7 @@ def test_upgrade_installs_the_newer_build_without_asking(lifecycle: Boot) -> Non
 def test_upgrade_keeps_the_edited_layout_file(lifecycle: Boot) -> None:
     """The operator's layout file is untouched and dpkg left no .dpkg-dist/.dpkg-new beside it."""
     assert lifecycle.text("upgraded/layout") == LAYOUT
-    assert lifecycle.text("upgraded/etc-dir") == "migrestore.toml\n"
+    assert lifecycle.text("upgraded/etc-dir") == "conf.d\nmigrestore.toml\n"
 
 
 def test_upgrade_does_not_restart_the_service(lifecycle: Boot) -> None:

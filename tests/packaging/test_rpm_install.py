@@ -126,7 +126,13 @@ def test_upgrade_keeps_the_edited_layout_and_enablement(
         'systemctl --root="$ROOT" is-enabled migrestore.service'
     )
     lines = done.stdout.splitlines()
-    assert lines == ["migrestore-0.1.0-2.noarch", "# edited", "migrestore.toml", "enabled"]
+    assert lines == [
+        "migrestore-0.1.0-2.noarch",
+        "# edited",
+        "conf.d",
+        "migrestore.toml",
+        "enabled",
+    ]
 
 
 def test_erase_disables_the_unit_and_keeps_state(rpm_root: Overlay) -> None:

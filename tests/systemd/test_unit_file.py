@@ -155,6 +155,19 @@ def test_no_device_allow_list() -> None:
     assert not {"PrivateDevices", "DeviceAllow", "DevicePolicy", "ProtectClock"} & set(active)
 
 
+@pytest.mark.parametrize("unit", [UNIT, RELOAD_UNIT, VERIFY_SERVICE], ids=lambda p: p.name)
+def test_the_layout_directory_stays_readable(unit: Path) -> None:
+    """No sandboxing setting hides /etc or /etc/migrestore (the layout file and its conf.d
+    drop-ins): no InaccessiblePaths=, TemporaryFileSystem= or bind mount over them, and
+    ProtectSystem= leaves /etc readable."""
+    lines = [line for line in unit.read_text().splitlines() if re.match(r"[A-Z]\w*=", line)]
+    settings = [tuple(line.split("=", 1)) for line in lines]
+    hiding = {"InaccessiblePaths", "TemporaryFileSystem", "BindPaths", "BindReadOnlyPaths"}
+    paths = [p.lstrip("-+").split(":")[0] for k, v in settings if k in hiding for p in v.split()]
+    assert [p for p in paths if "/etc/migrestore/conf.d".startswith(p)] == []
+    assert {v for k, v in settings if k == "ProtectSystem"} <= {"strict", "full", "yes"}
+
+
 def test_enabled_for_boot_and_for_the_dgx_reset_target(manager: UserManager) -> None:
     """`systemctl enable` links the unit into multi-user.target and nvidia-gpu-reset.target (which
     NVIDIA's packages provide on DGX OS; enabling works without it)."""
