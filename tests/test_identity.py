@@ -331,3 +331,19 @@ def test_a_gpu_of_another_model_in_the_slot_is_no_replacement() -> None:
         selection = match(desired, state, slots)
         assert selection.replaced == ()
         assert selection.missing == desired.gpus
+
+
+def test_a_drop_in_gives_the_count_and_on_failure(tmp_path: Path) -> None:
+    """`[restore] gpus` and `on-failure` from a conf.d drop-in merge over the main file (the
+    merge raised KeyError for on-failure before), and the count then guards the index entries."""
+    host = make_host(tmp_path, (H100, 3), layout=index_layout(expected=""))
+    (tmp_path / "conf.d").mkdir()
+    drop_in = 'version = 2\n[restore]\ngpus = 3\non-failure = "disable-mig"\n'
+    (tmp_path / "conf.d" / "count.toml").write_text(drop_in)
+    restore = config.load(host.config).restore
+    assert (restore.gpus, restore.on_failure.value) == (3, "disable-mig")
+    assert host.run("apply").code == 0
+    simulator.remove_gpu(host.state, 2)
+    result = host.run("apply")
+    assert result.code == 1
+    assert "index 1 expects 3 GPUs (restore.gpus), NVML counts 2" in result.err
