@@ -30,22 +30,13 @@ from migrestore.model import (
     NodeState,
     StrEnum,
 )
+from migrestore.owners import MIG_MANAGER, UNIT_DIRS, driver_container_signs, enabled_by
 from migrestore.plan import UNREAD_TABLE, plan_node
 from migrestore.verbs.common import add_json_flag, emit
 
 UNIT = "migrestore.service"
 PERSISTENCED = "nvidia-persistenced.service"
 FABRIC_MANAGER = "nvidia-fabricmanager.service"
-MIG_MANAGER = "nvidia-mig-manager.service"
-# The GPU operator's driver container bind-mounts its root here; NVML then lives in the container.
-CONTAINER_DRIVER = "run/nvidia/driver"
-UNIT_DIRS = (
-    "etc/systemd/system",
-    "run/systemd/system",
-    "usr/local/lib/systemd/system",
-    "usr/lib/systemd/system",
-    "lib/systemd/system",
-)
 CAP_SYS_ADMIN = 21
 MIG_ARCHITECTURES = (Architecture.AMPERE, Architecture.HOPPER, Architecture.BLACKWELL)
 KILL_SWITCH = "migrestore=off"
@@ -192,11 +183,12 @@ def _containerized_driver(ctx: Context) -> Check | None:
     driver" (the host has no driver of its own to load)."""
     if ctx.simulated and not ctx.sysroot_given:
         return None
-    if not (ctx.sysroot / CONTAINER_DRIVER).is_dir():
+    signs = driver_container_signs(ctx.sysroot)
+    if not signs:
         return None
     text = (
-        f"the NVIDIA driver runs in a container (/{CONTAINER_DRIVER}): no NVML on the host, "
-        "so migrestore has nothing to restore here"
+        f"the NVIDIA driver runs in a container ({signs[0]}): no NVML on the host, "
+        "so migrestore has nothing to restore here (the boot restore exits 5)"
     )
     hint = "let the GPU operator's MIG manager own the layout (nvidia.com/mig.config)"
     return Check("driver", Status.FAIL, text, hint)
@@ -616,22 +608,12 @@ def _owner_checks(survey: Survey) -> list[Check]:
     return [_mig_manager(survey)]
 
 
-def _enabled_by(root: Path, unit: str) -> list[str]:
-    """The units whose .wants/.requires link `unit` below `root` (its enablement symlinks)."""
-    found = []
-    for directory in UNIT_DIRS:
-        base = root / directory
-        links = [*base.glob("*.wants"), *base.glob("*.requires")] if base.is_dir() else []
-        found += [link.name.rsplit(".", 1)[0] for link in links if os.path.lexists(link / unit)]
-    return sorted(set(found))
-
-
 def _mig_manager(survey: Survey) -> Check:
     """NVIDIA's nvidia-mig-manager repartitions the GPUs at every boot too: two owners."""
     masked = survey.sysroot / "etc/systemd/system" / MIG_MANAGER
     if masked.is_symlink() and os.readlink(masked) == "/dev/null":
         return Check("owner.mig-manager", Status.PASS, f"{MIG_MANAGER} is masked")
-    targets = _enabled_by(survey.sysroot, MIG_MANAGER)
+    targets = enabled_by(survey.sysroot, MIG_MANAGER)
     running = bool(survey.active_units and MIG_MANAGER in survey.active_units)
     if not targets and not running:
         return Check("owner.mig-manager", Status.PASS, f"{MIG_MANAGER} is not enabled")
