@@ -340,6 +340,7 @@ class GpuSpec:
     instances: tuple[InstanceSpec, ...] = ()
     where: str = ""
     optional: bool = False  # selecting no GPU here is fine (a fleet file's entry for other hosts)
+    managed: bool = True  # false: the GPUs it selects belong to another owner; never touched
 
 
 @dataclass(frozen=True)

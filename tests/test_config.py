@@ -148,14 +148,14 @@ ERRORS = [
     ("version = 1979-05-27", "version: must be an integer such as 2, got a date"),
     (
         'version = 1\n[[gpu]]\nselect = { device-id = "0x233510DE" }\n',
-        "version: is 1, but the file uses select.device-id, optional, geometry or the like "
-        "(version 2); "
+        "version: is 1, but the file uses select.device-id, optional, geometry, managed or the "
+        "like (version 2); "
         "write version = 2",
     ),
     (
         'version = 1\n[[gpu]]\nselect = "all"\noptional = true\n',
-        "version: is 1, but the file uses select.device-id, optional, geometry or the like "
-        "(version 2); "
+        "version: is 1, but the file uses select.device-id, optional, geometry, managed or the "
+        "like (version 2); "
         "write version = 2",
     ),
     (
@@ -229,7 +229,7 @@ ERRORS = [
     ("version = 1\ngpu = [1]", "gpu[0]: must be a table, got 1"),
     (
         GPU + "mode = true",
-        "gpu[0].mode: unknown key (known here: select, mig, instance, optional)",
+        "gpu[0].mode: unknown key (known here: select, mig, instance, optional, managed)",
     ),
     ("version = 1\n[[gpu]]\nmig = true", 'gpu[0].select: missing; for example select = "all"'),
     (
