@@ -107,9 +107,7 @@ def test_boot_status_line_names_enabled_mig_manager(
     )
 
 
-def test_boot_status_line_without_other_owner(
-    tmp_path: Path, notifications: Notifications
-) -> None:
+def test_boot_status_line_without_other_owner(tmp_path: Path, notifications: Notifications) -> None:
     """Masked nvidia-mig-manager: no owner in the status line, no warning."""
     host = make_host(tmp_path, (H100, 1), layout=ONE_INSTANCE_ON_H100)
     root = tmp_path / "root"
