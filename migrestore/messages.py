@@ -91,7 +91,7 @@ KINDS = (
     Kind(
         "driver_in_container",
         "94f9ad7a21b24fb7a1133969ecdb817c",
-        "apply --boot: the driver runs in a container, NVML is not on the host: nothing was done",
+        "apply --boot or verify: the driver runs in a container, no NVML on the host (exit 5)",
     ),
     Kind(
         "other_mig_owner",

@@ -1,10 +1,13 @@
 """The boot restore and other owners of MIG: a containerized driver is "nothing to restore on the
-host" (exit 5, READY=1), and an enabled nvidia-mig-manager is named in the status line."""
+host" (exit 5, READY=1) and "nothing to verify" for verify (exit 5, which the units let pass), and
+an enabled nvidia-mig-manager is named in the status line."""
 
 from __future__ import annotations
 
 import configparser
 from pathlib import Path
+
+import pytest
 
 from migrestore import simulator
 from migrestore.errors import ExitCode
@@ -14,7 +17,7 @@ from .test_apply import H100
 from .test_doctor_owners import enable_mig_manager
 from .test_lost_gpu import Notifications, fixture_notifications  # noqa: F401
 
-UNIT = Path(__file__).resolve().parents[1] / "units/migrestore.service"
+UNITS = Path(__file__).resolve().parents[1] / "units"
 
 
 def test_containerized_driver_at_boot_is_nothing_to_restore(
@@ -26,7 +29,7 @@ def test_containerized_driver_at_boot_is_nothing_to_restore(
     root = tmp_path / "root"
     (root / "run/nvidia/driver").mkdir(parents=True)
     result = host.run("--sysroot", str(root), "apply", "--boot")
-    assert result.code == ExitCode.NOT_ON_HOST == 5, result
+    assert result.code == 5 == int(ExitCode.NOT_ON_HOST), result
     line = "driver runs in a container (/run/nvidia/driver): nothing to restore on the host"
     assert result.out.strip().splitlines()[-1] == line
     assert "driver_in_container" in result.err
@@ -81,12 +84,37 @@ def test_by_hand_apply_is_not_turned_into_exit_5(tmp_path: Path) -> None:
     assert result.code == 1, result
 
 
-def test_unit_counts_exit_5_as_success() -> None:
-    """The unit's SuccessExitStatus= holds exit 5, so the boot does not fail on such hosts."""
+@pytest.mark.parametrize("name", ["migrestore.service", "migrestore-verify.service"])
+def test_units_count_exit_5_as_success(name: str) -> None:
+    """The boot unit's and the drift check's SuccessExitStatus= hold exit 5: such a host has no
+    failed unit at every boot or every check."""
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str  # type: ignore[assignment,method-assign]
-    unit.read(UNIT)
+    unit.read(UNITS / name)
     assert unit["Service"]["SuccessExitStatus"].split() == [str(int(ExitCode.NOT_ON_HOST))]
+
+
+def test_verify_with_a_containerized_driver_says_nothing_to_verify(tmp_path: Path) -> None:
+    """verify: /run/nvidia/driver and no NVML is one line and exit 5 (the gate lets it pass)."""
+    host = make_host(tmp_path, (H100, 1), layout=ONE_INSTANCE_ON_H100)
+    simulator.unload_driver(host.state)
+    (tmp_path / "root/run/nvidia/driver").mkdir(parents=True)
+    result = host.run("--sysroot", str(tmp_path / "root"), "verify")
+    assert result.code == 5, result
+    assert result.out.strip().splitlines()[-1] == (
+        "driver runs in a container (/run/nvidia/driver): nothing to verify on the host"
+    )
+    assert "driver_in_container" in result.err
+
+
+def test_verify_without_nvml_or_container_fails(tmp_path: Path) -> None:
+    """verify: no NVML and no driver container is the usual failure (exit 1)."""
+    host = make_host(tmp_path, (H100, 1), layout=ONE_INSTANCE_ON_H100)
+    simulator.unload_driver(host.state)
+    (tmp_path / "root").mkdir()
+    result = host.run("--sysroot", str(tmp_path / "root"), "verify")
+    assert result.code == 1, result
+    assert "nothing to verify" not in result.out
 
 
 def test_boot_status_line_names_enabled_mig_manager(

@@ -39,7 +39,14 @@ from migrestore.model import DesiredNode, NodeState
 from migrestore.plan import GpuPlan, NodePlan, plan_node
 from migrestore.progress import TerminalProgress
 from migrestore.systemd import restart_order
-from migrestore.verbs.common import add_json_flag, emit, load_layout, seconds, warn_renamed
+from migrestore.verbs.common import (
+    add_json_flag,
+    container_driver,
+    emit,
+    load_layout,
+    seconds,
+    warn_renamed,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,15 +171,13 @@ def _driver_in_container(ctx: Context, gpus: Gpus) -> str:
     """At boot: the GPU operator's driver container owns the driver and NVML does not open on the
     host. Returns the trace seen (/run/nvidia/driver or the operator's toolkit), "" otherwise.
     One NVML attempt, no wait: on such a host the driver never appears outside the container."""
-    if ctx.simulated and not ctx.sysroot_given:
-        return ""
-    signs = owners.driver_container_signs(ctx.sysroot)
-    if not signs:
+    container = container_driver(ctx)
+    if not container:
         return ""
     try:
         gpus.open()
     except DriverError:
-        return signs[0]
+        return container
     gpus.close()
     return ""
 
