@@ -84,10 +84,12 @@ def test_by_hand_apply_is_not_turned_into_exit_5(tmp_path: Path) -> None:
     assert result.code == 1, result
 
 
-@pytest.mark.parametrize("name", ["migrestore.service", "migrestore-verify.service"])
+@pytest.mark.parametrize(
+    "name", ["migrestore.service", "migrestore-reload.service", "migrestore-verify.service"]
+)
 def test_units_count_exit_5_as_success(name: str) -> None:
-    """The boot unit's and the drift check's SuccessExitStatus= hold exit 5: such a host has no
-    failed unit at every boot or every check."""
+    """The boot and reload restores' and the drift check's SuccessExitStatus= hold exit 5: such a
+    host has no failed unit at every boot, driver reload or check."""
     unit = configparser.ConfigParser(strict=False, interpolation=None)
     unit.optionxform = str  # type: ignore[assignment,method-assign]
     unit.read(UNITS / name)
