@@ -97,7 +97,8 @@ def test_units_count_exit_5_as_success(name: str) -> None:
 
 
 def test_verify_with_a_containerized_driver_says_nothing_to_verify(tmp_path: Path) -> None:
-    """verify: /run/nvidia/driver and no NVML is one line and exit 5 (the gate lets it pass)."""
+    """verify: /run/nvidia/driver and no NVML is one line and exit 5 (the gate lets it pass);
+    with --json, exit 5 and nothing on stdout (no verify document describes it)."""
     host = make_host(tmp_path, (H100, 1), layout=ONE_INSTANCE_ON_H100)
     simulator.unload_driver(host.state)
     (tmp_path / "root/run/nvidia/driver").mkdir(parents=True)
@@ -107,6 +108,8 @@ def test_verify_with_a_containerized_driver_says_nothing_to_verify(tmp_path: Pat
         "driver runs in a container (/run/nvidia/driver): nothing to verify on the host"
     )
     assert "driver_in_container" in result.err
+    as_json = host.run("--sysroot", str(tmp_path / "root"), "verify", "--json")
+    assert (as_json.code, as_json.out) == (5, "")
 
 
 def test_verify_without_nvml_or_container_fails(tmp_path: Path) -> None:
