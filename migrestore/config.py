@@ -46,7 +46,14 @@ from migrestore.selection import normalise_pci
 FORMAT_VERSION = 2  # the newest this migrestore reads (and writes, when a file needs it)
 # What each version added: a file using it must say at least that version, so that an older
 # migrestore refuses the file at its version line rather than at the unknown key.
-_SINCE_VERSION_2 = ("select.device-id", "optional", "geometry", "on-failure", "consumer")
+_SINCE_VERSION_2 = (
+    "select.device-id",
+    "optional",
+    "geometry",
+    "on-failure",
+    "consumer",
+    "managed",
+)
 
 # Bounds checked before any work: a layout file is small, shallow and holds small numbers.
 MAX_FILE_BYTES = 1 << 20
@@ -68,7 +75,7 @@ _RESTORE_KEYS = (
     "on-failure",
     "consumer",
 )
-_GPU_KEYS = ("select", "mig", "instance", "optional", "on-failure")
+_GPU_KEYS = ("select", "mig", "instance", "optional", "on-failure", "managed")
 _SELECT_KEYS = ("uuid", "pci", "index", "device-id", "model")
 _DEVICE_ID = re.compile(r"0x([0-9a-f]{8})(?::0x([0-9a-f]{8}))?", re.IGNORECASE)
 _INSTANCE_KEYS = ("profile", "placement", "count", "compute", "geometry")
@@ -445,10 +452,11 @@ def _check_version(document: dict[str, Any], key: _Key) -> int:
 
 def needed_version(gpus: Sequence[GpuSpec]) -> int:
     """The lowest file version that can say these entries (2 for device-id, optional,
-    on-failure or an instance's geometry)."""
+    on-failure, managed or an instance's geometry)."""
     newer = any(
         s.optional
         or s.on_failure is not None
+        or not s.managed
         or s.selector.kind is SelectorKind.DEVICE_ID
         or any(i.shape is not None for i in s.instances)
         for s in gpus
@@ -576,7 +584,13 @@ def _gpu(value: object, key: _Key) -> GpuSpec:
         key.child("on-failure").fail(
             '"disable-mig" with mig = false: MIG is meant to be off anyway'
         )
-    spec = GpuSpec(selector, mig, instances, where=key.path, optional=optional)
+    managed = table.get("managed", True)
+    if not isinstance(managed, bool):
+        key.child("managed").fail(f"must be true or false, got {_describe(managed)}")
+    for name in ("mig", "instance", "on-failure"):
+        if not managed and name in table:
+            key.child(name).fail("not allowed with managed = false (another owner has the GPU)")
+    spec = GpuSpec(selector, mig, instances, where=key.path, optional=optional, managed=managed)
     return replace(spec, on_failure=on_failure)
 
 
