@@ -78,11 +78,25 @@ def _gi_profile(row: dict[str, Any]) -> GiProfile:
     )
 
 
+def _ci_profiles(row: dict[str, Any]) -> tuple[CiProfile, ...]:
+    """A GPU-instance profile's compute-instance profiles; derived when the row lists none."""
+    if "ci" not in row:
+        return derive_ci_profiles(_gi_profile(row))
+    return tuple(_ci_profile(c) for c in row["ci"])
+
+
+def model_from_entry(row: dict[str, Any]) -> ModelInfo:
+    """A model from one entry in the catalogue's format (`models.json`), e.g. a simulated GPU
+    the catalogue does not know; an entry without `ci` rows gets derived ones. KeyError,
+    TypeError or ValueError on a malformed entry."""
+    return _model(row)
+
+
 def _model(row: dict[str, Any]) -> ModelInfo:
     gis = row["gi_profiles"]
     table = ProfileTable(
         gi=tuple(_gi_profile(g) for g in gis),
-        ci=tuple((g["id"], tuple(_ci_profile(c) for c in g["ci"])) for g in gis),
+        ci=tuple((g["id"], _ci_profiles(g)) for g in gis),
     )
     return ModelInfo(
         name=row["name"],

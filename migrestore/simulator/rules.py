@@ -106,11 +106,13 @@ class SimGpu:
     # holds the GPU like a client: it blocks a reset (and Ampere's own reset in SetMigMode), but
     # not a Hopper mode change (NVIDIA's mig-parted toggles Hopper MIG with it on).
     persistence: bool = True
+    # A GPU the catalogue does not know (`simulate init --gpu-table`): its own model and table.
+    custom_model: ModelInfo | None = None
 
     @property
     def model(self) -> ModelInfo:
-        """The catalogue model this GPU is."""
-        return model_named(self.model_name)
+        """The model this GPU is: its own, or the catalogue's."""
+        return self.custom_model or model_named(self.model_name)
 
     def gi(self, gi_id: int) -> SimGpuInstance | None:
         """The GPU instance with this id."""
