@@ -5,6 +5,7 @@ from __future__ import annotations
 from migrestore import layout, profiles
 from migrestore.errors import ConfigError
 from migrestore.model import (
+    Architecture,
     DesiredNode,
     GpuSpec,
     GpuState,
@@ -31,9 +32,46 @@ def modelled_gpu(model: ModelInfo, index: int = 0, table: ProfileTable | None = 
     )
 
 
+def _device_id(spec: GpuSpec) -> int | None:
+    """The packed PCI device id a `device-id` entry selects (its subsystem id aside)."""
+    if spec.selector.kind is not SelectorKind.DEVICE_ID:
+        return None
+    return int(str(spec.selector.value).partition(":")[0], 16)
+
+
+def unknown_device(spec: GpuSpec) -> int | None:
+    """The device id of a `device-id` entry for a GPU the catalogue does not know: on a host its
+    profile table comes from the driver, offline there is none to check it against."""
+    device = _device_id(spec)
+    if device is None or profiles.find_model_by_pci_id(device) is not None:
+        return None
+    return device
+
+
+def table_gpu(device: int, table: ProfileTable) -> GpuState:
+    """A GPU of an unknown device id with a captured profile table (`check --profile-table`)."""
+    return GpuState(
+        index=0,
+        uuid="GPU-modelled-0",
+        pci="modelled",
+        name=f"device id 0x{device:08X}",
+        minor=0,
+        architecture=Architecture.OTHER,
+        memory_mb=max((p.memory_mb for p in table.gi), default=0),
+        mig=MigMode(False, False),
+        profiles=table,
+        pci_device_id=device,
+    )
+
+
 def _model_for(spec: GpuSpec, wanted: str | None, source: str) -> ModelInfo:
     # --model stands in for the GPUs that uuid, pci, index and "all" entries select; a model
-    # entry is checked against its own model.
+    # entry is checked against its own model, a device-id entry against the catalogue's model
+    # of that id.
+    device = _device_id(spec)
+    known = profiles.find_model_by_pci_id(device) if device is not None else None
+    if known is not None:
+        return known
     name = str(spec.selector.value) if spec.selector.kind is SelectorKind.MODEL else wanted
     if name is None:
         how = spec.selector.kind.value
@@ -81,10 +119,19 @@ def check(
     lines = []
     strict = desired.restore.strict_profile_names
     for spec in desired.gpus:
-        model = _model_for(spec, model_name, desired.source)
-        gpu = modelled_gpu(model, table=table)
+        device = unknown_device(spec)
+        if device is not None and table is None:
+            lines.append(
+                f"{spec.where} ({spec.selector}): not checkable offline: unknown device id"
+                f" 0x{device:08X}"
+            )
+            continue
+        if device is not None and table is not None:
+            gpu = table_gpu(device, table)
+        else:
+            gpu = modelled_gpu(_model_for(spec, model_name, desired.source), table=table)
         target = layout.resolve(spec, gpu, desired.source, strict=strict)
-        lines.append(f"{spec.where} ({spec.selector}) on {model.name}: {describe(target)}")
+        lines.append(f"{spec.where} ({spec.selector}) on {gpu.name}: {describe(target)}")
         lines += [f"warning: {renamed}" for renamed in target.renamed]
     if not lines:
         lines.append(f"{desired.source}: valid, no [[gpu]] entries (restores nothing)")
