@@ -114,7 +114,9 @@ def check(
 ) -> list[str]:
     """One line per entry: the exact layout it gives on its model; ConfigError on a problem.
     With `table` (a driver's captured table) every entry is checked against it instead of the
-    catalogue's, and profile renames are reported as `apply` would warn about them."""
+    catalogue's, and profile renames are reported as `apply` would warn about them. Without
+    one, a device-id entry for a GPU the catalogue does not know is a `not checkable offline`
+    line, not an error: on a host its table comes from the driver."""
     _check_stand_in(desired, model_name)
     lines = []
     strict = desired.restore.strict_profile_names

@@ -118,6 +118,20 @@ def test_an_unknown_gpu_loses_mig_mode_at_a_reboot_and_apply_restores_it(tmp_pat
     assert host.run("verify").code == 0
 
 
+def test_on_r535_the_table_is_read_once_mig_is_on(tmp_path: Path) -> None:
+    """R535 shows no profile table with MIG off: plan says the instances wait for it, apply
+    enables MIG, reads the driver's table and places them; verify --json is in sync."""
+    host = x200_host(tmp_path, BY_DEVICE_ID, 1, "--driver", "535.x")
+    plan = host.run("plan")
+    assert "instances not planned yet" in plan.out
+    assert host.run("apply").code == 0
+    verify = host.run("verify", "--json")
+    assert verify.code == 0
+    document = json.loads(verify.out)
+    assert document["in_sync"] is True
+    assert [g["name"] for g in document["gpus"]] == [X200_NAME]
+
+
 def test_a_table_saying_ampere_keeps_mig_mode_and_plans_a_reset(tmp_path: Path) -> None:
     """With `architecture = ampere` in the table the driver reports Ampere: the planner resets
     the GPU to apply the pending mode, and the mode survives a reboot."""

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    """One line per entry; exit 2 at the first entry that does not resolve."""
+    """One line per entry; exit 2 at the first entry that does not resolve (an entry for a
+    device id the catalogue does not know is a `not checkable offline` line, exit 0)."""
     desired = config.load(ctx.config)
     table = None
     if args.profile_table is not None:
