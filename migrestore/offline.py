@@ -48,13 +48,13 @@ def unknown_device(spec: GpuSpec) -> int | None:
     return device
 
 
-def table_gpu(device: int, table: ProfileTable) -> GpuState:
-    """A GPU of an unknown device id with a captured profile table (`check --profile-table`)."""
+def table_gpu(name: str, device: int, table: ProfileTable) -> GpuState:
+    """A GPU the catalogue does not know, with a captured profile table (`--profile-table`)."""
     return GpuState(
         index=0,
         uuid="GPU-modelled-0",
         pci="modelled",
-        name=f"device id 0x{device:08X}",
+        name=name,
         minor=0,
         architecture=Architecture.OTHER,
         memory_mb=max((p.memory_mb for p in table.gi), default=0),
@@ -62,6 +62,11 @@ def table_gpu(device: int, table: ProfileTable) -> GpuState:
         profiles=table,
         pci_device_id=device,
     )
+
+
+def _stands_in(spec: GpuSpec) -> bool:
+    """An entry that `--model` stands in for: it names no model (uuid, pci, index, "all")."""
+    return spec.selector.kind not in (SelectorKind.MODEL, SelectorKind.DEVICE_ID)
 
 
 def _model_for(spec: GpuSpec, wanted: str | None, source: str) -> ModelInfo:
@@ -76,7 +81,8 @@ def _model_for(spec: GpuSpec, wanted: str | None, source: str) -> ModelInfo:
     if name is None:
         how = spec.selector.kind.value
         raise ConfigError(
-            f"{source}: {spec.where}: selects by {how}; give --model NAME to check it"
+            f"{source}: {spec.where}: selects by {how}; give --model NAME"
+            " (or --profile-table FILE) to check it"
         )
     model = profiles.find_model(name)
     if model is None:
@@ -114,9 +120,11 @@ def check(
 ) -> list[str]:
     """One line per entry: the exact layout it gives on its model; ConfigError on a problem.
     With `table` (a driver's captured table) every entry is checked against it instead of the
-    catalogue's, and profile renames are reported as `apply` would warn about them. Without
-    one, a device-id entry for a GPU the catalogue does not know is a `not checkable offline`
-    line, not an error: on a host its table comes from the driver."""
+    catalogue's, and profile renames are reported as `apply` would warn about them; without
+    `model_name`, the table alone stands for the GPUs of uuid, pci, index and "all" entries and
+    of device ids the catalogue does not know. Without a table, a device-id entry for a GPU the
+    catalogue does not know is a `not checkable offline` line, not an error: on a host its table
+    comes from the driver."""
     _check_stand_in(desired, model_name)
     lines = []
     strict = desired.restore.strict_profile_names
@@ -129,7 +137,9 @@ def check(
             )
             continue
         if device is not None and table is not None:
-            gpu = table_gpu(device, table)
+            gpu = table_gpu(f"device id 0x{device:08X}", device, table)
+        elif table is not None and model_name is None and _stands_in(spec):
+            gpu = table_gpu("the --profile-table GPU", 0, table)
         else:
             gpu = modelled_gpu(_model_for(spec, model_name, desired.source), table=table)
         target = layout.resolve(spec, gpu, desired.source, strict=strict)

@@ -259,3 +259,15 @@ def test_check_with_a_profile_table_checks_an_unknown_device_id(tmp_path: Path) 
     refused = host.run("check", "--profile-table", str(H200_PROBE))
     assert refused.code == 2
     assert 'unknown profile "3g.48gb" for device id' in refused.err
+
+
+def test_a_profile_table_alone_stands_for_an_all_entry(tmp_path: Path) -> None:
+    """`check --profile-table` with no --model: an "all" entry (the way to select a GPU with no
+    catalogue name) is checked against the table; without the table it still needs --model."""
+    host = make_host(tmp_path, (H100, 1), layout=ALL.format(profile="3g.71gb"))
+    result = host.run("check", "--profile-table", str(H200_PROBE))
+    assert result.code == 0, result.err
+    assert result.out == "gpu[0] (all) on the --profile-table GPU: 3g.71gb@0 [1 CI]\n"
+    alone = host.run("check")
+    assert alone.code == 2
+    assert "give --model NAME (or --profile-table FILE) to check it" in alone.err
