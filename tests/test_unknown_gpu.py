@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from migrestore import cli, profiles
+from migrestore.model import CiProfile
 from migrestore.simulator import gpu_table
 
 from .simhost import H100, ROOT, Host, Result, make_host
@@ -72,6 +73,38 @@ def test_the_fixture_is_a_gpu_the_catalogue_does_not_know() -> None:
     two = model.table.gi_by_id(14)
     assert two is not None
     assert [c.name for c in model.table.ci_for(two.id)] == ["MIG 1c.2g.24gb", "MIG 2g.24gb"]
+
+
+def test_derived_compute_instance_profiles_are_the_catalogues() -> None:
+    """What migrestore derives for a GPU it does not know, applied to every catalogue model's
+    GPU-instance profiles, gives that model's compute-instance profiles: index, id, name, slices,
+    count, placements and default (the one-slice double-memory profile's is id 7)."""
+
+    def rows(cis: tuple[CiProfile, ...]) -> list[tuple[object, ...]]:
+        fields = ("index", "id", "name", "slices", "instances", "placements", "default")
+        return sorted(tuple(getattr(c, f) for f in fields) for c in cis)
+
+    checked = 0
+    for model in profiles.catalogue():
+        for gi in model.table.gi:
+            derived = rows(profiles.derive_ci_profiles(gi))
+            assert derived == rows(model.table.ci_for(gi.id)), (model.name, gi.name)
+            checked += 1
+    assert checked > 200
+
+
+def test_the_double_memory_one_slice_profile_gets_the_drivers_compute_profile(
+    tmp_path: Path,
+) -> None:
+    """The X200's 1g.24gb (NVML index 9) holds compute-instance profile 7 in the simulated
+    driver, as on real GPUs: migrestore derives that id, so apply creates it and verify agrees."""
+    layout = 'version = 1\n[[gpu]]\nselect = "all"\n'
+    layout += "".join(f'[[gpu.instance]]\nprofile = "1g.24gb"\nplacement = {p}\n' for p in (0, 2))
+    host = x200_host(tmp_path, layout)
+    applied = host.run("apply")
+    assert applied.code == 0, applied.out + applied.err
+    assert host.run("verify").code == 0
+    assert host.run("status").out.count("CI 0 1g.24gb") == 2
 
 
 def test_every_verb_works_on_an_unknown_gpu_selected_by_device_id(tmp_path: Path) -> None:
