@@ -286,9 +286,10 @@ _CI_INDEX_BY_SLICES = {1: 0, 2: 1, 3: 2, 4: 3, 7: 4, 8: 5, 6: 6}
 # The one-slice GPU instance with twice the memory (NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2,
 # 1g.20gb on an H100) holds NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE_REV1, not 1_SLICE: so in every
 # catalogue model that has it, the H100's and H200's from real readings.
-_GEOMETRY_BASE = re.compile(r"\d+g\.\d+gb", re.IGNORECASE)
 _GI_INDEX_1_SLICE_REV2 = 0x9
 _CI_INDEX_1_SLICE_REV1 = 0x7
+# The geometry at the start of a profile name, its attributes (`+me`, `-me`, `+gfx`) left off.
+_GEOMETRY_BASE = re.compile(r"\d+g\.\d+gb", re.IGNORECASE)
 
 
 def _ci_starts(gi_slices: int, ci_slices: int) -> range:
@@ -304,7 +305,7 @@ def derive_ci_profiles(gi: GiProfile) -> tuple[CiProfile, ...]:
     Used for GPU models the catalogue does not know: NVML can list compute-instance profiles only
     through an existing GPU instance, so before the first one exists they have to be inferred.
     """
-    # Compute-instance names carry the geometry without the attributes (`+me`, `-me`, `+gfx`).
+    # Compute-instance names carry the geometry without the attributes.
     spelled = _GEOMETRY_BASE.match(gi.short_name)
     base = spelled.group(0) if spelled else gi.short_name.split("+")[0]
     sizes = [k for k in (1, 2, 3, 4, 7) if k <= gi.slices and not (gi.slices == 4 and k == 3)]
