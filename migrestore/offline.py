@@ -69,6 +69,13 @@ def _stands_in(spec: GpuSpec) -> bool:
     return spec.selector.kind not in (SelectorKind.MODEL, SelectorKind.DEVICE_ID)
 
 
+def _unknown_model_entry(spec: GpuSpec) -> bool:
+    """A model entry naming a GPU the catalogue does not know (as `export --by-model` writes
+    for one): without the driver's table that is an error, a typo as likely as a new GPU."""
+    kind, value = spec.selector.kind, str(spec.selector.value)
+    return kind is SelectorKind.MODEL and profiles.find_model(value) is None
+
+
 def _model_for(spec: GpuSpec, wanted: str | None, source: str) -> ModelInfo:
     # --model stands in for the GPUs that uuid, pci, index and "all" entries select; a model
     # entry is checked against its own model, a device-id entry against the catalogue's model
@@ -121,10 +128,11 @@ def check(
     """One line per entry: the exact layout it gives on its model; ConfigError on a problem.
     With `table` (a driver's captured table) every entry is checked against it instead of the
     catalogue's, and profile renames are reported as `apply` would warn about them; without
-    `model_name`, the table alone stands for the GPUs of uuid, pci, index and "all" entries and
-    of device ids the catalogue does not know. Without a table, a device-id entry for a GPU the
-    catalogue does not know is a `not checkable offline` line, not an error: on a host its table
-    comes from the driver."""
+    `model_name`, the table alone stands for the GPUs of uuid, pci, index and "all" entries,
+    and it always stands for device ids and model names the catalogue does not know. Without a
+    table, a device-id entry for a GPU the catalogue does not know is a `not checkable offline`
+    line, not an error (on a host its table comes from the driver); a model name it does not
+    know stays an error (a typo as likely as a new GPU)."""
     _check_stand_in(desired, model_name)
     lines = []
     strict = desired.restore.strict_profile_names
@@ -140,6 +148,8 @@ def check(
             gpu = table_gpu(f"device id 0x{device:08X}", device, table)
         elif table is not None and model_name is None and _stands_in(spec):
             gpu = table_gpu("the --profile-table GPU", 0, table)
+        elif table is not None and _unknown_model_entry(spec):
+            gpu = table_gpu(str(spec.selector.value), 0, table)
         else:
             gpu = modelled_gpu(_model_for(spec, model_name, desired.source), table=table)
         target = layout.resolve(spec, gpu, desired.source, strict=strict)

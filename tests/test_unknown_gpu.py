@@ -304,3 +304,19 @@ def test_a_profile_table_alone_stands_for_an_all_entry(tmp_path: Path) -> None:
     alone = host.run("check")
     assert alone.code == 2
     assert "give --model NAME (or --profile-table FILE) to check it" in alone.err
+
+
+def test_an_exported_unknown_model_checks_against_a_profile_table(tmp_path: Path) -> None:
+    """`export --by-model` on a host with an X200 writes its NVML name; offline `check` refuses
+    that name (exit 2, it could be a typo) but checks it against the X200's table with
+    `--profile-table` (captured as nvidia-smi prints it, here the H200 probe renamed)."""
+    host = x200_host(tmp_path, ALL.format(profile="3g.48gb"))
+    assert host.run("apply").code == 0
+    exported = host.run("export", "--by-model")
+    host.write_layout(exported.out.replace("3g.48gb", "3g.71gb"))
+    alone = host.run("check")
+    assert alone.code == 2
+    assert f'gpu[0].select.model: unknown model "{X200_NAME}"' in alone.err
+    checked = host.run("check", "--profile-table", str(H200_PROBE))
+    assert checked.code == 0, checked.err
+    assert checked.out.startswith(f"gpu[0] (model={X200_NAME}) on {X200_NAME}: 3g.71gb@0 [1 CI]")
