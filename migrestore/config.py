@@ -46,7 +46,14 @@ from migrestore.selection import normalise_pci
 FORMAT_VERSION = 2  # the newest this migrestore reads (and writes, when a file needs it)
 # What each version added: a file using it must say at least that version, so that an older
 # migrestore refuses the file at its version line rather than at the unknown key.
-_SINCE_VERSION_2 = ("select.device-id", "optional", "geometry", "on-failure", "consumer")
+_SINCE_VERSION_2 = (
+    "select.device-id",
+    "optional",
+    "geometry",
+    "on-failure",
+    "consumer",
+    "managed",
+)
 # Version 2 also added `gpus` (on an index entry) and [restore] `gpus` and `adopt-replaced`.
 
 # Bounds checked before any work: a layout file is small, shallow and holds small numbers.
@@ -71,7 +78,7 @@ _RESTORE_KEYS = (
     "gpus",
     "adopt-replaced",
 )
-_GPU_KEYS = ("select", "mig", "instance", "optional", "on-failure", "gpus")
+_GPU_KEYS = ("select", "mig", "instance", "optional", "on-failure", "managed", "gpus")
 _SELECT_KEYS = ("uuid", "pci", "index", "device-id", "model")
 _DEVICE_ID = re.compile(r"0x([0-9a-f]{8})(?::0x([0-9a-f]{8}))?", re.IGNORECASE)
 _INSTANCE_KEYS = ("profile", "placement", "count", "compute", "geometry")
@@ -452,10 +459,11 @@ def _check_version(document: dict[str, Any], key: _Key) -> int:
 
 def needed_version(gpus: Sequence[GpuSpec]) -> int:
     """The lowest file version that can say these entries (2 for device-id, optional,
-    on-failure, gpus or an instance's geometry)."""
+    on-failure, managed, gpus or an instance's geometry)."""
     newer = any(
         s.optional
         or s.on_failure is not None
+        or not s.managed
         or s.gpus is not None
         or s.selector.kind is SelectorKind.DEVICE_ID
         or any(i.shape is not None for i in s.instances)
@@ -586,10 +594,24 @@ def _gpu(value: object, key: _Key) -> GpuSpec:
         key.child("on-failure").fail(
             '"disable-mig" with mig = false: MIG is meant to be off anyway'
         )
+    managed = table.get("managed", True)
+    if not isinstance(managed, bool):
+        key.child("managed").fail(f"must be true or false, got {_describe(managed)}")
+    for name in ("mig", "instance", "on-failure"):
+        if not managed and name in table:
+            key.child(name).fail("not allowed with managed = false (another owner has the GPU)")
     expected = _optional_integer(table, "gpus", key, 1, MAX_ITEMS)
     if expected is not None and selector.kind is not SelectorKind.INDEX:
         key.child("gpus").fail("only an entry that selects by index needs the host's GPU count")
-    spec = GpuSpec(selector, mig, instances, where=key.path, optional=optional, gpus=expected)
+    spec = GpuSpec(
+        selector,
+        mig,
+        instances,
+        where=key.path,
+        optional=optional,
+        managed=managed,
+        gpus=expected,
+    )
     return replace(spec, on_failure=on_failure)
 
 

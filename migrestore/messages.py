@@ -94,6 +94,16 @@ KINDS = (
         "no layout file, or no entries in it: nothing was done",
     ),
     Kind(
+        "driver_in_container",
+        "94f9ad7a21b24fb7a1133969ecdb817c",
+        "apply --boot or verify: the driver runs in a container, no NVML on the host (exit 5)",
+    ),
+    Kind(
+        "other_mig_owner",
+        "1ec1ce1456b347e1a2ade5d1458ecd8c",
+        "apply --boot sees another owner of MIG (nvidia-mig-manager enabled), named in OWNER",
+    ),
+    Kind(
         "profile_renamed",
         "1d11c478de734e4db37aab533cc97e25",
         "a profile name the driver does not know was matched by geometry",

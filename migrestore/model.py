@@ -356,6 +356,7 @@ class GpuSpec:
     instances: tuple[InstanceSpec, ...] = ()
     where: str = ""
     optional: bool = False  # selecting no GPU here is fine (a fleet file's entry for other hosts)
+    managed: bool = True  # false: the GPUs it selects belong to another owner; never touched
     on_failure: OnFailure | None = None  # None: the [restore] default
     gpus: int | None = None  # an index entry's expected GPU count (else `[restore] gpus`)
     # The drop-in file (conf.d) the entry came from; "" for the main layout file. Error messages

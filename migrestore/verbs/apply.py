@@ -25,12 +25,13 @@ from migrestore import (
     execute,
     host,
     metrics,
+    owners,
     refresh,
     report,
     runs,
 )
 from migrestore.context import Context
-from migrestore.errors import ConfigError, ExitCode, UnitError
+from migrestore.errors import ConfigError, DriverError, ExitCode, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
 from migrestore.logs import failures_at_error_priority, is_terminal
@@ -39,7 +40,14 @@ from migrestore.plan import GpuPlan, NodePlan, plan_gpu, plan_node
 from migrestore.progress import TerminalProgress
 from migrestore.selection import Slot, match, uncounted_index_entries
 from migrestore.systemd import restart_order
-from migrestore.verbs.common import add_json_flag, emit, load_layout, seconds, warn_renamed
+from migrestore.verbs.common import (
+    add_json_flag,
+    container_driver,
+    emit,
+    load_layout,
+    seconds,
+    warn_renamed,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +87,11 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             ctx, notifier, f"{ctx.config} has no [[gpu]] entries: nothing to restore"
         )
     gpus = host.gpus(ctx)
+    if args.boot:
+        container = _driver_in_container(ctx, gpus)
+        if container:
+            text = f"driver runs in a container ({container}): nothing to restore on the host"
+            return _nothing_to_do(ctx, notifier, text, ExitCode.NOT_ON_HOST)
     target = metrics.directory(args.metrics_dir, desired.restore.metrics_dir, ctx.simulated)
     with runs.locked(ctx.run_dir, args.lock_wait), _signals_interrupt():
         left = _start_left_stopped(ctx)
@@ -137,13 +150,37 @@ def _open(gpus: Gpus, boot: bool, desired: DesiredNode, notifier: Notifier) -> N
     gpus.wait_for_driver(timeout, waiting)
 
 
-def _nothing_to_do(ctx: Context, notifier: Notifier, message: str) -> int:
-    """A visible no-op success: the driver is not even asked."""
-    log.info("nothing_to_restore", reason=message)
+def _nothing_to_do(
+    ctx: Context,
+    notifier: Notifier,
+    message: str,
+    code: ExitCode = ExitCode.OK,
+) -> int:
+    """A visible no-op success: nothing is changed (READY=1: the unit succeeds, so that the
+    consumers ordered or gated after it start)."""
+    if code == ExitCode.NOT_ON_HOST:
+        log.info("driver_in_container", reason=message)
+    else:
+        log.info("nothing_to_restore", reason=message)
     emit(ctx, message)
     notifier.status(message)
     notifier.ready()
-    return ExitCode.OK
+    return code
+
+
+def _driver_in_container(ctx: Context, gpus: Gpus) -> str:
+    """At boot: the GPU operator's driver container owns the driver and NVML does not open on the
+    host. Returns the trace seen (/run/nvidia/driver or the operator's toolkit), "" otherwise.
+    One NVML attempt, no wait: on such a host the driver never appears outside the container."""
+    container = container_driver(ctx)
+    if not container:
+        return ""
+    try:
+        gpus.open()
+    except DriverError:
+        return container
+    gpus.close()
+    return ""
 
 
 def _apply_locked(
@@ -155,6 +192,7 @@ def _apply_locked(
     recorder: metrics.Recorder,
 ) -> int:
     started = time.monotonic()
+    owner = _other_owner(ctx) if args.boot else ""
     notifier.status("reading GPUs")
     before = gpus.read_state()
     slots = runs.last_slots(ctx.state_dir)
@@ -199,8 +237,19 @@ def _apply_locked(
     pending = any(o.reset_pending for o in execution.outcomes)
     changes = sum(o.steps_done for o in execution.outcomes)
     recorder.done(final, code, changes=changes, reset_pending=pending)
-    _summary(notifier, node, execution, final, code, time.monotonic() - started, notes)
+    seconds = time.monotonic() - started
+    _summary(notifier, node, execution, final, code, seconds, notes, owner)
     return code
+
+
+def _other_owner(ctx: Context) -> str:
+    """Another owner of MIG the boot restore can see with file checks alone (logged)."""
+    if ctx.simulated and not ctx.sysroot_given:
+        return ""
+    owner = owners.at_boot(ctx.sysroot)
+    if owner:
+        log.warning("other_mig_owner", owner=owner)
+    return owner
 
 
 def _warn_uncounted(desired: DesiredNode) -> None:
@@ -439,6 +488,7 @@ def _summary(
     code: ExitCode,
     seconds: float,
     notes: tuple[str, ...],
+    owner: str = "",
 ) -> None:
     failed = [o for o in execution.outcomes if not o.ok]
     changes = sum(o.steps_done for o in execution.outcomes)
@@ -446,6 +496,8 @@ def _summary(
         text = f"{len(node.gpus)} GPU(s) in layout, {changes} change(s) in {seconds:.1f} s"
     else:
         text = "FAILED: " + "; ".join(_problems(node, failed, final, notes)[:4])
+    if owner:
+        text += f"; other MIG owner: {owner}"
     level = log.info if code == ExitCode.OK else log.error
     level(
         "apply_finished",

@@ -24,14 +24,17 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         print(report.dumps(contract.versioned("status", report.state_json(state, last))))
     else:
-        emit(ctx, report.state_text(state, last, _unmanaged(ctx, state, last)))
+        emit(ctx, report.state_text(state, last, *_unmanaged(ctx, state, last)))
     return ExitCode.OK
 
 
-def _unmanaged(ctx: Context, state: NodeState, last: runs.RunRecord | None) -> tuple[str, ...]:
-    """GPUs no entry selects, if the layout file can be read (status works without one)."""
+def _unmanaged(
+    ctx: Context, state: NodeState, last: runs.RunRecord | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """GPUs no entry manages, and those of them whose entry says `managed = false`, if the layout
+    file can be read (status works without one)."""
     try:
-        node = plan_node(config.load(ctx.config), state, runs.slots(last))
+        plan = plan_node(config.load(ctx.config), state, runs.slots(last))
     except (ConfigError, GpuCountError):
-        return ()
-    return tuple(g.uuid for g in node.unmanaged)
+        return (), ()
+    return tuple(g.uuid for g in plan.unmanaged), tuple(g.uuid for g in plan.handed_off)
