@@ -67,6 +67,7 @@ _RESTORE_KEYS = (
     "metrics-dir",
     "on-failure",
     "consumer",
+    "pre-apply",
 )
 _GPU_KEYS = ("select", "mig", "instance", "optional", "on-failure")
 _SELECT_KEYS = ("uuid", "pci", "index", "device-id", "model")
@@ -153,6 +154,7 @@ RESTORE_FIELDS = {  # each [restore] key and its RestoreOptions field
     "driver-timeout": "driver_timeout",
     "strict-profile-names": "strict_profile_names",
     "metrics-dir": "metrics_dir",
+    "pre-apply": "pre_apply",
 }
 
 
@@ -486,6 +488,7 @@ def _restore(value: object, key: _Key, version: int) -> RestoreOptions:
         metrics_dir=_directory(table, "metrics-dir", key),
         on_failure=_on_failure(table, key) or defaults.on_failure,
         consumer=consumer,
+        pre_apply=_command(table, "pre-apply", key),
     )
 
 
@@ -520,6 +523,19 @@ def _directory(table: dict[str, Any], name: str, key: _Key) -> str | None:
         wanted = 'an absolute directory path such as "/srv/metrics"'
         key.fail(f"must be {wanted}, got {_describe(value)}")
     return value
+
+
+def _command(table: dict[str, Any], name: str, key: _Key) -> tuple[str, ...]:
+    """A command as an array: an absolute program path, then its arguments."""
+    if name not in table:
+        return ()
+    value, key = table[name], key.child(name)
+    wanted = 'an array such as ["/usr/local/sbin/drained", "--node"]'
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        key.fail(f"must be {wanted}, got {_describe(value)}")
+    if not value[0].startswith("/"):
+        key.fail(f"must start with an absolute program path, got {_describe(value[0])}")
+    return tuple(value)
 
 
 def _units(

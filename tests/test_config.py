@@ -177,7 +177,7 @@ ERRORS = [
     (
         "version = 1\n[restore]\nstop_units = []",
         "restore.stop_units: unknown key (known here: stop-units, refresh-units, driver-timeout, "
-        "strict-profile-names, metrics-dir, on-failure, consumer)",
+        "strict-profile-names, metrics-dir, on-failure, consumer, pre-apply)",
     ),
     (
         'version = 1\n[restore]\nstop-units = "nvsm.service"',

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 from migrestore import (
     __version__,
+    allocations,
     audit,
     bindings,
     caps,
@@ -29,6 +30,7 @@ from migrestore import (
     report,
     runs,
 )
+from migrestore.consumers import SLURMD
 from migrestore.context import Context
 from migrestore.errors import ConfigError, ExitCode, UnitError
 from migrestore.events import log
@@ -45,7 +47,11 @@ from migrestore.verbs.common import add_json_flag, emit, load_layout, seconds, w
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`--force`, `--dry-run`, `--boot`, `--json`, `--lock-wait`, `--metrics-dir`."""
     add = parser.add_argument
-    add("--force", action="store_true", help="destroy instances even if processes run on them")
+    add(
+        "--force",
+        action="store_true",
+        help="destroy instances even if processes run on them or a scheduler allocated them",
+    )
     add("--dry-run", action="store_true", help="only show the plan (same as `plan`)")
     add(
         "--boot",
@@ -168,6 +174,8 @@ def _apply_locked(
         force=args.force, stop_units=desired.restore.stop_units, state_dir=ctx.state_dir
     )
     units = host.units(ctx)
+    if not args.boot:
+        _check_allocations(ctx, args.force, desired, node, units)
 
     def run(plans: tuple[GpuPlan, ...]) -> execute.Execution:
         return execute.execute(plans, gpus, units, notifier, options)
@@ -199,6 +207,34 @@ def _apply_locked(
     recorder.done(final, code, changes=changes, reset_pending=pending)
     _summary(notifier, node, execution, final, code, time.monotonic() - started, notes)
     return code
+
+
+def _check_allocations(
+    ctx: Context, force: bool, desired: DesiredNode, node: NodePlan, units: Units
+) -> None:
+    """A live change to a GPU whose MIG devices a pod or a Slurm job holds is refused before
+    anything is stopped or changed (exit 1, naming the holder), unless --force."""
+    changing = tuple(p for p in node.gpus if p.steps)
+    if not changing:
+        return
+    slurmd = bool(units.active((SLURMD,)))
+    try:
+        held = allocations.read(changing, ctx.sysroot, slurmd, desired.restore.pre_apply)
+    except allocations.AllocationsUnknown as exc:
+        if not force:
+            raise
+        log.warning("allocations_overridden", error=str(exc))
+        return
+    found = allocations.conflicts(changing, held)
+    if not found:
+        return
+    words = found[0].describe() + (f"; and {len(found) - 1} more" if len(found) > 1 else "")
+    if force:
+        log.warning("allocations_overridden", error=words)
+        return
+    raise allocations.AllocatedError(
+        f"refused: {words}", hint="drain the node or wait for the holder to end, or use --force"
+    )
 
 
 def _save(record: runs.RunRecord, ctx: Context) -> None:
