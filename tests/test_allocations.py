@@ -357,3 +357,41 @@ def test_running_slurmd_holds_every_changed_gpu(
     with pytest.raises(allocations.AllocatedError, match=r"Slurm job 42 \(user alice\)"):
         apply._check_allocations(ctx, False, desired, node, FakeUnits(running=[SLURMD]))
     apply._check_allocations(ctx, False, desired, node, FakeUnits())
+
+
+# ---- doctor ----
+
+
+def doctor_line(host: Host, root: Path) -> dict[str, str]:
+    """doctor's allocations.kubelet check, from --json."""
+    result = host.run("--sysroot", str(root), "doctor", "--json")
+    checks = json.loads(result.out)["checks"]
+    return next(c for c in checks if c["id"] == "allocations.kubelet")
+
+
+def test_doctor_counts_what_pods_hold(tmp_path: Path, root: Path, served: list[Any]) -> None:
+    """kubelet answering: pass, with the number of MIG devices pods hold."""
+    host = host_at(tmp_path, root)
+    served.append(kubelet(root, [("ml", "a", mig_uuids(host)), ("ml", "b", ["GPU-x"])]))
+    check = doctor_line(host, root)
+    assert check["status"] == "pass"
+    assert "pods hold 2 MIG device(s)" in check["message"]
+
+
+def test_doctor_warns_without_grpcio(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kubelet's socket without grpcio: warn, naming the package to install."""
+    host = host_at(tmp_path, root)
+    stale_socket(root)
+    monkeypatch.setitem(sys.modules, "grpc", None)
+    check = doctor_line(host, root)
+    assert check["status"] == "warn"
+    assert "python3-grpcio is not installed" in check["message"]
+    assert "install python3-grpcio" in check["hint"]
+
+
+def test_doctor_without_kubelet_passes(tmp_path: Path, root: Path) -> None:
+    """No socket: pass, nothing to ask."""
+    host = host_at(tmp_path, root)
+    assert doctor_line(host, root)["status"] == "pass"
