@@ -299,11 +299,15 @@ def conflicts(plans: tuple[GpuPlan, ...], held: tuple[Allocation, ...]) -> tuple
 
 
 def read(
-    plans: tuple[GpuPlan, ...], sysroot: Path, slurmd_running: bool, command: tuple[str, ...]
+    plans: tuple[GpuPlan, ...],
+    sysroot: Path | None,
+    slurmd_running: bool,
+    command: tuple[str, ...],
 ) -> tuple[Allocation, ...]:
-    """Every allocation the sources that apply here report (AllocationsUnknown if one fails)."""
+    """Every allocation the sources that apply here report (AllocationsUnknown if one fails);
+    kubelet is not asked without a sysroot (a simulated host has none of its own)."""
     held: list[Allocation] = []
-    path = kubelet_socket(sysroot)
+    path = kubelet_socket(sysroot) if sysroot is not None else None
     if path is not None:
         held += from_kubelet(path)
     if slurmd_running:

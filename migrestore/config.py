@@ -46,7 +46,14 @@ from migrestore.selection import normalise_pci
 FORMAT_VERSION = 2  # the newest this migrestore reads (and writes, when a file needs it)
 # What each version added: a file using it must say at least that version, so that an older
 # migrestore refuses the file at its version line rather than at the unknown key.
-_SINCE_VERSION_2 = ("select.device-id", "optional", "geometry", "on-failure", "consumer")
+_SINCE_VERSION_2 = (
+    "select.device-id",
+    "optional",
+    "geometry",
+    "on-failure",
+    "consumer",
+    "pre-apply",
+)
 
 # Bounds checked before any work: a layout file is small, shallow and holds small numbers.
 MAX_FILE_BYTES = 1 << 20
@@ -474,7 +481,7 @@ def _check_needed_version(gpus: Sequence[GpuSpec], version: int, key: _Key) -> N
 def _restore(value: object, key: _Key, version: int) -> RestoreOptions:
     table = _table(value, key, _RESTORE_KEYS)
     defaults = RestoreOptions()
-    for name in ("on-failure", "consumer"):
+    for name in ("on-failure", "consumer", "pre-apply"):
         if name in table and version < 2:
             key.child(name).fail(f"needs version = 2 (the file says version = {version})")
     consumer = None

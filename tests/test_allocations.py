@@ -237,7 +237,7 @@ def test_a_failing_pre_apply_check_refuses_with_its_reason(tmp_path: Path, root:
     host = host_at(tmp_path, root)
     script = check_script(tmp_path, 'echo "node gpu7 is not drained"\necho second-line\nexit 3\n')
     host.write_layout(
-        WHOLE.replace("version = 1", f'version = 1\n[restore]\npre-apply = ["{script}"]')
+        WHOLE.replace("version = 1", f'version = 2\n[restore]\npre-apply = ["{script}"]')
     )
     simulator.reset_counters(host.state)
     refused = host.run("--sysroot", str(root), "apply")
@@ -253,7 +253,7 @@ def test_a_passing_pre_apply_check_sees_the_gpus_and_devices(tmp_path: Path, roo
     host = host_at(tmp_path, root)
     seen = tmp_path / "seen"
     script = check_script(tmp_path, f'echo "$MIGRESTORE_GPUS|$MIGRESTORE_MIG_DEVICES" > {seen}\n')
-    restore = f'version = 1\n[restore]\npre-apply = ["{script}", "--quiet"]'
+    restore = f'version = 2\n[restore]\npre-apply = ["{script}", "--quiet"]'
     host.write_layout(MORE_ON_GPU_1.replace("version = 1", restore))
     devices = mig_uuids(host)
     gpus = [g["uuid"] for g in json.loads(host.run("status", "--json").out)["gpus"]]
@@ -262,14 +262,19 @@ def test_a_passing_pre_apply_check_sees_the_gpus_and_devices(tmp_path: Path, roo
 
 
 def test_pre_apply_must_be_an_absolute_command(tmp_path: Path) -> None:
-    """A relative program is a layout error (exit 2) naming the key."""
+    """A relative program is a layout error (exit 2) naming the key; so is pre-apply in a
+    version 1 file."""
     layout = tmp_path / "layout.toml"
-    layout.write_text('version = 1\n[restore]\npre-apply = ["check"]\n')
+    layout.write_text('version = 2\n[restore]\npre-apply = ["check"]\n')
     host = Host(tmp_path / "host.json", layout)
     simulator.init_host(host.state, [(H100, 1)])
     result = host.run("check")
     assert result.code == 2
     assert "restore.pre-apply: must start with an absolute program path" in result.err
+    layout.write_text('version = 1\n[restore]\npre-apply = ["/bin/true"]\n')
+    result = host.run("check")
+    assert result.code == 2
+    assert "restore.pre-apply: needs version = 2" in result.err
 
 
 # ---- Slurm ----
@@ -395,3 +400,18 @@ def test_doctor_without_kubelet_passes(tmp_path: Path, root: Path) -> None:
     """No socket: pass, nothing to ask."""
     host = host_at(tmp_path, root)
     assert doctor_line(host, root)["status"] == "pass"
+
+
+def test_a_drop_in_can_add_the_pre_apply_check(tmp_path: Path, root: Path) -> None:
+    """pre-apply from conf.d/ (as a site's provisioning would add it) refuses like the main
+    file's."""
+    host = host_at(tmp_path, root)
+    script = check_script(tmp_path, 'echo "maintenance window closed"\nexit 1\n')
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d/10-check.toml").write_text(
+        f'version = 2\n[restore]\npre-apply = ["{script}"]\n'
+    )
+    host.write_layout(WHOLE)
+    refused = host.run("--sysroot", str(root), "apply")
+    assert refused.code == 1
+    assert "maintenance window closed" in refused.err

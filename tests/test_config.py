@@ -149,13 +149,13 @@ ERRORS = [
     (
         'version = 1\n[[gpu]]\nselect = { device-id = "0x233510DE" }\n',
         "version: is 1, but the file uses select.device-id, optional, geometry, on-failure, "
-        "consumer or the like (version 2); "
+        "consumer, pre-apply or the like (version 2); "
         "write version = 2",
     ),
     (
         'version = 1\n[[gpu]]\nselect = "all"\noptional = true\n',
         "version: is 1, but the file uses select.device-id, optional, geometry, on-failure, "
-        "consumer or the like (version 2); "
+        "consumer, pre-apply or the like (version 2); "
         "write version = 2",
     ),
     (

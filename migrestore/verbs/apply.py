@@ -218,8 +218,10 @@ def _check_allocations(
     if not changing:
         return
     slurmd = bool(units.active((SLURMD,)))
+    # A simulated host's kubelet is the one below its --sysroot, never the real host's.
+    sysroot = None if ctx.simulated and not ctx.sysroot_given else ctx.sysroot
     try:
-        held = allocations.read(changing, ctx.sysroot, slurmd, desired.restore.pre_apply)
+        held = allocations.read(changing, sysroot, slurmd, desired.restore.pre_apply)
     except allocations.AllocationsUnknown as exc:
         if not force:
             raise
