@@ -42,6 +42,11 @@ KINDS = (
         "not ask about",
     ),
     Kind(
+        "slurmd_state_unknown",
+        "11d475fa863843bba9858a7fd68928c4",
+        "systemd could not say whether slurmd runs: Slurm is asked if scontrol is here (debug)",
+    ),
+    Kind(
         "planned_after_mig_enabled",
         "d047c7c51b7b4446a811bd7456c0b8fe",
         "apply planned the instances of GPUs whose profile table shows only with MIG on (R535)",

@@ -338,7 +338,7 @@ def test_running_slurmd_holds_every_changed_gpu(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With slurmd active and a GPU in use, apply's check refuses, naming the job; without
-    slurmd Slurm is not asked."""
+    slurmd Slurm is not asked; with systemd out of reach, scontrol on PATH is asked."""
     fake_slurm(tmp_path, monkeypatch, "gpu:3g.40gb:1(IDX:0)")
     state = tmp_path / "host.json"
     simulator.init_host(state, [(H100, 1)])
@@ -362,6 +362,8 @@ def test_running_slurmd_holds_every_changed_gpu(
     with pytest.raises(allocations.AllocatedError, match=r"Slurm job 42 \(user alice\)"):
         apply._check_allocations(ctx, False, desired, node, FakeUnits(running=[SLURMD]))
     apply._check_allocations(ctx, False, desired, node, FakeUnits())
+    with pytest.raises(allocations.AllocatedError, match="Slurm job 42"):  # systemd unreachable
+        apply._check_allocations(ctx, False, desired, node, FakeUnits(reachable=False))
 
 
 # ---- doctor ----

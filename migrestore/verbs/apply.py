@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import time
@@ -217,7 +218,11 @@ def _check_allocations(
     changing = tuple(p for p in node.gpus if p.steps)
     if not changing:
         return
-    slurmd = bool(units.active((SLURMD,)))
+    try:
+        slurmd = bool(units.active((SLURMD,)))
+    except UnitError as exc:  # systemd out of reach: Slurm is asked if its client is here
+        slurmd = shutil.which("scontrol") is not None
+        log.debug("slurmd_state_unknown", error=str(exc), asking_slurm=slurmd)
     # A simulated host's kubelet is the one below its --sysroot, never the real host's.
     sysroot = None if ctx.simulated and not ctx.sysroot_given else ctx.sysroot
     try:
