@@ -25,7 +25,6 @@ import re
 import socket
 import stat
 import subprocess
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ LIST_METHOD = "/v1.PodResourcesLister/List"
 KUBELET_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 60.0
 _MAX_REASON = 200
+_FORCE = "use --force to go ahead without knowing"
 
 
 class AllocationsUnknown(MigrestoreError):
@@ -159,7 +159,7 @@ def from_kubelet(path: Path) -> tuple[Allocation, ...]:
         raise AllocationsUnknown(
             f"kubelet's PodResources socket {path} exists but {missing} is not installed: "
             "cannot tell which MIG devices pods hold",
-            hint=f"install {missing}, or use --force",
+            hint=f"install {missing}, or use --force to go ahead without knowing",
         )
     grpc = importlib.import_module("grpc")
     request, response = messages()
@@ -176,7 +176,7 @@ def from_kubelet(path: Path) -> tuple[Allocation, ...]:
         details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
         raise AllocationsUnknown(
             f"kubelet's PodResources API at {path} did not answer List: {code}: {details}",
-            hint="is kubelet running? (or use --force)",
+            hint=f"is kubelet running? (or {_FORCE})",
         ) from None
     return tuple(
         Allocation(
@@ -221,25 +221,31 @@ def from_slurm(node: str) -> tuple[Allocation, ...]:
 
 
 def _output(command: list[str], source: str) -> str:
+    done = _run(command, f"{source} allocations could not be read")
+    if done.returncode != 0:
+        said = _first_line(done.stderr) or f"exit status {done.returncode}"
+        raise AllocationsUnknown(
+            f"{source} allocations could not be read: {command[0]}: {said}", hint=_FORCE
+        )
+    return done.stdout
+
+
+def _run(
+    command: list[str], failed: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command (bounded, no input); one that cannot run is AllocationsUnknown."""
     try:
-        done = subprocess.run(
+        return subprocess.run(
             command,
             capture_output=True,
             text=True,
             timeout=COMMAND_TIMEOUT,
             check=False,
             stdin=subprocess.DEVNULL,
+            env=env,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise AllocationsUnknown(
-            f"{source} allocations could not be read: {command[0]}: {exc}", hint="or use --force"
-        ) from None
-    if done.returncode != 0:
-        said = _first_line(done.stderr) or f"exit status {done.returncode}"
-        raise AllocationsUnknown(
-            f"{source} allocations could not be read: {command[0]}: {said}", hint="or use --force"
-        )
-    return done.stdout
+        raise AllocationsUnknown(f"{failed}: {command[0]}: {exc}", hint=_FORCE) from None
 
 
 # ---- [restore] pre-apply ----
@@ -249,27 +255,14 @@ def from_command(command: tuple[str, ...], plans: tuple[GpuPlan, ...]) -> tuple[
     """Run the site's check with the GPUs and MIG devices the change touches in its environment
     (MIGRESTORE_GPUS, MIGRESTORE_MIG_DEVICES: space-separated UUIDs); a non-zero exit is a
     refusal whose reason is the first line it printed."""
-    env: Mapping[str, str] = {
+    env = {
         **os.environ,
         "MIGRESTORE_GPUS": " ".join(p.gpu.uuid for p in plans),
         "MIGRESTORE_MIG_DEVICES": " ".join(
             ci.uuid for p in plans for gi in p.gpu.instances for ci in gi.compute if ci.uuid
         ),
     }
-    try:
-        done = subprocess.run(
-            list(command),
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
-            stdin=subprocess.DEVNULL,
-            env=dict(env),
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise AllocationsUnknown(
-            f"the pre-apply check {command[0]} could not be run: {exc}", hint="or use --force"
-        ) from None
+    done = _run(list(command), "the pre-apply check could not be run", env)
     if done.returncode == 0:
         return ()
     reason = _first_line(done.stdout) or f"exit status {done.returncode}"

@@ -261,6 +261,18 @@ def test_a_passing_pre_apply_check_sees_the_gpus_and_devices(tmp_path: Path, roo
     assert seen.read_text().strip() == f"{gpus[1]}|{devices[1]}"
 
 
+def test_a_pre_apply_check_that_cannot_run_refuses(tmp_path: Path, root: Path) -> None:
+    """A program that is not there: refused (1), saying it could not be run; --force goes on."""
+    host = host_at(tmp_path, root)
+    missing = tmp_path / "no-such-check"
+    restore = f'version = 2\n[restore]\npre-apply = ["{missing}"]'
+    host.write_layout(WHOLE.replace("version = 1", restore))
+    refused = host.run("--sysroot", str(root), "apply")
+    assert refused.code == 1
+    assert f"the pre-apply check could not be run: {missing}" in refused.err
+    assert host.run("--sysroot", str(root), "apply", "--force").code == 0
+
+
 def test_pre_apply_must_be_an_absolute_command(tmp_path: Path) -> None:
     """A relative program is a layout error (exit 2) naming the key; so is pre-apply in a
     version 1 file."""
