@@ -7,7 +7,7 @@ does not show it; the scheduler's own record does. Three sources, each used when
   /var/lib/kubelet/pod-resources/kubelet.sock): the device plugin reports MIG devices by their
   `MIG-...` UUIDs (and whole GPUs by `GPU-...`). Read through grpcio and protobuf when both import
   (python3-grpcio, python3-protobuf): they are optional, the messages are described at run time
-  (no generated code, so any protobuf from 3.12 on reads them);
+  (no generated code, which would tie itself to one protobuf release);
 - Slurm, when slurmd runs: `scontrol --details --oneliner show node NODE` (GresUsed) and
   `squeue --nodelist NODE` for the jobs. Slurm's GRES index does not name a MIG device, so a GPU
   GRES in use on the node holds every GPU the change touches;
