@@ -53,6 +53,7 @@ _SINCE_VERSION_2 = (
     "on-failure",
     "consumer",
     "managed",
+    "pre-apply",
 )
 
 # Bounds checked before any work: a layout file is small, shallow and holds small numbers.
@@ -74,6 +75,7 @@ _RESTORE_KEYS = (
     "metrics-dir",
     "on-failure",
     "consumer",
+    "pre-apply",
 )
 _GPU_KEYS = ("select", "mig", "instance", "optional", "on-failure", "managed")
 _SELECT_KEYS = ("uuid", "pci", "index", "device-id", "model")
@@ -160,6 +162,9 @@ RESTORE_FIELDS = {  # each [restore] key and its RestoreOptions field
     "driver-timeout": "driver_timeout",
     "strict-profile-names": "strict_profile_names",
     "metrics-dir": "metrics_dir",
+    "on-failure": "on_failure",
+    "consumer": "consumer",
+    "pre-apply": "pre_apply",
 }
 
 
@@ -480,7 +485,7 @@ def _check_needed_version(gpus: Sequence[GpuSpec], version: int, key: _Key) -> N
 def _restore(value: object, key: _Key, version: int) -> RestoreOptions:
     table = _table(value, key, _RESTORE_KEYS)
     defaults = RestoreOptions()
-    for name in ("on-failure", "consumer"):
+    for name in ("on-failure", "consumer", "pre-apply"):
         if name in table and version < 2:
             key.child(name).fail(f"needs version = 2 (the file says version = {version})")
     consumer = None
@@ -494,6 +499,7 @@ def _restore(value: object, key: _Key, version: int) -> RestoreOptions:
         metrics_dir=_directory(table, "metrics-dir", key),
         on_failure=_on_failure(table, key) or defaults.on_failure,
         consumer=consumer,
+        pre_apply=_command(table, "pre-apply", key),
     )
 
 
@@ -528,6 +534,19 @@ def _directory(table: dict[str, Any], name: str, key: _Key) -> str | None:
         wanted = 'an absolute directory path such as "/srv/metrics"'
         key.fail(f"must be {wanted}, got {_describe(value)}")
     return value
+
+
+def _command(table: dict[str, Any], name: str, key: _Key) -> tuple[str, ...]:
+    """A command as an array: an absolute program path, then its arguments."""
+    if name not in table:
+        return ()
+    value, key = table[name], key.child(name)
+    wanted = 'an array such as ["/usr/local/sbin/drained", "--node"]'
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        key.fail(f"must be {wanted}, got {_describe(value)}")
+    if not value[0].startswith("/"):
+        key.fail(f"must start with an absolute program path, got {_describe(value[0])}")
+    return tuple(value)
 
 
 def _units(
