@@ -53,6 +53,7 @@ _SINCE_VERSION_2 = (
     "on-failure",
     "consumer",
     "managed",
+    "pre-apply",
 )
 # Version 2 also added `gpus` (on an index entry) and [restore] `gpus` and `adopt-replaced`.
 
@@ -75,6 +76,7 @@ _RESTORE_KEYS = (
     "metrics-dir",
     "on-failure",
     "consumer",
+    "pre-apply",
     "gpus",
     "adopt-replaced",
 )
@@ -165,6 +167,7 @@ RESTORE_FIELDS = {  # each [restore] key and its RestoreOptions field
     "metrics-dir": "metrics_dir",
     "on-failure": "on_failure",
     "consumer": "consumer",
+    "pre-apply": "pre_apply",
     "gpus": "gpus",
     "adopt-replaced": "adopt_replaced",
 }
@@ -488,7 +491,7 @@ def _check_needed_version(gpus: Sequence[GpuSpec], version: int, key: _Key) -> N
 def _restore(value: object, key: _Key, version: int) -> RestoreOptions:
     table = _table(value, key, _RESTORE_KEYS)
     defaults = RestoreOptions()
-    for name in ("on-failure", "consumer", "gpus", "adopt-replaced"):
+    for name in ("on-failure", "consumer", "pre-apply", "gpus", "adopt-replaced"):
         if name in table and version < 2:
             key.child(name).fail(f"needs version = 2 (the file says version = {version})")
     consumer = None
@@ -502,6 +505,7 @@ def _restore(value: object, key: _Key, version: int) -> RestoreOptions:
         metrics_dir=_directory(table, "metrics-dir", key),
         on_failure=_on_failure(table, key) or defaults.on_failure,
         consumer=consumer,
+        pre_apply=_command(table, "pre-apply", key),
         gpus=_optional_integer(table, "gpus", key, 1, MAX_ITEMS),
         adopt_replaced=_flag(table, "adopt-replaced", key),
     )
@@ -538,6 +542,19 @@ def _directory(table: dict[str, Any], name: str, key: _Key) -> str | None:
         wanted = 'an absolute directory path such as "/srv/metrics"'
         key.fail(f"must be {wanted}, got {_describe(value)}")
     return value
+
+
+def _command(table: dict[str, Any], name: str, key: _Key) -> tuple[str, ...]:
+    """A command as an array: an absolute program path, then its arguments."""
+    if name not in table:
+        return ()
+    value, key = table[name], key.child(name)
+    wanted = 'an array such as ["/usr/local/sbin/drained", "--node"]'
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        key.fail(f"must be {wanted}, got {_describe(value)}")
+    if not value[0].startswith("/"):
+        key.fail(f"must start with an absolute program path, got {_describe(value[0])}")
+    return tuple(value)
 
 
 def _units(

@@ -36,6 +36,17 @@ KINDS = (
     ),
     Kind("planned", "ee0f09ce9eca41cba81a89336d5e81d2", "apply planned its steps"),
     Kind(
+        "allocations_overridden",
+        "c2bec0b378cc4533967c105364744218",
+        "apply --force changed GPUs that a pod or job holds MIG devices on, or that it could "
+        "not ask about",
+    ),
+    Kind(
+        "slurmd_state_unknown",
+        "11d475fa863843bba9858a7fd68928c4",
+        "systemd could not say whether slurmd runs: Slurm is asked if scontrol is here (debug)",
+    ),
+    Kind(
         "planned_after_mig_enabled",
         "d047c7c51b7b4446a811bd7456c0b8fe",
         "apply planned the instances of GPUs whose profile table shows only with MIG on (R535)",

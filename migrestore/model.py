@@ -380,6 +380,7 @@ class RestoreOptions:
     metrics_dir: str | None = None  # node_exporter's textfile collector directory, if not default
     on_failure: OnFailure = OnFailure.LEAVE  # the default of the [[gpu]] entries
     consumer: Consumer | None = None  # the default of `check --consumer`
+    pre_apply: tuple[str, ...] = ()  # a live apply's site check: a non-zero exit refuses
     gpus: int | None = None  # GPUs the host should have: index entries need it (selection.py)
     adopt_replaced: bool = False  # a uuid entry governs the same-model GPU now in its slot
 

@@ -149,13 +149,13 @@ ERRORS = [
     (
         'version = 1\n[[gpu]]\nselect = { device-id = "0x233510DE" }\n',
         "version: is 1, but the file uses select.device-id, optional, geometry, on-failure, "
-        "consumer, managed or the like (version 2); "
+        "consumer, managed, pre-apply or the like (version 2); "
         "write version = 2",
     ),
     (
         'version = 1\n[[gpu]]\nselect = "all"\noptional = true\n',
         "version: is 1, but the file uses select.device-id, optional, geometry, on-failure, "
-        "consumer, managed or the like (version 2); "
+        "consumer, managed, pre-apply or the like (version 2); "
         "write version = 2",
     ),
     (
@@ -177,7 +177,8 @@ ERRORS = [
     (
         "version = 1\n[restore]\nstop_units = []",
         "restore.stop_units: unknown key (known here: stop-units, refresh-units, driver-timeout, "
-        "strict-profile-names, metrics-dir, on-failure, consumer, gpus, adopt-replaced)",
+        "strict-profile-names, metrics-dir, on-failure, consumer, pre-apply, gpus, "
+        "adopt-replaced)",
     ),
     (
         'version = 1\n[restore]\nstop-units = "nvsm.service"',

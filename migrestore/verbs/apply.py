@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ from datetime import datetime, timezone
 
 from migrestore import (
     __version__,
+    allocations,
     audit,
     bindings,
     caps,
@@ -30,6 +32,7 @@ from migrestore import (
     report,
     runs,
 )
+from migrestore.consumers import SLURMD
 from migrestore.context import Context
 from migrestore.errors import ConfigError, DriverError, ExitCode, UnitError
 from migrestore.events import log
@@ -53,7 +56,11 @@ from migrestore.verbs.common import (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`--force`, `--dry-run`, `--boot`, `--json`, `--lock-wait`, `--metrics-dir`."""
     add = parser.add_argument
-    add("--force", action="store_true", help="destroy instances even if processes run on them")
+    add(
+        "--force",
+        action="store_true",
+        help="destroy instances even if processes run on them or a scheduler allocated them",
+    )
     add("--dry-run", action="store_true", help="only show the plan (same as `plan`)")
     add(
         "--boot",
@@ -208,6 +215,8 @@ def _apply_locked(
         force=args.force, stop_units=desired.restore.stop_units, state_dir=ctx.state_dir
     )
     units = host.units(ctx)
+    if not args.boot:
+        _check_allocations(ctx, args.force, desired, node, units)
 
     def run(plans: tuple[GpuPlan, ...]) -> execute.Execution:
         return execute.execute(plans, gpus, units, notifier, options)
@@ -250,6 +259,40 @@ def _other_owner(ctx: Context) -> str:
     if owner:
         log.warning("other_mig_owner", owner=owner)
     return owner
+
+
+def _check_allocations(
+    ctx: Context, force: bool, desired: DesiredNode, node: NodePlan, units: Units
+) -> None:
+    """A live change to a GPU whose MIG devices a pod or a Slurm job holds is refused before
+    anything is stopped or changed (exit 1, naming the holder), unless --force."""
+    changing = tuple(p for p in node.gpus if p.steps)
+    if not changing:
+        return
+    try:
+        slurmd = bool(units.active((SLURMD,)))
+    except UnitError as exc:  # systemd out of reach: Slurm is asked if its client is here
+        slurmd = shutil.which("scontrol") is not None
+        log.debug("slurmd_state_unknown", error=str(exc), asking_slurm=slurmd)
+    # A simulated host's kubelet is the one below its --sysroot, never the real host's.
+    sysroot = None if ctx.simulated and not ctx.sysroot_given else ctx.sysroot
+    try:
+        held = allocations.read(changing, sysroot, slurmd, desired.restore.pre_apply)
+    except allocations.AllocationsUnknown as exc:
+        if not force:
+            raise
+        log.warning("allocations_overridden", error=str(exc))
+        return
+    found = allocations.conflicts(changing, held)
+    if not found:
+        return
+    words = found[0].describe() + (f"; and {len(found) - 1} more" if len(found) > 1 else "")
+    if force:
+        log.warning("allocations_overridden", error=words)
+        return
+    raise allocations.AllocatedError(
+        f"refused: {words}", hint="drain the node or wait for the holder to end, or use --force"
+    )
 
 
 def _warn_uncounted(desired: DesiredNode) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from migrestore import (
+    allocations,
     bindings,
     caps,
     config,
@@ -148,6 +149,7 @@ def diagnose(ctx: Context, units: Units) -> tuple[Check, ...]:
         *_guarded("layout.fit", lambda: _layout_fit(survey, ctx.config, ctx.state_dir)),
         *_guarded("unit", lambda: _unit_checks(survey, ctx.state_dir)),
         *_guarded("owner", lambda: _owner_checks(survey)),
+        *_guarded("allocations", lambda: _allocation_checks(survey)),
         *_guarded("tooling", lambda: _tooling_checks(survey)),
     )
 
@@ -779,6 +781,31 @@ def _mig_manager(survey: Survey) -> Check:
     )
     hint = f"systemctl disable --now {MIG_MANAGER} (or mask it), or disable {UNIT}"
     return Check("owner.mig-manager", Status.FAIL, text, hint)
+
+
+# ---- schedulers' allocations (a live apply asks them) ----
+
+
+def _allocation_checks(survey: Survey) -> list[Check]:
+    if not survey.files:
+        return [_skipped("allocations")]
+    return [_kubelet_allocations(survey)]
+
+
+def _kubelet_allocations(survey: Survey) -> Check:
+    """kubelet's PodResources API can be asked (List is read-only), or why not."""
+    where = "allocations.kubelet"
+    path = allocations.kubelet_socket(survey.sysroot)
+    if path is None:
+        return Check(where, Status.PASS, "no kubelet PodResources socket: no pods to ask about")
+    try:
+        held = allocations.from_kubelet(path)
+    except allocations.AllocationsUnknown as exc:
+        text = f"{exc}: a live apply refuses every change here without --force"
+        return Check(where, Status.WARN, text, exc.hint)
+    mig = sorted({a.device for a in held if a.device.startswith("MIG-")})
+    text = f"kubelet's PodResources API answers: pods hold {len(mig)} MIG device(s)"
+    return Check(where, Status.PASS, text)
 
 
 # ---- container tooling ----
