@@ -4,7 +4,9 @@ Order across the host: refuse GPUs whose plan would destroy busy instances (unle
 the driver-client units that are active, only if some step needs it (a mode change, a reset or a
 destroy); set MIG modes; reset, in one go, only the GPUs whose mode is still pending (refused, with
 persistence mode off for the GPUs that have it on, then each alone); then per GPU destroy and
-create instances; finally start the stopped units again in reverse order, whatever happened.
+create instances. The stopped units are started again in reverse order, whatever happened:
+by `apply` after the device nodes and the CDI refresh (`clients_held`, shared by all its passes),
+or here before returning when no HeldClients is given.
 """
 
 from __future__ import annotations
@@ -113,9 +115,16 @@ def busy_message(plan: GpuPlan) -> str:
 
 
 def execute(
-    plans: tuple[GpuPlan, ...], gpus: Gpus, units: Units, notifier: Notifier, options: Options
+    plans: tuple[GpuPlan, ...],
+    gpus: Gpus,
+    units: Units,
+    notifier: Notifier,
+    options: Options,
+    held: HeldClients | None = None,
 ) -> Execution:
-    """Carry out every GPU's steps; never raises for one GPU's failure."""
+    """Carry out every GPU's steps; never raises for one GPU's failure. With `held` the stopped
+    units stay stopped for the caller to start again (after the device nodes and the CDI
+    refresh); without, they are started again before this returns."""
     outcomes = {p.gpu.uuid: GpuOutcome(p.gpu.uuid, p.gpu.label) for p in plans}
     runnable = []
     for p in plans:
@@ -126,13 +135,18 @@ def execute(
         elif p.steps:
             runnable.append(p)
     todo = tuple(runnable)
-    stop = options.stop_units if needs_units_stopped(todo) else ()
-    if stop:
-        notifier.extend_timeout(UNIT_STOP_TIMEOUT * 2)
     problems: list[str] = []
     late = _persistence_left_off(gpus, options.state_dir, outcomes, problems)
-    with _units_stopped(units, stop, problems, options.state_dir, notifier) as stopped:
+    if held is None:
+        with clients_held(units, options.stop_units, options.state_dir, notifier) as own:
+            own.stop_for(todo)
+            _run_all(todo, gpus, units, notifier, outcomes, _Run(options.state_dir, late))
+            problems += [p for p in (own.start_again(),) if p]
+        stopped = tuple(own.stopped)
+    else:
+        held.stop_for(todo)
         _run_all(todo, gpus, units, notifier, outcomes, _Run(options.state_dir, late))
+        stopped = tuple(held.stopped)
     for uuid, problem in late.items():
         outcomes[uuid] = _failed_late(outcomes[uuid], problem)
     return Execution(tuple(outcomes[p.gpu.uuid] for p in plans), stopped, "; ".join(problems))
@@ -210,43 +224,75 @@ def fallback_in_words(outcome: GpuOutcome) -> str:
     return "MIG disabled: a whole GPU" if outcome.steps_done else "MIG was off: a whole GPU"
 
 
-@contextmanager
-def _units_stopped(
-    units: Units,
-    wanted: tuple[str, ...],
-    problems: list[str],
-    state_dir: Path | None,
-    notifier: Notifier,
-) -> Iterator[tuple[str, ...]]:
-    """Stop the active ones of `wanted`; start exactly those again afterwards, in reverse order,
-    whatever happened (an exception, SIGTERM). They are noted in `state_dir` before the first
-    stop and the note is dropped once they were started, so a SIGKILL leaves the next run the list.
+class HeldClients:
+    """The driver-client units one relayout stops, held stopped until `start_again`.
 
-    A unit that will not stop aborts the run before any GPU is touched (after starting again what
-    was stopped); a unit that will not start again (its start job is awaited) is reported in
-    `problems`, the GPUs' results are kept.
+    They are stopped when a plan first needs it (`stop_for`; every executor pass of the run shares
+    one stop), noted in `state_dir` before the first stop, and started again once, in reverse
+    order, each start awaited; the note is dropped once they all started. A unit that will not
+    stop raises UnitError (after starting again what was already stopped).
     """
-    active = units.active(wanted) if wanted else ()
-    if active and state_dir is not None:
-        runs.remember_stopped(state_dir, active)
-    stopped: list[str] = []
-    try:
-        for unit in active:
-            _stop_one(units, unit, stopped)
-        yield tuple(stopped)
-    finally:
-        if stopped:
-            again = restart_order(tuple(stopped))
+
+    def __init__(
+        self, units: Units, wanted: tuple[str, ...], state_dir: Path | None, notifier: Notifier
+    ) -> None:
+        self.units = units
+        self.wanted = wanted
+        self.state_dir = state_dir
+        self.notifier = notifier
+        self.stopped: list[str] = []
+        self._asked = False
+        self._started = False
+
+    def stop_for(self, plans: tuple[GpuPlan, ...]) -> None:
+        """Stop the active wanted units if a step of `plans` needs it and they are not yet."""
+        if self._asked or not self.wanted or not needs_units_stopped(plans):
+            return
+        self._asked = True
+        self.notifier.extend_timeout(UNIT_STOP_TIMEOUT * 2)
+        active = self.units.active(self.wanted)
+        if active and self.state_dir is not None:
+            runs.remember_stopped(self.state_dir, active)
+        try:
+            for unit in active:
+                _stop_one(self.units, unit, self.stopped)
+        except UnitError:
+            self.start_again()
+            raise
+
+    def start_again(self) -> str:
+        """Start the stopped units again, in reverse order, awaited; the problem, or ""."""
+        if self._started or not self._asked:
+            return ""
+        self._started = True
+        problem = ""
+        if self.stopped:
+            again = restart_order(tuple(self.stopped))
             log.info("starting_gpu_clients", units=",".join(again))
-            notifier.status(f"starting GPU clients again: {', '.join(again)}")
-            notifier.extend_timeout(UNIT_START_TIMEOUT + 30)
+            self.notifier.status(f"starting GPU clients again: {', '.join(again)}")
+            self.notifier.extend_timeout(UNIT_START_TIMEOUT + 30)
             try:
-                units.start(again)
+                self.units.start(again)
             except UnitError as exc:
                 log.error("gpu_clients_not_restarted", error=str(exc))
-                problems.append(f"could not start GPU clients again: {exc}")
-        if active and state_dir is not None and not problems:
-            runs.forget_stopped(state_dir)
+                problem = f"could not start GPU clients again: {exc}"
+        if self.state_dir is not None and not problem:
+            runs.forget_stopped(self.state_dir)
+        return problem
+
+
+@contextmanager
+def clients_held(
+    units: Units, wanted: tuple[str, ...], state_dir: Path | None, notifier: Notifier
+) -> Iterator[HeldClients]:
+    """A HeldClients whose units are started again on the way out, whatever happened (an
+    exception, SIGTERM), unless the caller already did; a SIGKILL leaves the note in `state_dir`
+    for the next run."""
+    held = HeldClients(units, wanted, state_dir, notifier)
+    try:
+        yield held
+    finally:
+        held.start_again()
 
 
 def _stop_one(units: Units, unit: str, stopped: list[str]) -> None:

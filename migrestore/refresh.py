@@ -5,9 +5,10 @@ keep advertising stale ones until restarted (k8s-device-plugin #240, #992); the 
 CDI spec lists MIG devices too and is rewritten by its `nvidia-cdi-refresh.service` oneshot. So
 after `apply` changed the layout of a running host, the configured `[restore] refresh-units` that
 are running are restarted, and the CDI refresh oneshot (normally inactive: it has exited) is run
-again if it exists. Never at boot: these units are ordered after migrestore and start afterwards
-anyway. Restart is stop-then-start over `interfaces.Units`; the start is awaited (a unit that
-fails to start again is named), except where it waits for this run's own unit.
+again if it exists, before any consumer starts. Never at the first boot restore: these units are
+ordered after migrestore and start afterwards anyway. Restart is stop-then-start over
+`interfaces.Units`; the start is awaited (a unit that fails to start again is named), except where
+it waits for this run's own unit.
 """
 
 from __future__ import annotations
@@ -42,6 +43,28 @@ def refresh_consumers(
     if failures:
         restarted = f" (restarted: {', '.join(done)})" if done else ""
         raise UnitError(f"could not refresh GPU consumers: {'; '.join(failures)}{restarted}")
+    if done:
+        log.info("gpu_consumers_refreshed", units=",".join(done))
+    return tuple(done)
+
+
+def rerun_oneshots(units: Units, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Run the CDI refresh oneshots among `names` again (restarted if still active), each start
+    awaited; returns those rerun. One that does not exist is skipped; one that fails raises
+    UnitError naming it."""
+    shots = tuple(name for name in names if name in ONESHOT_REFRESH_UNITS)
+    if not shots:
+        return ()
+    running = set(units.active(shots))
+    done: list[str] = []
+    for name in shots:
+        if name in running:
+            problem = _restart(units, name)
+            if problem:
+                raise UnitError(f"could not rerun {problem}")
+            done.append(name)
+        elif _run_oneshot(units, name):
+            done.append(name)
     if done:
         log.info("gpu_consumers_refreshed", units=",".join(done))
     return tuple(done)

@@ -351,5 +351,7 @@ def _after_lines(execution: Execution, final: NodePlan) -> list[str]:
         lines.append(f"stopped: {stopped}; FAILED: {execution.unit_error}")
     elif execution.stopped_units:
         lines.append(f"stopped and restarted: {', '.join(execution.stopped_units)}")
+    elif execution.unit_error:
+        lines.append(f"FAILED: {execution.unit_error}")
     lines.extend(_problems(final))
     return lines

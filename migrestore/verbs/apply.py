@@ -29,6 +29,7 @@ from migrestore import (
     report,
     runs,
 )
+from migrestore.consumers import ONESHOT_REFRESH_UNITS
 from migrestore.context import Context
 from migrestore.errors import ConfigError, ExitCode, UnitError
 from migrestore.events import log
@@ -168,24 +169,37 @@ def _apply_locked(
         force=args.force, stop_units=desired.restore.stop_units, state_dir=ctx.state_dir
     )
     units = host.units(ctx)
+    refresh_names = desired.restore.refresh_units
+    with execute.clients_held(units, options.stop_units, ctx.state_dir, notifier) as held:
 
-    def run(plans: tuple[GpuPlan, ...]) -> execute.Execution:
-        return execute.execute(plans, gpus, units, notifier, options)
+        def run(plans: tuple[GpuPlan, ...]) -> execute.Execution:
+            return execute.execute(plans, gpus, units, notifier, options, held)
 
-    execution = run(node.gpus)
-    execution = _after_mode_change(desired, before, node, execution, gpus, run)
-    execution = _disable_mig_on_failure(desired, before, execution, gpus, run)
-    notifier.status("verifying")
-    touched = {p.gpu.uuid for p in node.gpus if p.steps}
-    after = gpus.reread(before, touched) if touched else before
-    for lost in after.unreadable:
-        log.error("gpu_unreadable", gpu=lost.label, uuid=lost.uuid, error=lost.error)
-    final = plan_node(desired, after)
-    notes = (
-        *_device_nodes(ctx, after),
-        *_refresh(args, desired, units, execution),
-        *((execution.unit_error,) if execution.unit_error else ()),
-    )
+        execution = run(node.gpus)
+        execution = _after_mode_change(desired, before, node, execution, gpus, run)
+        execution = _disable_mig_on_failure(desired, before, execution, gpus, run)
+        notifier.status("verifying")
+        touched = {p.gpu.uuid for p in node.gpus if p.steps}
+        after = gpus.reread(before, touched) if touched else before
+        for lost in after.unreadable:
+            log.error("gpu_unreadable", gpu=lost.label, uuid=lost.uuid, error=lost.error)
+        final = plan_node(desired, after)
+        changed_layout = any(o.steps_done for o in execution.outcomes)
+        # Which consumers run now, asked before anything may start them (READY at boot).
+        refreshing = _running(units, refresh_names, execution) if changed_layout else ()
+        live = not args.boot or bool(held.stopped) or bool(refreshing)
+        notes = _device_nodes(ctx, before, after)
+        if args.boot and live and _exit_code(execution, final) == ExitCode.OK and not notes:
+            # `systemctl restart migrestore` on a running host: the units started again below
+            # are ordered after migrestore.service; READY lets them start now, awaited.
+            notifier.ready()
+        consumers = _rerun_cdi(units, refresh_names) if changed_layout and live else ()
+        consumers += tuple(p for p in (held.start_again(),) if p)
+        consumers += _refresh(units, refreshing)
+    if consumers:
+        problems = "; ".join(p for p in (execution.unit_error, *consumers) if p)
+        execution = replace(execution, unit_error=problems)
+    notes += (execution.unit_error,) if execution.unit_error else ()
     code = _exit_code(execution, final)
     if notes and code == ExitCode.OK:
         code = ExitCode.FAILURE
@@ -270,17 +284,34 @@ def _disable_mig_on_failure(
     return execution
 
 
-def _refresh(
-    args: argparse.Namespace, desired: DesiredNode, units: Units, execution: execute.Execution
-) -> tuple[str, ...]:
-    """After a live relayout, restart the units that cache the MIG device list. At boot they start
-    after us anyway, so only running ones (`systemctl restart migrestore` on a live host) are
-    restarted then, and the CDI refresh oneshot is not rerun. Returns a note if that failed."""
-    if not any(o.steps_done for o in execution.outcomes):
-        return ()
-    names = tuple(u for u in desired.restore.refresh_units if u not in execution.stopped_units)
+def _running(units: Units, names: tuple[str, ...], execution: execute.Execution) -> tuple[str, ...]:
+    """The refresh units that run now and were not stopped with the GPU clients (those start
+    again anyway): after the relayout they are restarted, since they cache the MIG devices."""
+    skip = (*execution.stopped_units, *ONESHOT_REFRESH_UNITS)
+    wanted = tuple(u for u in names if u not in skip)
     try:
-        restarted = refresh.refresh_consumers(units, names, rerun_oneshots=not args.boot)
+        return units.active(wanted) if wanted else ()
+    except UnitError as exc:
+        log.error("refresh_failed", error=str(exc))
+        return ()
+
+
+def _rerun_cdi(units: Units, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Run the CDI refresh oneshot again, awaited, before any consumer starts: the device plugin
+    reads the CDI spec it writes. Returns a note if that failed."""
+    try:
+        refresh.rerun_oneshots(units, names)
+    except UnitError as exc:
+        log.error("refresh_failed", error=str(exc))
+        return (f"refreshing the CDI spec failed: {exc}",)
+    return ()
+
+
+def _refresh(units: Units, running: tuple[str, ...]) -> tuple[str, ...]:
+    """After a live relayout, restart the running units that cache the MIG device list, each
+    start awaited. Returns a note if that failed."""
+    try:
+        restarted = refresh.refresh_consumers(units, running, rerun_oneshots=False)
     except UnitError as exc:
         log.error("refresh_failed", error=str(exc))
         return (f"refreshing MIG device consumers failed: {exc}",)
@@ -289,17 +320,21 @@ def _refresh(
     return ()
 
 
-def _device_nodes(ctx: Context, after: NodeState) -> tuple[str, ...]:
-    """/dev/nvidia-caps nodes: on a real host, or on a simulated one given a --sysroot."""
+def _device_nodes(ctx: Context, before: NodeState, after: NodeState) -> tuple[str, ...]:
+    """/dev/nvidia-caps nodes made for new instances and removed for destroyed ones: on a real
+    host, or on a simulated one given a --sysroot."""
     if ctx.simulated and not ctx.sysroot_given:
         return ()
     try:
+        removed = caps.remove_stale_nodes(before, after, ctx.sysroot)
         made = caps.ensure_nodes(after, ctx.sysroot)
     except OSError as exc:
         log.error("device_nodes_failed", error=str(exc))
-        return (f"could not create /dev/nvidia-caps nodes: {exc}",)
+        return (f"could not update /dev/nvidia-caps nodes: {exc}",)
     if made:
         log.info("device_nodes_created", count=len(made))
+    if removed:
+        log.info("device_nodes_removed", count=len(removed))
     return ()
 
 

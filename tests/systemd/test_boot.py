@@ -272,13 +272,13 @@ def test_restarting_the_restore_leaves_gated_consumers_running(rig: BootRig) -> 
     assert [e.action for e in rig.read_events() if e.unit == "nvsm.service"] == ["start"]
 
 
-def test_restart_on_ampere_starts_consumers_after_it_without_waiting_for_them(
+def test_restart_on_ampere_starts_consumers_after_ready_and_awaits_them(
     manager: UserManager, tmp_path: Path
 ) -> None:
     """`systemctl restart migrestore` when MIG must go off on an A100 with nvsm and nvidia-dcgm
-    running: both are stopped for the reset and started again; their start jobs wait for
-    migrestore (ordered after it), so it does not wait for them (no deadlock): it is ready in
-    seconds, and they start after it and find the layout in place."""
+    running: both are stopped for the reset; once the layout is in place migrestore is READY
+    (their start jobs wait for that: ordered after it), starts them again and awaits each start
+    before it exits; they find the layout in place."""
     rig = BootRig(manager, tmp_path)
     rig.migrestore("simulate", "init", str(rig.state), "--gpu", A100)
     rig.layout(layout(profile="3g.20gb").replace("2g.20gb", "2g.10gb"))
@@ -292,12 +292,16 @@ def test_restart_on_ampere_starts_consumers_after_it_without_waiting_for_them(
     manager.systemctl("restart", "migrestore.service")
     assert time.monotonic() - began < 60
     assert outcome(rig)["ActiveState"] == "active", journal_text(rig)
-    wait_until(lambda: running(rig) == ["nvsm.service", "nvidia-dcgm.service"], 20)
+    sub_state = lambda: manager.show("migrestore.service", "SubState")["SubState"]  # noqa: E731
+    wait_until(lambda: sub_state() == "exited", 20)
+    assert outcome(rig)["ExecMainStatus"] == "0", journal_text(rig)
+    assert running(rig) == ["nvsm.service", "nvidia-dcgm.service"]
     ready = manager.monotonic("migrestore.service", "ActiveEnterTimestampMonotonic")
+    exited = manager.monotonic("migrestore.service", "ExecMainExitTimestampMonotonic")
     for name in ("nvsm.service", "nvidia-dcgm.service"):
-        assert manager.monotonic(name, "ActiveEnterTimestampMonotonic") > ready
+        assert ready < manager.monotonic(name, "ActiveEnterTimestampMonotonic") < exited
     journal = journal_text(rig)
-    assert "start_not_awaited" in journal
+    assert "start_not_awaited" not in journal
     assert "persistence_off_for_reset" in journal
     wait_until(lambda: len(rig.read_events()) == 6, 10)
     assert {e.verify for e in rig.read_events()[4:]} == {IN_SYNC}
