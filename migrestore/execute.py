@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from migrestore import persistence, runs
+from migrestore import holders, persistence, runs
 from migrestore.consumers import FABRIC_MANAGER, KNOWN_GPU_CLIENTS
 from migrestore.errors import GpuError, MigrestoreError, UnitError
 from migrestore.events import log
@@ -96,6 +96,7 @@ class Options:
     force: bool = False
     stop_units: tuple[str, ...] = ()
     state_dir: Path | None = None  # where the units being stopped are noted until started again
+    sysroot: Path | None = None  # whose /proc names the units of busy instances' processes
 
 
 def needs_units_stopped(plans: tuple[GpuPlan, ...]) -> bool:
@@ -105,13 +106,25 @@ def needs_units_stopped(plans: tuple[GpuPlan, ...]) -> bool:
     return any(isinstance(step, blocking) for p in plans for step in p.steps)
 
 
-def busy_message(plan: GpuPlan) -> str:
-    """Why a GPU's plan is refused without --force: the instances and their processes."""
+def busy_message(plan: GpuPlan, sysroot: Path | None = None) -> str:
+    """Why a GPU's plan is refused: the instances, their processes and, when `sysroot`'s /proc
+    tells, the units those run in. NVML refuses to destroy an instance with processes (InUse),
+    so the way out is ending them, never --force."""
     parts = []
+    units: list[str] = []
     for step in plan.busy:
-        procs = ", ".join(str(p) for p in step.processes)
-        parts.append(f"{step.name} (GI {step.gi_id}, CI {step.ci_id}) runs {procs}")
-    return f"would destroy instances in use: {'; '.join(parts)}; use --force to destroy them anyway"
+        named = []
+        for process in step.processes:
+            unit = holders.unit_of(process.pid, sysroot) if sysroot is not None else ""
+            named.append(f"{process} in {unit}" if unit else str(process))
+            units += [unit] if unit and unit not in units else []
+        parts.append(f"{step.name} (GI {step.gi_id}, CI {step.ci_id}) runs {', '.join(named)}")
+    why = "NVML refuses to destroy an instance with processes, even with --force"
+    if units:
+        todo = f"stop {', '.join(units)} (or let the processes end) first"
+    else:
+        todo = "the processes must end first"
+    return f"would destroy instances in use: {'; '.join(parts)}; {todo}: {why}"
 
 
 def execute(
@@ -130,7 +143,7 @@ def execute(
     for p in plans:
         if p.busy and not options.force:
             outcomes[p.gpu.uuid] = replace(
-                outcomes[p.gpu.uuid], error=busy_message(p), nvml_error="InUse"
+                outcomes[p.gpu.uuid], error=busy_message(p, options.sysroot), nvml_error="InUse"
             )
         elif p.steps:
             runnable.append(p)
@@ -577,11 +590,23 @@ def _instances(
         try:
             _one(step, plan.gpu.uuid, gpus, gi_ids)
         except MigrestoreError as exc:
+            exc = _still_busy(step, exc)
             spent = outcome.seconds + time.monotonic() - started
             return replace(_failed(outcome, step, exc), seconds=spent)
         outcome = outcome.did(step)
         log.info("step_done", gpu=plan.gpu.uuid, step=step.describe())
     return replace(outcome, seconds=outcome.seconds + time.monotonic() - started)
+
+
+def _still_busy(step: Step, exc: MigrestoreError) -> MigrestoreError:
+    """A destroy refused as InUse (with --force, processes still run on the instance) says what
+    is needed."""
+    if not isinstance(step, DestroyComputeInstance) or not isinstance(exc, GpuError):
+        return exc
+    if exc.nvml_error != "InUse":
+        return exc
+    hint = "; processes still run on it: they must end first (--force cannot destroy it)"
+    return GpuError(f"{exc}{hint}", nvml_error=exc.nvml_error)
 
 
 def _one(step: Step, uuid: str, gpus: Gpus, gi_ids: dict[Placement, int]) -> None:

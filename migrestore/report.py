@@ -234,7 +234,7 @@ def plan_text(plan: NodePlan) -> str:
         lines.append(f"{p.gpu.label}: {len(p.steps)} step(s)")
         lines.extend(f"  {n}. {s.describe()}" for n, s in enumerate(p.steps, 1))
         if p.busy:
-            lines.append("  ! instances in use; apply refuses unless --force")
+            lines.append("  ! instances in use; apply refuses: their processes must end first")
     lines.extend(_problems(plan))
     lines.extend(f"{g.label}: unmanaged (no [[gpu]] entry selects it)" for g in plan.unmanaged)
     lines.extend(absent_lines(plan))

@@ -46,7 +46,11 @@ from migrestore.verbs.common import add_json_flag, emit, load_layout, seconds, w
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`--force`, `--dry-run`, `--boot`, `--json`, `--lock-wait`, `--metrics-dir`."""
     add = parser.add_argument
-    add("--force", action="store_true", help="destroy instances even if processes run on them")
+    add(
+        "--force",
+        action="store_true",
+        help="go ahead on GPUs whose plan destroys busy instances (NVML still refuses them)",
+    )
     add("--dry-run", action="store_true", help="only show the plan (same as `plan`)")
     add(
         "--boot",
@@ -166,7 +170,10 @@ def _apply_locked(
         simulated=ctx.simulated,
     )
     options = execute.Options(
-        force=args.force, stop_units=desired.restore.stop_units, state_dir=ctx.state_dir
+        force=args.force,
+        stop_units=desired.restore.stop_units,
+        state_dir=ctx.state_dir,
+        sysroot=None if ctx.simulated and not ctx.sysroot_given else ctx.sysroot,
     )
     units = host.units(ctx)
     refresh_names = desired.restore.refresh_units
