@@ -13,6 +13,7 @@ with `user_mode=True` or when MIGRESTORE_SYSTEMD_USER=1 (tests run a private `sy
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -105,12 +106,24 @@ def statuses_of(rows: Sequence[Sequence[Any]], names: tuple[str, ...]) -> dict[s
 
 
 def dbus_message(exc: BaseException) -> str:
-    """What systemd or the bus said, without pystemd's decoration: its DBusBaseError reads
-    `b'org.freedesktop...'[err -22]: b'Operation refused, ...'` plus a second line about itself."""
+    """What systemd or the bus said, on one line, with the D-Bus error name and without pystemd's
+    decoration: its DBusBaseError reads `b'org.freedesktop...'[err -22]: b'Operation refused, ...'`
+    plus a second line about itself; newer ones carry `err_name` and `err_message`."""
+    raw = str(exc).split("\nThis is DBusBaseError", 1)[0]
     message = text(getattr(exc, "err_message", b"") or b"")
-    if message:
-        return message
-    return str(exc).split("\nThis is DBusBaseError", 1)[0]
+    name = text(getattr(exc, "err_name", b"") or b"")
+    found = _RAW_DBUS_ERROR.match(raw)
+    if found:
+        name = name or found["name"]
+        message = message or found["message"]
+    message = " ".join((message or raw).split())
+    return f"{message} ({name})" if name and name not in message else message
+
+
+# pystemd's str() of a DBusBaseError: `b'NAME'[err -22]: b'MESSAGE'` (bytes reprs, or plain).
+_RAW_DBUS_ERROR = re.compile(
+    r"^b?'(?P<name>[A-Za-z_][\w.]*)'\s*\[err -?\d+\]:\s*b?'(?P<message>.*)'\s*$", re.DOTALL
+)
 
 
 def text(value: Any) -> str:

@@ -67,8 +67,8 @@ def test_refused_stop_names_the_unit(booted: UserManager) -> None:
     assert str(caught.value) == (
         "systemd refused to stop pinned.service on the user bus: Operation refused, unit "
         "pinned.service may be requested by dependency only (it is configured to refuse manual "
-        "start/stop)."
-    )  # what systemd said, without pystemd's own second line ("This is DBusBaseError, ...")
+        "start/stop). (org.freedesktop.systemd1.OnlyByDependency)"
+    )  # what systemd said and its error name, without pystemd's bytes reprs and second line
     assert booted.state("pinned.service") == "active"
 
 
