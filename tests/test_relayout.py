@@ -178,3 +178,32 @@ def test_a_refresh_that_fails_is_exit_1_and_not_all_ok(rig: Rig) -> None:
         f"FAILED: refreshing MIG device consumers failed: could not refresh GPU consumers: {GFD}"
         in (result.out)
     )
+
+
+def test_a_unit_that_will_not_stop_aborts_with_a_run_record(rig: Rig) -> None:
+    """The abort is recorded as failed, naming the unit: `status` no longer shows the last "ok"."""
+    rig.live(DCGM, PLUGIN)
+    rig.units.refuse_stop = frozenset({PLUGIN})
+    result = rig.apply(SECOND)
+    assert result.code != 0
+    assert rig.units.calls[-1] == ("start", (DCGM,))
+    record = runs.last(rig.state_dir)
+    assert record is not None
+    assert record.result == "failed"
+    assert record.notes == (f"aborted: systemd refused to stop {PLUGIN}",)
+    status = rig.host.run("--state-dir", str(rig.state_dir), "status")
+    assert f"failed ({rig.host.config}" in status.out
+    assert f"aborted: systemd refused to stop {PLUGIN}" in status.out
+
+
+def test_no_driver_at_boot_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An apply that cannot even open NVML leaves a failed record with the reason."""
+    rig = Rig(tmp_path, monkeypatch)
+    assert rig.apply(FIRST).code == 0
+    simulator.inject_fault(rig.host.state, "nvmlInit", 1, "DriverNotLoaded")
+    result = rig.apply(FIRST)
+    assert result.code != 0
+    record = runs.last(rig.state_dir)
+    assert record is not None
+    assert record.result == "failed"
+    assert record.notes[0].startswith("aborted: ")

@@ -31,7 +31,7 @@ from migrestore import (
 )
 from migrestore.consumers import ONESHOT_REFRESH_UNITS
 from migrestore.context import Context
-from migrestore.errors import ConfigError, ExitCode, UnitError
+from migrestore.errors import ConfigError, ExitCode, MigrestoreError, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
 from migrestore.logs import failures_at_error_priority, is_terminal
@@ -88,12 +88,16 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     with runs.locked(ctx.run_dir, args.lock_wait), _signals_interrupt():
         left = _start_left_stopped(ctx)
         with metrics.Recorder(target) as recorder:
-            _open(gpus, args.boot, desired, notifier)
             try:
-                code = _apply_locked(ctx, args, desired, gpus, notifier, recorder)
-            finally:
-                _end_progress(notifier)
-                gpus.close()
+                _open(gpus, args.boot, desired, notifier)
+                try:
+                    code = _apply_locked(ctx, args, desired, gpus, notifier, recorder)
+                finally:
+                    _end_progress(notifier)
+                    gpus.close()
+            except (MigrestoreError, KeyboardInterrupt) as exc:
+                _save(_aborted(ctx, args, desired, exc), ctx)
+                raise
     return ExitCode.FAILURE if left and code == ExitCode.OK else code
 
 
@@ -228,6 +232,18 @@ def _save(record: runs.RunRecord, ctx: Context) -> None:
         runs.save(record, ctx.state_dir)
     except OSError as exc:
         log.warning("run_record_not_saved", state_dir=str(ctx.state_dir), error=str(exc))
+
+
+def _aborted(
+    ctx: Context, args: argparse.Namespace, desired: DesiredNode, exc: BaseException
+) -> runs.RunRecord:
+    """The record of a run that stopped before its end (a unit that would not stop, the driver
+    not there, NVML failing, SIGTERM): failed, with why, so `status` never shows the previous
+    run's result as the last. The error itself is logged once, by the command line."""
+    why = "interrupted (SIGTERM or SIGINT)" if isinstance(exc, KeyboardInterrupt) else str(exc)
+    nothing = execute.Execution(outcomes=())
+    record = _record(ctx, args, desired, NodeState(gpus=()), nothing, ExitCode.FAILURE)
+    return replace(record, notes=(f"aborted: {why}",))
 
 
 def _digest(ctx: Context) -> str:

@@ -292,8 +292,7 @@ def test_restart_on_ampere_starts_consumers_after_ready_and_awaits_them(
     manager.systemctl("restart", "migrestore.service")
     assert time.monotonic() - began < 60
     assert outcome(rig)["ActiveState"] == "active", journal_text(rig)
-    sub_state = lambda: manager.show("migrestore.service", "SubState")["SubState"]  # noqa: E731
-    wait_until(lambda: sub_state() == "exited", 20)
+    wait_until(lambda: manager.show("migrestore.service", "SubState")["SubState"] == "exited", 20)
     assert outcome(rig)["ExecMainStatus"] == "0", journal_text(rig)
     assert running(rig) == ["nvsm.service", "nvidia-dcgm.service"]
     ready = manager.monotonic("migrestore.service", "ActiveEnterTimestampMonotonic")
