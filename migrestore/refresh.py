@@ -14,7 +14,7 @@ it waits for this run's own unit.
 from __future__ import annotations
 
 from migrestore.consumers import ONESHOT_REFRESH_UNITS
-from migrestore.errors import UnitError
+from migrestore.errors import NoSuchUnit, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Units
 
@@ -27,7 +27,7 @@ def refresh_consumers(
 
     Every unit is tried; if any running unit could not be restarted, UnitError names it (and the
     ones that were restarted) after the others were done. A oneshot that does not exist (systemd
-    refuses to start it) is skipped.
+    has no such unit) is skipped; one that fails is named.
     """
     if not names:
         return ()
@@ -38,8 +38,11 @@ def refresh_consumers(
         if name in running:
             problem = _restart(units, name)
             (failures if problem else done).append(problem or name)
-        elif rerun_oneshots and name in ONESHOT_REFRESH_UNITS and _run_oneshot(units, name):
-            done.append(name)
+        elif rerun_oneshots and name in ONESHOT_REFRESH_UNITS:
+            try:
+                done += [name] if _run_oneshot(units, name) else []
+            except UnitError as exc:
+                failures.append(f"{name}: {exc}")
     if failures:
         restarted = f" (restarted: {', '.join(done)})" if done else ""
         raise UnitError(f"could not refresh GPU consumers: {'; '.join(failures)}{restarted}")
@@ -81,10 +84,11 @@ def _restart(units: Units, name: str) -> str:
 
 
 def _run_oneshot(units: Units, name: str) -> bool:
-    """Queue a start of the oneshot; False if systemd refuses (it does not exist or is masked)."""
+    """Start the oneshot, awaited; False if systemd has no such unit. One that exists and fails
+    raises UnitError."""
     try:
         units.start((name,))
-    except UnitError as exc:
+    except NoSuchUnit as exc:
         log.debug("refresh_unit_skipped", unit=name, reason=str(exc))
         return False
     return True

@@ -207,3 +207,13 @@ def test_no_driver_at_boot_is_recorded(tmp_path: Path, monkeypatch: pytest.Monke
     assert record is not None
     assert record.result == "failed"
     assert record.notes[0].startswith("aborted: ")
+
+
+def test_a_failing_cdi_refresh_is_exit_1_and_named(rig: Rig) -> None:
+    """A CDI refresh oneshot that fails: the clients still start, the run fails naming it."""
+    rig.live(PLUGIN)
+    rig.units.refuse_start = frozenset({CDI})
+    result = rig.apply(SECOND)
+    assert result.code == 1
+    assert f"refreshing the CDI spec failed: systemd refused to start {CDI}" in result.out
+    assert rig.units.running == {PLUGIN}

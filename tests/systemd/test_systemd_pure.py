@@ -208,3 +208,11 @@ def test_dbus_message_is_one_line_with_the_error_name(
     for name, value in attributes.items():
         setattr(error, name, value)
     assert dbus_message(error) == expected
+
+
+def test_dbus_message_of_an_error_pystemd_mapped_by_errno() -> None:
+    """pystemd drops the name of errors it maps by errno: the errno's name stands in for it."""
+    error = _PystemdError("[err -2]: b'Unit absent.service not found.'")
+    error.err_message = b"Unit absent.service not found."  # type: ignore[attr-defined]
+    error.errno = -2  # type: ignore[attr-defined]
+    assert dbus_message(error) == "Unit absent.service not found. (ENOENT)"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from migrestore.errors import UnitError
+from migrestore.errors import NoSuchUnit, UnitError
 from migrestore.systemd import SystemdUnits
 
 from .usermanager import UserManager, wait_until
@@ -165,3 +165,11 @@ def test_empty_requests_need_no_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert units.active(()) == ()
     units.stop(())
     units.start(())
+
+
+def test_starting_a_unit_that_does_not_exist_is_no_such_unit(booted: UserManager) -> None:
+    """systemd's NoSuchUnit is told apart (a missing CDI oneshot is skipped, a failing one not)."""
+    with pytest.raises(
+        NoSuchUnit, match=r"Unit absent\.service not found\. \((ENOENT|.*NoSuchUnit)\)$"
+    ):
+        SystemdUnits(user_mode=True).start(("absent.service",))
