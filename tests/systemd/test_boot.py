@@ -8,6 +8,7 @@ what the units do then is what they would do at boot, ordering and failures incl
 from __future__ import annotations
 
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -304,3 +305,70 @@ def test_restart_on_ampere_starts_consumers_after_ready_and_awaits_them(
     assert "persistence_off_for_reset" in journal
     wait_until(lambda: len(rig.read_events()) == 6, 10)
     assert {e.verify for e in rig.read_events()[4:]} == {IN_SYNC}
+
+
+CDI = "nvidia-cdi-refresh.service"
+PLUGIN = "nvidia-device-plugin.service"
+
+
+def install_cdi_refresh(rig: BootRig) -> None:
+    """A fake CDI refresh oneshot, enabled: each run records a start (with `verify`'s result)."""
+    environment = {**rig.environment, "EVENTS": str(rig.events), "GPUS": ""}
+    rig.manager.write_unit(
+        CDI,
+        "[Unit]\nDescription=fake CDI refresh\n[Service]\nType=oneshot\n"
+        + "".join(f'Environment="{key}={value}"\n' for key, value in environment.items())
+        + f"ExecStart={sys.executable} {rig.base / 'consumer.py'} start {CDI}\n"
+        "[Install]\nWantedBy=multi-user.target\n",
+    )
+    rig.enable(CDI)
+
+
+def test_restart_reruns_the_cdi_refresh_then_restarts_the_plugin_awaited(
+    manager: UserManager, tmp_path: Path
+) -> None:
+    """`systemctl restart migrestore` adding an instance on a running host: after READY the CDI
+    oneshot runs again, then the device plugin is restarted, each awaited before migrestore
+    exits, and both find the new layout in place (they were never refreshed under --boot)."""
+    rig = restoring_h100(manager, tmp_path)
+    rig.install_consumer(PLUGIN, gpus="")
+    install_cdi_refresh(rig)
+    boot(rig)
+    wait_until(
+        lambda: [e.unit for e in rig.read_events() if e.action == "start"].count(CDI) == 1, 10
+    )
+    pid = manager.show(PLUGIN, "MainPID")["MainPID"]
+    seen = len(rig.read_events())
+    rig.layout(layout() + '  [[gpu.instance]]\n  profile = "1g.10gb"\n  placement = 2\n')
+    manager.systemctl("restart", "migrestore.service")
+    wait_until(lambda: manager.show("migrestore.service", "SubState")["SubState"] == "exited", 30)
+    assert outcome(rig)["ExecMainStatus"] == "0", journal_text(rig)
+    after = [(e.action, e.unit, e.verify) for e in rig.read_events()[seen:]]
+    assert after == [("start", CDI, IN_SYNC), ("stop", PLUGIN, None), ("start", PLUGIN, IN_SYNC)]
+    assert manager.show(PLUGIN, "MainPID")["MainPID"] not in ("0", pid)
+    ready = manager.monotonic("migrestore.service", "ActiveEnterTimestampMonotonic")
+    exited = manager.monotonic("migrestore.service", "ExecMainExitTimestampMonotonic")
+    assert ready < manager.monotonic(PLUGIN, "ActiveEnterTimestampMonotonic") < exited
+    assert "start_not_awaited" not in journal_text(rig)
+
+
+def test_restart_with_a_consumer_that_fails_to_start_again_fails(
+    manager: UserManager, tmp_path: Path
+) -> None:
+    """A refreshed device plugin that fails to start after `systemctl restart migrestore`: the
+    run ends with exit status 1, the unit failed, its journal and status line naming the plugin."""
+    rig = restoring_h100(manager, tmp_path)
+    rig.install_consumer(PLUGIN, gpus="")
+    boot(rig)
+    broken = rig.base / "plugin-broken"
+    rig.manager.write_drop_in(
+        PLUGIN, "90-break.conf", f"[Service]\nExecStartPre=/bin/sh -c '! test -e {broken}'\n"
+    )
+    rig.manager.reload()
+    broken.touch()
+    rig.layout(layout() + '  [[gpu.instance]]\n  profile = "1g.10gb"\n  placement = 2\n')
+    manager.systemctl("restart", "migrestore.service")
+    wait_until(lambda: outcome(rig)["ActiveState"] == "failed", 30)
+    assert outcome(rig)["ExecMainStatus"] == "1"
+    assert f"{PLUGIN} failed to start" in journal_text(rig)
+    assert f"{PLUGIN} failed to start" in outcome(rig)["StatusText"]
