@@ -280,6 +280,7 @@ def apply_json(execution: Execution, final: NodePlan, changed: tuple[str, ...]) 
     return {
         "in_sync": final.is_empty,
         "stopped_units": list(execution.stopped_units),
+        "unit_error": execution.unit_error,
         "gpus": [
             {
                 "uuid": o.uuid,

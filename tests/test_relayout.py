@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -217,3 +218,18 @@ def test_a_failing_cdi_refresh_is_exit_1_and_named(rig: Rig) -> None:
     assert result.code == 1
     assert f"refreshing the CDI spec failed: systemd refused to start {CDI}" in result.out
     assert rig.units.running == {PLUGIN}
+
+
+def test_apply_json_names_a_unit_that_did_not_start(rig: Rig) -> None:
+    """`apply --json` carries the unit failure, not only the GPUs' "ok"."""
+    rig.live(DCGM)
+    rig.units.refuse_start = frozenset({DCGM})
+    result = rig.apply(SECOND, "--json")
+    assert result.code == 1
+    document = json.loads(result.out)
+    assert document["stopped_units"] == [DCGM]
+    assert (
+        document["unit_error"]
+        == f"could not start GPU clients again: systemd refused to start {DCGM}"
+    )
+    assert all(gpu["ok"] for gpu in document["gpus"])
