@@ -333,10 +333,10 @@ def test_restart_reruns_the_cdi_refresh_then_restarts_the_plugin_awaited(
     rig = restoring_h100(manager, tmp_path)
     rig.install_consumer(PLUGIN, gpus="")
     install_cdi_refresh(rig)
-    boot(rig)
-    wait_until(
-        lambda: [e.unit for e in rig.read_events() if e.action == "start"].count(CDI) == 1, 10
-    )
+    rig.enable("migrestore.service", PLUGIN, CDI)
+    manager.boot()
+    manager.wait_settled("migrestore.service", PLUGIN, CDI, timeout=BOOT_TIMEOUT)
+    wait_until(lambda: set(started(rig)) == {PLUGIN, CDI}, 10)
     pid = manager.show(PLUGIN, "MainPID")["MainPID"]
     seen = len(rig.read_events())
     rig.layout(layout() + '  [[gpu.instance]]\n  profile = "1g.10gb"\n  placement = 2\n')
