@@ -256,6 +256,7 @@ class HeldClients:
         self.stopped: list[str] = []
         self._asked = False
         self._started = False
+        self._noted = False  # the stopped units are noted in state_dir
 
     def stop_for(self, plans: tuple[GpuPlan, ...]) -> None:
         """Stop the active wanted units if a step of `plans` needs it and they are not yet."""
@@ -266,6 +267,7 @@ class HeldClients:
         active = self.units.active(self.wanted)
         if active and self.state_dir is not None:
             runs.remember_stopped(self.state_dir, active)
+            self._noted = True
         try:
             for unit in active:
                 _stop_one(self.units, unit, self.stopped)
@@ -289,7 +291,7 @@ class HeldClients:
             except UnitError as exc:
                 log.error("gpu_clients_not_restarted", error=str(exc))
                 problem = f"could not start GPU clients again: {exc}"
-        if self.state_dir is not None and not problem:
+        if self._noted and self.state_dir is not None and not problem:
             runs.forget_stopped(self.state_dir)
         return problem
 

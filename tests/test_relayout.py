@@ -233,3 +233,13 @@ def test_apply_json_names_a_unit_that_did_not_start(rig: Rig) -> None:
         == f"could not start GPU clients again: systemd refused to start {DCGM}"
     )
     assert all(gpu["ok"] for gpu in document["gpus"])
+
+
+def test_units_a_killed_run_left_stopped_stay_noted_until_they_start(rig: Rig) -> None:
+    """A note of units left stopped that will not start survives a run that stops nothing itself."""
+    rig.live()
+    rig.units.states[DCGM] = "inactive"
+    rig.units.refuse_start = frozenset({DCGM})
+    runs.remember_stopped(rig.state_dir, (DCGM,))
+    assert rig.apply(SECOND).code == 1
+    assert runs.left_stopped(rig.state_dir) == (DCGM,)
