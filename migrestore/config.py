@@ -46,7 +46,15 @@ from migrestore.selection import normalise_pci
 FORMAT_VERSION = 2  # the newest this migrestore reads (and writes, when a file needs it)
 # What each version added: a file using it must say at least that version, so that an older
 # migrestore refuses the file at its version line rather than at the unknown key.
-_SINCE_VERSION_2 = ("select.device-id", "optional", "geometry", "on-failure", "consumer")
+_SINCE_VERSION_2 = (
+    "select.device-id",
+    "optional",
+    "geometry",
+    "on-failure",
+    "consumer",
+    "managed",
+    "pre-apply",
+)
 
 # Bounds checked before any work: a layout file is small, shallow and holds small numbers.
 MAX_FILE_BYTES = 1 << 20
@@ -67,8 +75,9 @@ _RESTORE_KEYS = (
     "metrics-dir",
     "on-failure",
     "consumer",
+    "pre-apply",
 )
-_GPU_KEYS = ("select", "mig", "instance", "optional", "on-failure")
+_GPU_KEYS = ("select", "mig", "instance", "optional", "on-failure", "managed")
 _SELECT_KEYS = ("uuid", "pci", "index", "device-id", "model")
 _DEVICE_ID = re.compile(r"0x([0-9a-f]{8})(?::0x([0-9a-f]{8}))?", re.IGNORECASE)
 _INSTANCE_KEYS = ("profile", "placement", "count", "compute", "geometry")
@@ -153,6 +162,9 @@ RESTORE_FIELDS = {  # each [restore] key and its RestoreOptions field
     "driver-timeout": "driver_timeout",
     "strict-profile-names": "strict_profile_names",
     "metrics-dir": "metrics_dir",
+    "on-failure": "on_failure",
+    "consumer": "consumer",
+    "pre-apply": "pre_apply",
 }
 
 
@@ -445,10 +457,11 @@ def _check_version(document: dict[str, Any], key: _Key) -> int:
 
 def needed_version(gpus: Sequence[GpuSpec]) -> int:
     """The lowest file version that can say these entries (2 for device-id, optional,
-    on-failure or an instance's geometry)."""
+    on-failure, managed or an instance's geometry)."""
     newer = any(
         s.optional
         or s.on_failure is not None
+        or not s.managed
         or s.selector.kind is SelectorKind.DEVICE_ID
         or any(i.shape is not None for i in s.instances)
         for s in gpus
@@ -472,7 +485,7 @@ def _check_needed_version(gpus: Sequence[GpuSpec], version: int, key: _Key) -> N
 def _restore(value: object, key: _Key, version: int) -> RestoreOptions:
     table = _table(value, key, _RESTORE_KEYS)
     defaults = RestoreOptions()
-    for name in ("on-failure", "consumer"):
+    for name in ("on-failure", "consumer", "pre-apply"):
         if name in table and version < 2:
             key.child(name).fail(f"needs version = 2 (the file says version = {version})")
     consumer = None
@@ -486,6 +499,7 @@ def _restore(value: object, key: _Key, version: int) -> RestoreOptions:
         metrics_dir=_directory(table, "metrics-dir", key),
         on_failure=_on_failure(table, key) or defaults.on_failure,
         consumer=consumer,
+        pre_apply=_command(table, "pre-apply", key),
     )
 
 
@@ -520,6 +534,19 @@ def _directory(table: dict[str, Any], name: str, key: _Key) -> str | None:
         wanted = 'an absolute directory path such as "/srv/metrics"'
         key.fail(f"must be {wanted}, got {_describe(value)}")
     return value
+
+
+def _command(table: dict[str, Any], name: str, key: _Key) -> tuple[str, ...]:
+    """A command as an array: an absolute program path, then its arguments."""
+    if name not in table:
+        return ()
+    value, key = table[name], key.child(name)
+    wanted = 'an array such as ["/usr/local/sbin/drained", "--node"]'
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        key.fail(f"must be {wanted}, got {_describe(value)}")
+    if not value[0].startswith("/"):
+        key.fail(f"must start with an absolute program path, got {_describe(value[0])}")
+    return tuple(value)
 
 
 def _units(
@@ -576,7 +603,13 @@ def _gpu(value: object, key: _Key) -> GpuSpec:
         key.child("on-failure").fail(
             '"disable-mig" with mig = false: MIG is meant to be off anyway'
         )
-    spec = GpuSpec(selector, mig, instances, where=key.path, optional=optional)
+    managed = table.get("managed", True)
+    if not isinstance(managed, bool):
+        key.child("managed").fail(f"must be true or false, got {_describe(managed)}")
+    for name in ("mig", "instance", "on-failure"):
+        if not managed and name in table:
+            key.child(name).fail("not allowed with managed = false (another owner has the GPU)")
+    spec = GpuSpec(selector, mig, instances, where=key.path, optional=optional, managed=managed)
     return replace(spec, on_failure=on_failure)
 
 

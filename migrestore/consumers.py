@@ -43,14 +43,16 @@ class Unit:
     oneshot: bool = False
 
 
-def _monitoring(name: str) -> Unit:
-    return Unit(name, Role.MONITORING, stop_for_reset=True, holds_gpus=True)
+def _monitoring(name: str, refresh: bool = False) -> Unit:
+    return Unit(name, Role.MONITORING, stop_for_reset=True, refresh=refresh, holds_gpus=True)
 
 
 def _devices(name: str) -> Unit:
     return Unit(name, Role.KUBERNETES_DEVICES, stop_for_reset=True, refresh=True, holds_gpus=True)
 
 
+# The Slurm node daemon: a live apply asks Slurm for allocated GPUs while it runs (allocations.py).
+SLURMD = "slurmd.service"
 # Ampere NVSwitch baseboards (HGX/DGX A100) reset one GPU alone only through it (execute.py).
 FABRIC_MANAGER = "nvidia-fabricmanager.service"
 
@@ -62,9 +64,10 @@ UNITS: tuple[Unit, ...] = (
     _monitoring("nvsm-api-gateway.service"),
     _monitoring("nvsm-mqtt.service"),
     _monitoring("nvsm-notifier.service"),
-    _monitoring("nvidia-dcgm.service"),
+    # DCGM and dcgm-exporter list the MIG devices once at start: refreshed after a relayout.
+    _monitoring("nvidia-dcgm.service", refresh=True),
     _monitoring("dcgm.service"),
-    _monitoring("dcgm-exporter.service"),
+    _monitoring("dcgm-exporter.service", refresh=True),
     _devices("nvidia-device-plugin.service"),
     _devices("gpu-feature-discovery.service"),
     Unit("nvidia-cdi-refresh.service", Role.CDI, refresh=True, oneshot=True),
@@ -77,7 +80,7 @@ UNITS: tuple[Unit, ...] = (
     Unit("containerd.service", Role.CONTAINER_ENGINE),
     Unit("podman-restart.service", Role.CONTAINER_ENGINE),
     Unit("crio.service", Role.CONTAINER_ENGINE),
-    Unit("slurmd.service", Role.SCHEDULER),
+    Unit(SLURMD, Role.SCHEDULER),
     Unit("display-manager.service", Role.DISPLAY, holds_gpus=True),
 )
 

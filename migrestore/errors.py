@@ -16,6 +16,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     DRIFT = 3
     PENDING = 4
+    NOT_ON_HOST = 5  # apply --boot: the driver runs in a container, nothing to do on the host
     CONSUMER_WARNINGS = 6  # check --consumer: the consumer refuses something in the layout
 
 

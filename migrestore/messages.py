@@ -36,6 +36,17 @@ KINDS = (
     ),
     Kind("planned", "ee0f09ce9eca41cba81a89336d5e81d2", "apply planned its steps"),
     Kind(
+        "allocations_overridden",
+        "c2bec0b378cc4533967c105364744218",
+        "apply --force changed GPUs that a pod or job holds MIG devices on, or that it could "
+        "not ask about",
+    ),
+    Kind(
+        "slurmd_state_unknown",
+        "11d475fa863843bba9858a7fd68928c4",
+        "systemd could not say whether slurmd runs: Slurm is asked if scontrol is here (debug)",
+    ),
+    Kind(
         "planned_after_mig_enabled",
         "d047c7c51b7b4446a811bd7456c0b8fe",
         "apply planned the instances of GPUs whose profile table shows only with MIG on (R535)",
@@ -92,6 +103,16 @@ KINDS = (
         "nothing_to_restore",
         "aa4801bac2e6482da2bead2e419732af",
         "no layout file, or no entries in it: nothing was done",
+    ),
+    Kind(
+        "driver_in_container",
+        "94f9ad7a21b24fb7a1133969ecdb817c",
+        "apply --boot or verify: the driver runs in a container, no NVML on the host (exit 5)",
+    ),
+    Kind(
+        "other_mig_owner",
+        "1ec1ce1456b347e1a2ade5d1458ecd8c",
+        "apply --boot sees another owner of MIG (nvidia-mig-manager enabled), named in OWNER",
     ),
     Kind(
         "profile_renamed",

@@ -355,6 +355,7 @@ class GpuSpec:
     instances: tuple[InstanceSpec, ...] = ()
     where: str = ""
     optional: bool = False  # selecting no GPU here is fine (a fleet file's entry for other hosts)
+    managed: bool = True  # false: the GPUs it selects belong to another owner; never touched
     on_failure: OnFailure | None = None  # None: the [restore] default
     # The drop-in file (conf.d) the entry came from; "" for the main layout file. Error messages
     # name it instead of the main file.
@@ -377,6 +378,7 @@ class RestoreOptions:
     metrics_dir: str | None = None  # node_exporter's textfile collector directory, if not default
     on_failure: OnFailure = OnFailure.LEAVE  # the default of the [[gpu]] entries
     consumer: Consumer | None = None  # the default of `check --consumer`
+    pre_apply: tuple[str, ...] = ()  # a live apply's site check: a non-zero exit refuses
 
 
 @dataclass(frozen=True)

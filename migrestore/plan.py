@@ -259,6 +259,8 @@ class NodePlan:
     """Warnings: profile names this driver spells otherwise, resolved by their geometry."""
     unreadable: tuple[UnreadableGpu, ...] = ()
     """GPUs NVML counts but cannot read: failed, the others planned without them."""
+    handed_off: tuple[GpuState, ...] = ()
+    """GPUs whose entry says `managed = false` (also in `unmanaged`): left to another owner."""
 
     @property
     def is_empty(self) -> bool:
@@ -280,11 +282,17 @@ def plan_node(desired: DesiredNode, state: NodeState) -> NodePlan:
     model lacks the named profiles (it was replaced) is reported as mismatched, not guessed.
     """
     selection = selection_of(desired, state)
-    parts = [_plan_governed(spec, _gpu(state, uuid), desired) for uuid, spec in selection.governed]
+    handed_off = tuple(_gpu(state, uuid) for uuid, spec in selection.governed if not spec.managed)
+    parts = [
+        _plan_governed(spec, _gpu(state, uuid), desired)
+        for uuid, spec in selection.governed
+        if spec.managed
+    ]
     incapable = [g for part in parts for g in part.unmanaged]
     if parts and len(incapable) == len(parts):
         _fail_no_mig_gpu(desired, state)
-    unmanaged = tuple(g for g in state.gpus if g.uuid in selection.unmanaged or g in incapable)
+    left = {g.uuid for g in (*incapable, *handed_off)}
+    unmanaged = tuple(g for g in state.gpus if g.uuid in selection.unmanaged or g.uuid in left)
     return NodePlan(
         gpus=tuple(p for part in parts for p in part.gpus),
         unmanaged=unmanaged,
@@ -294,6 +302,7 @@ def plan_node(desired: DesiredNode, state: NodeState) -> NodePlan:
         unplanned=tuple(g for part in parts for g in part.unplanned),
         renamed=tuple(r for part in parts for r in part.renamed),
         unreadable=state.unreadable,
+        handed_off=handed_off,
     )
 
 

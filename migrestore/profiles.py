@@ -78,11 +78,25 @@ def _gi_profile(row: dict[str, Any]) -> GiProfile:
     )
 
 
+def _ci_profiles(row: dict[str, Any]) -> tuple[CiProfile, ...]:
+    """A GPU-instance profile's compute-instance profiles; derived when the row lists none."""
+    if "ci" not in row:
+        return derive_ci_profiles(_gi_profile(row))
+    return tuple(_ci_profile(c) for c in row["ci"])
+
+
+def model_from_entry(row: dict[str, Any]) -> ModelInfo:
+    """A model from one entry in the catalogue's format (`models.json`), e.g. a simulated GPU
+    the catalogue does not know; an entry without `ci` rows gets derived ones. KeyError,
+    TypeError or ValueError on a malformed entry."""
+    return _model(row)
+
+
 def _model(row: dict[str, Any]) -> ModelInfo:
     gis = row["gi_profiles"]
     table = ProfileTable(
         gi=tuple(_gi_profile(g) for g in gis),
-        ci=tuple((g["id"], tuple(_ci_profile(c) for c in g["ci"])) for g in gis),
+        ci=tuple((g["id"], _ci_profiles(g)) for g in gis),
     )
     return ModelInfo(
         name=row["name"],
@@ -278,6 +292,13 @@ def fits(placement: Placement, taken: list[Placement] | tuple[Placement, ...]) -
 
 # NVML compute-instance profile index by compute-slice count (NVML_COMPUTE_INSTANCE_PROFILE_*).
 _CI_INDEX_BY_SLICES = {1: 0, 2: 1, 3: 2, 4: 3, 7: 4, 8: 5, 6: 6}
+# The one-slice GPU instance with twice the memory (NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2,
+# 1g.20gb on an H100) holds NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE_REV1, not 1_SLICE: so in every
+# catalogue model that has it, the H100's and H200's from real readings.
+_GI_INDEX_1_SLICE_REV2 = 0x9
+_CI_INDEX_1_SLICE_REV1 = 0x7
+# The geometry at the start of a profile name, its attributes (`+me`, `-me`, `+gfx`) left off.
+_GEOMETRY_BASE = re.compile(r"\d+g\.\d+gb", re.IGNORECASE)
 
 
 def _ci_starts(gi_slices: int, ci_slices: int) -> range:
@@ -293,12 +314,15 @@ def derive_ci_profiles(gi: GiProfile) -> tuple[CiProfile, ...]:
     Used for GPU models the catalogue does not know: NVML can list compute-instance profiles only
     through an existing GPU instance, so before the first one exists they have to be inferred.
     """
-    base = gi.short_name.split("+")[0]
+    # Compute-instance names carry the geometry without the attributes.
+    spelled = _GEOMETRY_BASE.match(gi.short_name)
+    base = spelled.group(0) if spelled else gi.short_name.split("+")[0]
     sizes = [k for k in (1, 2, 3, 4, 7) if k <= gi.slices and not (gi.slices == 4 and k == 3)]
     out = []
     for k in sizes:
         full = k == gi.slices
-        index = _CI_INDEX_BY_SLICES[k]
+        rev1 = k == 1 and gi.index == _GI_INDEX_1_SLICE_REV2
+        index = _CI_INDEX_1_SLICE_REV1 if rev1 else _CI_INDEX_BY_SLICES[k]
         starts = _ci_starts(gi.slices, k)
         out.append(
             CiProfile(

@@ -137,12 +137,17 @@ def gpu_text(gpu: GpuState, note: str = "") -> list[str]:
 
 
 def state_text(
-    state: NodeState, last_run: RunRecord | None, unmanaged: tuple[str, ...] = ()
+    state: NodeState,
+    last_run: RunRecord | None,
+    unmanaged: tuple[str, ...] = (),
+    handed_off: tuple[str, ...] = (),
 ) -> str:
-    """`status`."""
+    """`status`; `handed_off`: the unmanaged GPUs whose entry says `managed = false`."""
     lines = [f"driver {state.driver_version}, {len(state.gpus)} GPU(s)"]
     for gpu in state.gpus:
-        lines.extend(gpu_text(gpu, "unmanaged" if gpu.uuid in unmanaged else ""))
+        tag = "unmanaged" if gpu.uuid in unmanaged else ""
+        tag = "unmanaged (managed = false)" if gpu.uuid in handed_off else tag
+        lines.extend(gpu_text(gpu, tag))
     lines.extend(f"{u.label}: cannot be read: {u.error}" for u in state.unreadable)
     lines.append(_last_run_text(last_run))
     return "\n".join(lines)
@@ -236,9 +241,14 @@ def plan_text(plan: NodePlan) -> str:
         if p.busy:
             lines.append("  ! instances in use; apply refuses: their processes must end first")
     lines.extend(_problems(plan))
-    lines.extend(f"{g.label}: unmanaged (no [[gpu]] entry selects it)" for g in plan.unmanaged)
+    lines.extend(f"{g.label}: unmanaged ({_why_unmanaged(plan, g)})" for g in plan.unmanaged)
     lines.extend(absent_lines(plan))
     return "\n".join(lines)
+
+
+def _why_unmanaged(plan: NodePlan, gpu: GpuState) -> str:
+    handed_off = {g.uuid for g in plan.handed_off}
+    return "managed = false" if gpu.uuid in handed_off else "no [[gpu]] entry selects it"
 
 
 def absent_lines(plan: NodePlan) -> list[str]:

@@ -3,7 +3,8 @@
 Precedence: an identity selector (`uuid`, `pci`, `index`) beats a PCI `device-id` selector, which
 beats a `model` selector, which beats `"all"`. Two entries of the same precedence that both select
 one GPU are a configuration error naming both. GPUs that no entry selects are *unmanaged*:
-migrestore leaves them untouched.
+migrestore leaves them untouched; so are those whose governing entry says `managed = false`
+(another owner has them; `plan.plan_node` sets them aside).
 
 Entries that select nothing are treated by kind, on purpose:
 

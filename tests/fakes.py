@@ -83,12 +83,18 @@ def fake_process(
     comm: str | None,
     targets: Iterable[str] = (),
     cmdline: bytes = b"",
+    environ: dict[str, str] | None = None,
 ) -> None:
-    """/proc/PID below `sysroot` as the kernel shows it: comm (unless None), cmdline, fd links."""
+    """/proc/PID below `sysroot` as the kernel shows it: comm (unless None), cmdline, fd links,
+    and environ (unless None: hidden, as from a user who is not root)."""
     pid_dir = sysroot / "proc" / str(pid)
     (pid_dir / "fd").mkdir(parents=True)
     if comm is not None:
         (pid_dir / "comm").write_text(comm + "\n")
     (pid_dir / "cmdline").write_bytes(cmdline)
+    if environ is not None:
+        (pid_dir / "environ").write_bytes(
+            b"".join(f"{k}={v}\0".encode() for k, v in environ.items())
+        )
     for number, target in enumerate(targets):
         (pid_dir / "fd" / str(number)).symlink_to(target)

@@ -55,6 +55,24 @@ def test_a_restore_key_is_replaced_key_by_key_and_a_list_as_a_whole(host: Host) 
     assert restore.driver_timeout == 60.0
 
 
+def test_a_drop_in_may_set_every_restore_key(host: Host) -> None:
+    """Each [restore] key a layout file may give, a drop-in may give too (none is an internal
+    error when merged)."""
+    drop_in(
+        host,
+        "50-host.toml",
+        'version = 2\n[restore]\non-failure = "disable-mig"\nconsumer = "slurm"\n'
+        'pre-apply = ["/usr/local/bin/site-check"]\nmetrics-dir = "/srv/metrics"\n'
+        "strict-profile-names = true\nrefresh-units = []\n",
+    )
+    restore = config.load(host.config).restore
+    assert (restore.on_failure.value, str(restore.consumer)) == ("disable-mig", "slurm")
+    assert restore.pre_apply == ("/usr/local/bin/site-check",)
+    assert (restore.metrics_dir, restore.strict_profile_names) == ("/srv/metrics", True)
+    assert restore.refresh_units == ()
+    assert restore.driver_timeout == 60.0
+
+
 def test_drop_ins_merge_in_name_order(host: Host) -> None:
     """The later name wins; names sort by code point, so 9-late.toml comes after 10-early.toml."""
     drop_in(host, "9-late.toml", "version = 1\n[restore]\ndriver-timeout = 9\n")

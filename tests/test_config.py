@@ -149,13 +149,13 @@ ERRORS = [
     (
         'version = 1\n[[gpu]]\nselect = { device-id = "0x233510DE" }\n',
         "version: is 1, but the file uses select.device-id, optional, geometry, on-failure, "
-        "consumer or the like (version 2); "
+        "consumer, managed, pre-apply or the like (version 2); "
         "write version = 2",
     ),
     (
         'version = 1\n[[gpu]]\nselect = "all"\noptional = true\n',
         "version: is 1, but the file uses select.device-id, optional, geometry, on-failure, "
-        "consumer or the like (version 2); "
+        "consumer, managed, pre-apply or the like (version 2); "
         "write version = 2",
     ),
     (
@@ -177,7 +177,7 @@ ERRORS = [
     (
         "version = 1\n[restore]\nstop_units = []",
         "restore.stop_units: unknown key (known here: stop-units, refresh-units, driver-timeout, "
-        "strict-profile-names, metrics-dir, on-failure, consumer)",
+        "strict-profile-names, metrics-dir, on-failure, consumer, pre-apply)",
     ),
     (
         'version = 1\n[restore]\nstop-units = "nvsm.service"',
@@ -229,7 +229,8 @@ ERRORS = [
     ("version = 1\ngpu = [1]", "gpu[0]: must be a table, got 1"),
     (
         GPU + "mode = true",
-        "gpu[0].mode: unknown key (known here: select, mig, instance, optional, on-failure)",
+        "gpu[0].mode: unknown key (known here: select, mig, instance, optional, on-failure, "
+        "managed)",
     ),
     ("version = 1\n[[gpu]]\nmig = true", 'gpu[0].select: missing; for example select = "all"'),
     (

@@ -47,3 +47,9 @@ def test_the_defaults_are_subsets_of_the_table() -> None:
         assert set(derived) <= set(names)
         assert len(derived) == len(set(derived))
     assert consumers.DEFAULT_REFRESH_UNITS[0] in consumers.ONESHOT_REFRESH_UNITS
+
+
+def test_dcgm_and_its_exporter_are_refreshed_by_default() -> None:
+    """DCGM and dcgm-exporter list MIG devices at start: refreshed, DCGM before the exporter."""
+    refreshed = consumers.DEFAULT_REFRESH_UNITS
+    assert refreshed.index("nvidia-dcgm.service") < refreshed.index("dcgm-exporter.service")

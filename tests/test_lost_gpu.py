@@ -6,10 +6,8 @@ import contextlib
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,41 +22,51 @@ from .test_apply import A100, H100, LAYOUT
 CREATE_GI = "nvmlDeviceCreateGpuInstanceWithPlacement"
 
 
+# Receives on the stand-in notify socket and writes each message as a line of a file. A process
+# of its own: libsystemd's sd_notify, called through pystemd, blocks in sendmsg while holding the
+# GIL once the socket's queue is full (net.unix.max_dgram_qlen, 10 datagrams by default), so a
+# thread of the test's process could never drain it and the run would hang.
+DRAIN = """
+import socket, sys
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+listener.bind(sys.argv[1])
+print("bound", flush=True)
+with open(sys.argv[2], "a") as out:
+    while True:
+        out.write(listener.recv(4096).decode().replace("\\n", " ") + "\\n")
+        out.flush()
+"""
+
+
 class Notifications:
-    """What a datagram socket standing in for systemd's notify socket received (drained by a
-    thread: a restore sends more STATUS= lines than a socket queues)."""
+    """What a datagram socket standing in for systemd's notify socket received."""
 
-    def __init__(self, listener: socket.socket) -> None:
-        self.messages: list[str] = []
-        self._listener = listener
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                self.messages.append(self._listener.recv(4096).decode())
-            except socket.timeout:
-                continue
-            except OSError:
-                return
+    def __init__(self, received: Path) -> None:
+        self._received = received
 
     def text(self) -> str:
         """Every notification so far, one per line."""
         time.sleep(0.2)
-        return "\n".join(self.messages)
+        return self._received.read_text() if self._received.exists() else ""
 
 
 @pytest.fixture(name="notifications")
 def fixture_notifications(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Notifications]:
-    """NOTIFY_SOCKET names a socket whose messages are collected."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
-        listener.bind(str(tmp_path / "notify"))
-        listener.settimeout(0.5)
-        monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
-        yield Notifications(listener)
+    """NOTIFY_SOCKET names a socket whose messages a separate process collects."""
+    path, received = tmp_path / "notify", tmp_path / "notifications.txt"
+    drain = subprocess.Popen(
+        [sys.executable, "-c", DRAIN, str(path), str(received)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert drain.stdout is not None
+        assert drain.stdout.readline() == "bound\n"
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        yield Notifications(received)
+    finally:
+        drain.kill()
+        drain.wait()
 
 
 def verified(host: Host) -> dict[str, object]:

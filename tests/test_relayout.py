@@ -146,8 +146,9 @@ def test_stale_nodes_of_destroyed_instances_are_removed(rig: Rig) -> None:
 
 
 def test_creates_only_restart_running_consumers_after_the_cdi_refresh(rig: Rig) -> None:
-    """Nothing is stopped for creates; the running plugin is restarted after CDI and the nodes."""
-    rig.live(PLUGIN, DCGM)
+    """Nothing is stopped for creates; the running plugin is restarted after CDI and the nodes,
+    nvsm (a stop unit, not a refresh unit) is left alone."""
+    rig.live(PLUGIN, "nvsm.service")
     assert rig.apply(GROWN).code == 0
     assert rig.units.calls == [("start", (CDI,)), ("stop", (PLUGIN,)), ("start", (PLUGIN,))]
     assert rig.units.nodes_at_start[-1][1] == rig.nodes()

@@ -169,6 +169,12 @@ def unfit(tmp: Path) -> State:
     return State(make_host(tmp, (H100, 2), layout=UNFIT), verify_exit=3, plan_exit=1)
 
 
+def handed_off(tmp: Path) -> State:
+    """GPU 1 left to another owner (managed = false): unmanaged, never judged; GPU 0 drifted."""
+    layout = LAYOUT.replace("version = 1", "version = 2") + "[[gpu]]\nselect = { index = 1 }\n"
+    return State(make_host(tmp, (H100, 2), layout=layout + "managed = false\n"), verify_exit=3)
+
+
 def with_files(tmp: Path) -> State:
     """A host with a sysroot of its own files (/proc/driver/nvidia...), so doctor reads them."""
     host = Host(tmp / "host.json", tmp / "layout.toml")
@@ -179,7 +185,17 @@ def with_files(tmp: Path) -> State:
 
 STATES = {
     f.__name__: f
-    for f in (fresh, in_sync, drifted, rebooted, reset_pending, gpu_lost, unplanned, unfit)
+    for f in (
+        fresh,
+        in_sync,
+        drifted,
+        rebooted,
+        reset_pending,
+        gpu_lost,
+        unplanned,
+        unfit,
+        handed_off,
+    )
 }
 STATES[with_files.__name__] = with_files
 

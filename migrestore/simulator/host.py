@@ -17,7 +17,7 @@ from typing import Final
 
 from migrestore.errors import ConfigError, MigrestoreError
 from migrestore.model import Architecture
-from migrestore.profiles import catalogue, find_model
+from migrestore.profiles import ModelInfo, catalogue, find_model
 from migrestore.selection import normalise_pci
 from migrestore.simulator.rules import SimClient, SimGpu, after_reboot, after_reset
 from migrestore.simulator.state import (
@@ -173,17 +173,23 @@ def _identities(
     return [(gpu_uuid, bus) for gpu_uuid, bus in canonical if bus is not None]
 
 
-def _model_names(gpus: list[tuple[str, int]]) -> list[str]:
-    names: list[str] = []
+def _models(gpus: list[tuple[str | ModelInfo, int]]) -> list[tuple[str, ModelInfo | None]]:
+    """Each GPU's model name, and its own model if the catalogue does not know it."""
+    found: list[tuple[str, ModelInfo | None]] = []
     for wanted, count in gpus:
-        model = find_model(wanted)
+        own = wanted if isinstance(wanted, ModelInfo) else None
+        model = own or find_model(str(wanted))
         if model is None:
             known = ", ".join(m.name for m in catalogue())
             raise ConfigError(f"unknown GPU model {wanted!r}; known: {known}")
         if count < 1:
-            raise ConfigError(f"GPU count for {wanted!r} must be at least 1, not {count}")
-        names += [model.name] * count
-    return names
+            raise ConfigError(f"GPU count for {model.name!r} must be at least 1, not {count}")
+        found += [(model.name, own)] * count
+    own_models: dict[str, ModelInfo] = {}
+    for name, own in found:
+        if own is not None and own_models.setdefault(name, own) != own:
+            raise ConfigError(f"two different GPU profile tables are named {name!r}")
+    return found
 
 
 def driver_version(text: str) -> str:
@@ -201,25 +207,26 @@ def driver_version(text: str) -> str:
 
 def init_host(
     path: str | os.PathLike[str],
-    gpus: list[tuple[str, int]],
+    gpus: list[tuple[str | ModelInfo, int]],
     *,
     driver: str = DEFAULT_DRIVER,
     identities: list[tuple[str, str]] | None = None,
     sysroot: Path | None = None,
     nvswitches: int = 0,
 ) -> None:
-    """Create (or replace) a simulated host with these GPU models and counts, MIG disabled;
+    """Create (or replace) a simulated host with these GPU models and counts, MIG disabled: a
+    model by catalogue name, or a `ModelInfo` of its own (a GPU the catalogue does not know);
     with `nvswitches`, an HGX baseboard whose GPUs all link through them, Fabric Manager on."""
     state = Path(path)
-    names = _model_names(gpus)
-    if not names:
+    models = _models(gpus)
+    if not models:
         raise ConfigError("a simulated host needs at least one GPU")
-    ids = _identities(state, len(names), identities)
+    ids = _identities(state, len(models), identities)
     host = Host(
         driver=Driver(driver_version(driver)),
         gpus=tuple(
-            SimGpu(index, name, gpu_uuid, bus, minor=index)
-            for index, (name, (gpu_uuid, bus)) in enumerate(zip(names, ids))
+            SimGpu(index, name, gpu_uuid, bus, minor=index, custom_model=own)
+            for index, ((name, own), (gpu_uuid, bus)) in enumerate(zip(models, ids))
         ),
         sysroot=str(sysroot.resolve()) if sysroot else None,
         nvswitches=nvswitches,

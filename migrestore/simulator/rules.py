@@ -108,11 +108,13 @@ class SimGpu:
     persistence: bool = True
     # The board's PCI subsystem id (`0x16C110DE`); None: as the model's boards read (handles.py).
     pci_subsystem_id: int | None = None
+    # A GPU the catalogue does not know (`simulate init --gpu-table`): its own model and table.
+    custom_model: ModelInfo | None = None
 
     @property
     def model(self) -> ModelInfo:
-        """The catalogue model this GPU is."""
-        return model_named(self.model_name)
+        """The model this GPU is: its own, or the catalogue's."""
+        return self.custom_model or model_named(self.model_name)
 
     def gi(self, gi_id: int) -> SimGpuInstance | None:
         """The GPU instance with this id."""

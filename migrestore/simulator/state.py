@@ -20,7 +20,8 @@ from typing import Any, Final, TypeVar
 
 from migrestore.errors import ConfigError
 from migrestore.model import MigMode, Placement, StrEnum
-from migrestore.profiles import find_model
+from migrestore.profiles import ModelInfo, find_model
+from migrestore.simulator import gpu_table
 from migrestore.simulator import procfs as simproc
 from migrestore.simulator.rules import (
     NvmlFailure,
@@ -164,11 +165,18 @@ def _latency_json(latency: Latency | None) -> dict[str, Any] | None:
     return None if latency is None else {"scale": latency.scale, "seconds": dict(latency.seconds)}
 
 
+def _custom_models(gpus: tuple[SimGpu, ...]) -> dict[str, ModelInfo]:
+    """The GPUs' own models (catalogue-unknown GPUs), by name."""
+    return {g.custom_model.name: g.custom_model for g in gpus if g.custom_model is not None}
+
+
 def encode(host: Host) -> bytes:
     """The state file's bytes."""
+    custom = _custom_models(host.gpus)
     document = {
         "format": FORMAT,
         "simulated": True,
+        **({"models": [gpu_table.entry_json(m) for m in custom.values()]} if custom else {}),
         "driver": {
             "version": host.driver.version,
             "loaded": host.driver.loaded,
@@ -203,8 +211,8 @@ def _placement(row: list[int]) -> Placement:
     return Placement(int(start), int(size))
 
 
-def _gpu(row: dict[str, Any]) -> SimGpu:
-    if find_model(row["model"]) is None:
+def _gpu(row: dict[str, Any], custom: Mapping[str, ModelInfo]) -> SimGpu:
+    if row["model"] not in custom and find_model(row["model"]) is None:
         raise ValueError(f"unknown GPU model {row['model']!r}")
     instances = tuple(
         SimGpuInstance(
@@ -232,6 +240,7 @@ def _gpu(row: dict[str, Any]) -> SimGpu:
         lost=bool(row.get("lost", False)),
         persistence=bool(row.get("persistence", True)),
         pci_subsystem_id=row.get("pci_subsystem_id"),
+        custom_model=custom.get(row["model"]),
     )
 
 
@@ -249,9 +258,11 @@ def decode(data: bytes, where: Path) -> Host:
         if doc.get("format") != FORMAT:
             raise ValueError(f"format is {doc.get('format')!r}, expected {FORMAT!r}")
         driver = doc["driver"]
+        models = (gpu_table.parse(m, f"{where}: models") for m in doc.get("models", ()))
+        custom = {m.name: m for m in models}
         return Host(
             driver=Driver(driver["version"], bool(driver["loaded"]), driver["reload_at"]),
-            gpus=tuple(_gpu(g) for g in doc["gpus"]),
+            gpus=tuple(_gpu(g, custom) for g in doc["gpus"]),
             sysroot=doc["sysroot"],
             sessions=tuple(Session(s["pid"], s["count"]) for s in doc["sessions"]),
             faults=tuple(

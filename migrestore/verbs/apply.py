@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ from datetime import datetime, timezone
 
 from migrestore import (
     __version__,
+    allocations,
     audit,
     bindings,
     caps,
@@ -25,13 +27,14 @@ from migrestore import (
     execute,
     host,
     metrics,
+    owners,
     refresh,
     report,
     runs,
 )
-from migrestore.consumers import ONESHOT_REFRESH_UNITS
+from migrestore.consumers import ONESHOT_REFRESH_UNITS, SLURMD
 from migrestore.context import Context
-from migrestore.errors import ConfigError, ExitCode, MigrestoreError, UnitError
+from migrestore.errors import ConfigError, DriverError, ExitCode, MigrestoreError, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
 from migrestore.logs import failures_at_error_priority, is_terminal
@@ -40,7 +43,14 @@ from migrestore.plan import GpuPlan, NodePlan, plan_gpu, plan_node
 from migrestore.progress import TerminalProgress
 from migrestore.selection import match
 from migrestore.systemd import restart_order
-from migrestore.verbs.common import add_json_flag, emit, load_layout, seconds, warn_renamed
+from migrestore.verbs.common import (
+    add_json_flag,
+    container_driver,
+    emit,
+    load_layout,
+    seconds,
+    warn_renamed,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--force",
         action="store_true",
-        help="go ahead on GPUs whose plan destroys busy instances (NVML still refuses them)",
+        help="go ahead despite a scheduler's allocation or busy instances (NVML refuses those)",
     )
     add("--dry-run", action="store_true", help="only show the plan (same as `plan`)")
     add(
@@ -84,6 +94,11 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             ctx, notifier, f"{ctx.config} has no [[gpu]] entries: nothing to restore"
         )
     gpus = host.gpus(ctx)
+    if args.boot:
+        container = _driver_in_container(ctx, gpus)
+        if container:
+            text = f"driver runs in a container ({container}): nothing to restore on the host"
+            return _nothing_to_do(ctx, notifier, text, ExitCode.NOT_ON_HOST)
     target = metrics.directory(args.metrics_dir, desired.restore.metrics_dir, ctx.simulated)
     with runs.locked(ctx.run_dir, args.lock_wait), _signals_interrupt():
         left = _start_left_stopped(ctx)
@@ -146,13 +161,37 @@ def _open(gpus: Gpus, boot: bool, desired: DesiredNode, notifier: Notifier) -> N
     gpus.wait_for_driver(timeout, waiting)
 
 
-def _nothing_to_do(ctx: Context, notifier: Notifier, message: str) -> int:
-    """A visible no-op success: the driver is not even asked."""
-    log.info("nothing_to_restore", reason=message)
+def _nothing_to_do(
+    ctx: Context,
+    notifier: Notifier,
+    message: str,
+    code: ExitCode = ExitCode.OK,
+) -> int:
+    """A visible no-op success: nothing is changed (READY=1: the unit succeeds, so that the
+    consumers ordered or gated after it start)."""
+    if code == ExitCode.NOT_ON_HOST:
+        log.info("driver_in_container", reason=message)
+    else:
+        log.info("nothing_to_restore", reason=message)
     emit(ctx, message)
     notifier.status(message)
     notifier.ready()
-    return ExitCode.OK
+    return code
+
+
+def _driver_in_container(ctx: Context, gpus: Gpus) -> str:
+    """At boot: the GPU operator's driver container owns the driver and NVML does not open on the
+    host. Returns the trace seen (/run/nvidia/driver or the operator's toolkit), "" otherwise.
+    One NVML attempt, no wait: on such a host the driver never appears outside the container."""
+    container = container_driver(ctx)
+    if not container:
+        return ""
+    try:
+        gpus.open()
+    except DriverError:
+        return container
+    gpus.close()
+    return ""
 
 
 def _apply_locked(
@@ -164,6 +203,7 @@ def _apply_locked(
     recorder: metrics.Recorder,
 ) -> int:
     started = time.monotonic()
+    owner = _other_owner(ctx) if args.boot else ""
     notifier.status("reading GPUs")
     before = gpus.read_state()
     node = warn_renamed(plan_node(desired, before))
@@ -180,6 +220,8 @@ def _apply_locked(
         sysroot=None if ctx.simulated and not ctx.sysroot_given else ctx.sysroot,
     )
     units = host.units(ctx)
+    if not args.boot:
+        _check_allocations(ctx, args.force, desired, node, units)
     refresh_names = desired.restore.refresh_units
     with execute.clients_held(units, options.stop_units, ctx.state_dir, notifier) as held:
 
@@ -222,8 +264,53 @@ def _apply_locked(
     pending = any(o.reset_pending for o in execution.outcomes)
     changes = sum(o.steps_done for o in execution.outcomes)
     recorder.done(final, code, changes=changes, reset_pending=pending)
-    _summary(notifier, node, execution, final, code, time.monotonic() - started, notes)
+    seconds = time.monotonic() - started
+    _summary(notifier, node, execution, final, code, seconds, notes, owner)
     return code
+
+
+def _other_owner(ctx: Context) -> str:
+    """Another owner of MIG the boot restore can see with file checks alone (logged)."""
+    if ctx.simulated and not ctx.sysroot_given:
+        return ""
+    owner = owners.at_boot(ctx.sysroot)
+    if owner:
+        log.warning("other_mig_owner", owner=owner)
+    return owner
+
+
+def _check_allocations(
+    ctx: Context, force: bool, desired: DesiredNode, node: NodePlan, units: Units
+) -> None:
+    """A live change to a GPU whose MIG devices a pod or a Slurm job holds is refused before
+    anything is stopped or changed (exit 1, naming the holder), unless --force."""
+    changing = tuple(p for p in node.gpus if p.steps)
+    if not changing:
+        return
+    try:
+        slurmd = bool(units.active((SLURMD,)))
+    except UnitError as exc:  # systemd out of reach: Slurm is asked if its client is here
+        slurmd = shutil.which("scontrol") is not None
+        log.debug("slurmd_state_unknown", error=str(exc), asking_slurm=slurmd)
+    # A simulated host's kubelet is the one below its --sysroot, never the real host's.
+    sysroot = None if ctx.simulated and not ctx.sysroot_given else ctx.sysroot
+    try:
+        held = allocations.read(changing, sysroot, slurmd, desired.restore.pre_apply)
+    except allocations.AllocationsUnknown as exc:
+        if not force:
+            raise
+        log.warning("allocations_overridden", error=str(exc))
+        return
+    found = allocations.conflicts(changing, held)
+    if not found:
+        return
+    words = found[0].describe() + (f"; and {len(found) - 1} more" if len(found) > 1 else "")
+    if force:
+        log.warning("allocations_overridden", error=words)
+        return
+    raise allocations.AllocatedError(
+        f"refused: {words}", hint="drain the node or wait for the holder to end, or use --force"
+    )
 
 
 def _save(record: runs.RunRecord, ctx: Context) -> None:
@@ -478,6 +565,7 @@ def _summary(
     code: ExitCode,
     seconds: float,
     notes: tuple[str, ...],
+    owner: str = "",
 ) -> None:
     failed = [o for o in execution.outcomes if not o.ok]
     changes = sum(o.steps_done for o in execution.outcomes)
@@ -485,6 +573,8 @@ def _summary(
         text = f"{len(node.gpus)} GPU(s) in layout, {changes} change(s) in {seconds:.1f} s"
     else:
         text = "FAILED: " + "; ".join(_problems(node, failed, final, notes)[:4])
+    if owner:
+        text += f"; other MIG owner: {owner}"
     level = log.info if code == ExitCode.OK else log.error
     level(
         "apply_finished",

@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     """One line per entry (offline) or per GPU (on a GPU host); exit 2 at the first entry that
-    does not resolve; with a consumer, one warning line per problem it has with the layout and
+    does not resolve (an entry for a device id the catalogue does not know is a `not checkable
+    offline` line, exit 0); with a consumer, one warning line per problem it has with the layout and
     exit 6 if there is any."""
     if args.show:
         print(_shown(config.merged(ctx.config)), end="")
@@ -135,11 +136,13 @@ def _check_host(ctx: Context, desired: DesiredNode) -> int:
 def consumer_problems(
     desired: DesiredNode, consumer: Consumer, model: str | None, table: ProfileTable | None
 ) -> list[consumer_rules.Problem]:
-    """What `consumer` has against the layout, entry by entry."""
+    """What `consumer` has against the layout, entry by entry (those that cannot be checked
+    offline left out: their lines say so)."""
     entries = [
         consumer_rules.Entry(
-            spec.where, str(spec.selector), info.name, target, desired.on_failure(spec)
+            r.spec.label, str(r.spec.selector), r.gpu_name, r.target, desired.on_failure(r.spec)
         )
-        for spec, info, target in offline.resolve(desired, model, table)
+        for r in offline.resolve(desired, model, table)
+        if r.target is not None
     ]
     return consumer_rules.check(consumer, entries)

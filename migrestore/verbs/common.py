@@ -34,6 +34,17 @@ def read(ctx: Context, *, details: Detail = "full") -> NodeState:
         return gpus.read_state(details=details)
 
 
+def container_driver(ctx: Context) -> str:
+    """The GPU operator's trace of a containerized driver below the sysroot (its path), or "";
+    a simulated host without --sysroot has no files of its own to show one."""
+    if ctx.simulated and not ctx.sysroot_given:
+        return ""
+    from migrestore import owners  # only once NVML failed: the hot verbs stay light
+
+    signs = owners.driver_container_signs(ctx.sysroot)
+    return signs[0] if signs else ""
+
+
 def planned(ctx: Context, *, details: Detail = "processes") -> NodePlan:
     """The layout file planned against a fresh read of the GPUs."""
     desired = load_layout(ctx)

@@ -12,13 +12,26 @@ import argparse
 import json
 import os
 import re
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from migrestore import bindings, caps, config, contract, holders, host, profiles, report, runs
+from migrestore import (
+    allocations,
+    bindings,
+    caps,
+    config,
+    contract,
+    holders,
+    host,
+    owners,
+    profiles,
+    report,
+    runs,
+)
 from migrestore.consumers import DEFAULT_STOP_UNITS, FABRIC_MANAGER
 from migrestore.context import Context
 from migrestore.errors import ConfigError, DriverError, ExitCode, GpuError, UnitError, one_line
@@ -30,6 +43,7 @@ from migrestore.model import (
     NodeState,
     StrEnum,
 )
+from migrestore.owners import MIG_MANAGER, UNIT_DIRS, driver_container_signs, enabled_by
 from migrestore.plan import UNREAD_TABLE, plan_node
 from migrestore.verbs.common import add_json_flag, emit
 
@@ -37,16 +51,6 @@ UNIT = "migrestore.service"
 PERSISTENCED = "nvidia-persistenced.service"
 # The daemon nv-fabricmanager as /proc/PID/comm shows it: cut to 15 characters by the kernel.
 FABRIC_MANAGER_COMM = "nv-fabricmanage"
-MIG_MANAGER = "nvidia-mig-manager.service"
-# The GPU operator's driver container bind-mounts its root here; NVML then lives in the container.
-CONTAINER_DRIVER = "run/nvidia/driver"
-UNIT_DIRS = (
-    "etc/systemd/system",
-    "run/systemd/system",
-    "usr/local/lib/systemd/system",
-    "usr/lib/systemd/system",
-    "lib/systemd/system",
-)
 CAP_SYS_ADMIN = 21
 MIG_ARCHITECTURES = (Architecture.AMPERE, Architecture.HOPPER, Architecture.BLACKWELL)
 KILL_SWITCH = "migrestore=off"
@@ -136,6 +140,7 @@ def diagnose(ctx: Context, units: Units) -> tuple[Check, ...]:
         *_guarded("layout.fit", lambda: _layout_fit(survey, ctx.config)),
         *_guarded("unit", lambda: _unit_checks(survey, ctx.state_dir)),
         *_guarded("owner", lambda: _owner_checks(survey)),
+        *_guarded("allocations", lambda: _allocation_checks(survey)),
         *_guarded("tooling", lambda: _tooling_checks(survey)),
     )
 
@@ -193,11 +198,12 @@ def _containerized_driver(ctx: Context) -> Check | None:
     driver" (the host has no driver of its own to load)."""
     if ctx.simulated and not ctx.sysroot_given:
         return None
-    if not (ctx.sysroot / CONTAINER_DRIVER).is_dir():
+    signs = driver_container_signs(ctx.sysroot)
+    if not signs:
         return None
     text = (
-        f"the NVIDIA driver runs in a container (/{CONTAINER_DRIVER}): no NVML on the host, "
-        "so migrestore has nothing to restore here"
+        f"the NVIDIA driver runs in a container ({signs[0]}): no NVML on the host, "
+        "so migrestore has nothing to restore here (the boot restore exits 5)"
     )
     hint = "let the GPU operator's MIG manager own the layout (nvidia.com/mig.config)"
     return Check("driver", Status.FAIL, text, hint)
@@ -624,17 +630,110 @@ def _last_run(state_dir: Path) -> Check:
 def _owner_checks(survey: Survey) -> list[Check]:
     if not survey.files:
         return [_skipped("owner")]
-    return [_mig_manager(survey)]
+    kubernetes = [_gpu_operator(survey), _dra_driver(survey), _hami(survey)]
+    return [_mig_manager(survey), *(_handed_off(survey, c) for c in kubernetes)]
 
 
-def _enabled_by(root: Path, unit: str) -> list[str]:
-    """The units whose .wants/.requires link `unit` below `root` (its enablement symlinks)."""
-    found = []
-    for directory in UNIT_DIRS:
-        base = root / directory
-        links = [*base.glob("*.wants"), *base.glob("*.requires")] if base.is_dir() else []
-        found += [link.name.rsplit(".", 1)[0] for link in links if os.path.lexists(link / unit)]
-    return sorted(set(found))
+def _handed_off(survey: Survey, check: Check) -> Check:
+    """Another owner is fine where the layout leaves it every GPU (all entries managed = false)."""
+    entries = survey.desired.gpus if survey.desired else ()
+    if check.status is not Status.FAIL or not entries or any(s.managed for s in entries):
+        return check
+    text = f"{check.message}; the layout leaves every GPU to it (managed = false)"
+    return Check(check.id, Status.PASS, text)
+
+
+def _pids(found: Sequence[owners.Running]) -> str:
+    return ", ".join(f"pid {p.pid}" for p in found)
+
+
+def _gpu_operator(survey: Survey) -> Check:
+    """The GPU operator's MIG manager: the node's nvidia.com/mig.config label (kubectl), or its
+    program running here. With the operator's defaults every MIG-capable node gets the label
+    (all-disabled), and the manager then undoes the restore after every boot."""
+    where = "owner.gpu-operator"
+    node = socket.gethostname().lower()
+    found = owners.running(survey.sysroot, {owners.OPERATOR_MIG_MANAGER})
+    read = owners.node_labels(survey.sysroot, node)
+    labels = read.labels or {}
+    config_label = labels.get(owners.MIG_CONFIG_LABEL)
+    deployed = labels.get(owners.DEPLOY_LABEL) != "false"
+    hint = (
+        f"kubectl label node {node} {owners.DEPLOY_LABEL}=false --overwrite (or migManager "
+        "enabled: false in the ClusterPolicy), or leave the GPUs to it: managed = false"
+    )
+    if found:
+        text = (
+            f"the GPU operator's MIG manager runs here ({owners.OPERATOR_MIG_MANAGER}, "
+            f"{_pids(found)}): it repartitions the GPUs to the node's {owners.MIG_CONFIG_LABEL}"
+        )
+        return Check(where, Status.FAIL, text, hint)
+    if config_label is not None and deployed:
+        text = (
+            f"the GPU operator's MIG manager manages node {node} "
+            f"({owners.MIG_CONFIG_LABEL}={config_label}): it repartitions the GPUs after every boot"
+        )
+        return Check(where, Status.FAIL, text, hint)
+    if read.labels is None:
+        text = f"no {owners.OPERATOR_MIG_MANAGER} process; node labels not read ({read.problem})"
+        return Check(where, Status.PASS, text)
+    if config_label is not None:
+        text = f"node {node} has {owners.MIG_CONFIG_LABEL}={config_label}, but " + (
+            f"{owners.DEPLOY_LABEL}=false keeps the operator's MIG manager off it"
+        )
+        return Check(where, Status.PASS, text)
+    return Check(where, Status.PASS, f"node {node} has no {owners.MIG_CONFIG_LABEL} label")
+
+
+def _dynamic_mig(process: owners.Running) -> bool:
+    gates = (process.environ or {}).get("FEATURE_GATES", "")
+    return owners.DRA_DYNAMIC_MIG.lower() in (g.strip().lower() for g in gates.split(","))
+
+
+def _dra_driver(survey: Survey) -> Check:
+    """The DRA driver for NVIDIA GPUs: with its DynamicMIG feature gate its kubelet plugin
+    creates MIG devices for claims and tears down those it did not create."""
+    where = "owner.dra"
+    found = owners.running(survey.sysroot, {owners.DRA_PLUGIN})
+    if not found:
+        there = (survey.sysroot / owners.DRA_PLUGIN_DIR).is_dir()
+        text = (
+            f"/{owners.DRA_PLUGIN_DIR} is there, but its kubelet plugin ({owners.DRA_PLUGIN}) "
+            "does not run"
+            if there
+            else "no DRA driver for NVIDIA GPUs (gpu.nvidia.com) on this node"
+        )
+        return Check(where, Status.PASS, text)
+    plugin = f"the DRA driver's kubelet plugin ({owners.DRA_PLUGIN}, {_pids(found)})"
+    if any(_dynamic_mig(p) for p in found):
+        text = (
+            f"{plugin} runs with DynamicMIG: it creates MIG devices for claims and destroys "
+            "those it did not create"
+        )
+        hint = "turn its DynamicMIG feature gate off, or leave the GPUs to it: managed = false"
+        return Check(where, Status.FAIL, text, hint)
+    if any(p.environ is None for p in found):
+        text = f"{plugin} runs; cannot tell whether DynamicMIG is on (its environment is hidden)"
+        return Check(where, Status.WARN, text, "run migrestore doctor as root")
+    text = f"{plugin} runs without DynamicMIG: it hands out the MIG devices migrestore makes"
+    return Check(where, Status.PASS, text)
+
+
+def _hami(survey: Survey) -> Check:
+    """HAMi schedules and slices the GPUs itself (hami-core; MIG instances in its MIG mode)."""
+    where = "owner.hami"
+    found = owners.running(survey.sysroot, {owners.HAMI_MONITOR})
+    if found:
+        text = (
+            f"HAMi's device plugin runs here ({owners.HAMI_MONITOR}, {_pids(found)}): it "
+            "schedules and slices the GPUs itself, creating MIG instances in its MIG mode"
+        )
+        hint = "leave the GPUs it schedules to it (managed = false), or take HAMi off this node"
+        return Check(where, Status.FAIL, text, hint)
+    if (survey.sysroot / owners.HAMI_CORE).is_file():
+        text = f"HAMi's hami-core is installed (/{owners.HAMI_CORE}), but its plugin does not run"
+        return Check(where, Status.PASS, text)
+    return Check(where, Status.PASS, "no HAMi device plugin on this node")
 
 
 def _mig_manager(survey: Survey) -> Check:
@@ -642,7 +741,7 @@ def _mig_manager(survey: Survey) -> Check:
     masked = survey.sysroot / "etc/systemd/system" / MIG_MANAGER
     if masked.is_symlink() and os.readlink(masked) == "/dev/null":
         return Check("owner.mig-manager", Status.PASS, f"{MIG_MANAGER} is masked")
-    targets = _enabled_by(survey.sysroot, MIG_MANAGER)
+    targets = enabled_by(survey.sysroot, MIG_MANAGER)
     running = bool(survey.active_units and MIG_MANAGER in survey.active_units)
     if not targets and not running:
         return Check("owner.mig-manager", Status.PASS, f"{MIG_MANAGER} is not enabled")
@@ -653,6 +752,31 @@ def _mig_manager(survey: Survey) -> Check:
     )
     hint = f"systemctl disable --now {MIG_MANAGER} (or mask it), or disable {UNIT}"
     return Check("owner.mig-manager", Status.FAIL, text, hint)
+
+
+# ---- schedulers' allocations (a live apply asks them) ----
+
+
+def _allocation_checks(survey: Survey) -> list[Check]:
+    if not survey.files:
+        return [_skipped("allocations")]
+    return [_kubelet_allocations(survey)]
+
+
+def _kubelet_allocations(survey: Survey) -> Check:
+    """kubelet's PodResources API can be asked (List is read-only), or why not."""
+    where = "allocations.kubelet"
+    path = allocations.kubelet_socket(survey.sysroot)
+    if path is None:
+        return Check(where, Status.PASS, "no kubelet PodResources socket: no pods to ask about")
+    try:
+        held = allocations.from_kubelet(path)
+    except allocations.AllocationsUnknown as exc:
+        text = f"{exc}: a live apply refuses every change here without --force"
+        return Check(where, Status.WARN, text, exc.hint)
+    mig = sorted({a.device for a in held if a.device.startswith("MIG-")})
+    text = f"kubelet's PodResources API answers: pods hold {len(mig)} MIG device(s)"
+    return Check(where, Status.PASS, text)
 
 
 # ---- container tooling ----

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from migrestore.context import Context
 from migrestore.errors import ConfigError, ExitCode
+
+if TYPE_CHECKING:
+    from migrestore.profiles import ModelInfo
 
 GLOBALS = False  # the actions name their state file; the global options do not apply
 STATE_HELP = "the simulated host's JSON state file"
@@ -21,9 +24,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     init.add_argument(
         "--gpu",
         action="append",
-        required=True,
+        dest="gpus",
+        type=lambda text: ("model", text),
         metavar="MODEL[:COUNT]",
         help="COUNT (default 1) GPUs of MODEL (see `simulate models`); repeatable",
+    )
+    init.add_argument(
+        "--gpu-table",
+        action="append",
+        dest="gpus",
+        type=lambda text: ("table", text),
+        metavar="FILE[:COUNT]",
+        help="COUNT (default 1) GPUs the catalogue does not know, defined by FILE (one entry "
+        "in the catalogue's JSON format); repeatable, GPUs in command-line order",
     )
     init.add_argument(
         "--driver",
@@ -128,6 +141,23 @@ def _gpu_arg(text: str) -> tuple[str, int]:
     return text, 1
 
 
+def _gpu_or_table(kind: str, text: str) -> tuple[str | ModelInfo, int]:
+    """`--gpu MODEL[:COUNT]` as given; `--gpu-table FILE[:COUNT]` as the model FILE defines."""
+    name, count = _gpu_arg(text)
+    if kind == "model":
+        return name, count
+    from migrestore.simulator import gpu_table
+
+    return gpu_table.load(Path(name)), count
+
+
+def _label(gpu: str | ModelInfo) -> str:
+    if isinstance(gpu, str):
+        return gpu
+    device = f"0x{gpu.pci_device_ids[0]:08X}"
+    return f"{gpu.name} (device id {device}, not in the catalogue)"
+
+
 def _instance_arg(text: str | None) -> tuple[int | None, int | None]:
     if text is None:
         return None, None
@@ -192,11 +222,13 @@ def _init(state: Path, args: argparse.Namespace) -> str:
 
     if state.exists() and not args.force:
         raise ConfigError(f"{state} already exists; give --force to replace that simulated host")
-    gpus = [_gpu_arg(g) for g in args.gpu]
+    if not args.gpus:
+        raise ConfigError("simulate init needs at least one --gpu MODEL or --gpu-table FILE")
+    gpus = [_gpu_or_table(kind, text) for kind, text in args.gpus]
     sysroot = Path(args.sim_sysroot) if args.sim_sysroot else None
     nvswitches = simulator.HGX_NVSWITCHES if args.nvswitch else 0
     simulator.init_host(state, gpus, driver=args.driver, sysroot=sysroot, nvswitches=nvswitches)
-    made = ", ".join(f"{count} x {name}" for name, count in gpus)
+    made = ", ".join(f"{count} x {_label(gpu)}" for gpu, count in gpus)
     board = f", {nvswitches} NVSwitches, Fabric Manager active" if nvswitches else ""
     return f"created: {made}, driver {driver_version(args.driver)}{board}, MIG off"
 

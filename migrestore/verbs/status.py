@@ -24,13 +24,15 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         print(report.dumps(contract.versioned("status", report.state_json(state, last))))
     else:
-        emit(ctx, report.state_text(state, last, _unmanaged(ctx, state)))
+        emit(ctx, report.state_text(state, last, *_unmanaged(ctx, state)))
     return ExitCode.OK
 
 
-def _unmanaged(ctx: Context, state: NodeState) -> tuple[str, ...]:
-    """GPUs no entry selects, if the layout file can be read (status works without one)."""
+def _unmanaged(ctx: Context, state: NodeState) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """GPUs no entry manages, and those of them whose entry says `managed = false`, if the layout
+    file can be read (status works without one)."""
     try:
-        return tuple(g.uuid for g in plan_node(config.load(ctx.config), state).unmanaged)
+        plan = plan_node(config.load(ctx.config), state)
     except ConfigError:
-        return ()
+        return (), ()
+    return tuple(g.uuid for g in plan.unmanaged), tuple(g.uuid for g in plan.handed_off)

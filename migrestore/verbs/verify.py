@@ -1,4 +1,5 @@
-"""`verify`: does the host match the layout file? 0 in sync, 3 drift, 4 a reset pending.
+"""`verify`: does the host match the layout file? 0 in sync, 3 drift, 4 a reset pending, 5 the
+driver runs in the GPU operator's container (no NVML on the host: nothing to verify here).
 
 Also the drift check of a live host: migrestore-verify.timer runs `verify --skip-during-apply`
 every few minutes. That takes the run lock shared, so an apply that starts meanwhile waits until
@@ -16,10 +17,17 @@ import sys
 
 from migrestore import contract, metrics, report, runs
 from migrestore.context import Context
-from migrestore.errors import ExitCode
+from migrestore.errors import DriverError, ExitCode
 from migrestore.events import log
 from migrestore.plan import NodePlan, plan_node
-from migrestore.verbs.common import add_json_flag, emit, load_layout, read, warn_renamed
+from migrestore.verbs.common import (
+    add_json_flag,
+    container_driver,
+    emit,
+    load_layout,
+    read,
+    warn_renamed,
+)
 
 WARNING = 4  # syslog priority of each difference in the journal
 
@@ -53,7 +61,14 @@ def _verify(ctx: Context, args: argparse.Namespace) -> int:
     desired = load_layout(ctx)
     target = metrics.directory(args.metrics_dir, desired.restore.metrics_dir, ctx.simulated)
     with metrics.Recorder(target) as recorder:
-        node = warn_renamed(plan_node(desired, read(ctx, details="layout")))
+        try:
+            state = read(ctx, details="layout")
+        except DriverError:
+            container = container_driver(ctx)
+            if not container:
+                raise
+            return _driver_in_container(ctx, container, args.json)
+        node = warn_renamed(plan_node(desired, state))
         if args.json:
             document = {"simulated": ctx.simulated, **report.plan_json(node)}
             print(report.dumps(contract.versioned("verify", document)))
@@ -62,6 +77,18 @@ def _verify(ctx: Context, args: argparse.Namespace) -> int:
         code = verdict(node)
         recorder.done(node, code)
     return code
+
+
+def _driver_in_container(ctx: Context, container: str, as_json: bool) -> int:
+    """NVML does not open and the GPU operator's driver container is there: the operator owns
+    MIG on this host. Exit 5, which the consumer gate and the drift check's unit let pass (a
+    gated kubelet must start: it starts the driver pod). No metrics: nothing was read. Under
+    --json stdout stays empty (no verify document describes this); the event says why."""
+    text = f"driver runs in a container ({container}): nothing to verify on the host"
+    log.info("driver_in_container", reason=text)
+    if not as_json:
+        emit(ctx, text)
+    return ExitCode.NOT_ON_HOST
 
 
 def _differences_as_warnings(node: NodePlan, text: str) -> str:
