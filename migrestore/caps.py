@@ -102,3 +102,26 @@ def ensure_nodes(state: NodeState, sysroot: Path) -> tuple[Path, ...]:
             os.mknod(node, stat.S_IFCHR | cap.mode, os.makedev(major, cap.minor))
             made.append(node)
     return tuple(made)
+
+
+def remove_stale_nodes(before: NodeState, after: NodeState, sysroot: Path) -> tuple[Path, ...]:
+    """Remove the /dev/nvidia-caps nodes of instances that existed `before` and are gone `after`
+    (their minors from mig-minors: the proc access files went with the instances); returns the
+    nodes removed. A node a remaining instance also uses is kept."""
+    if not uses_dev_nodes(sysroot):
+        return ()
+    gone = set(wanted_capabilities(before)) - set(wanted_capabilities(after))
+    if not gone:
+        return ()
+    minors = mig_minors(sysroot)
+    kept = {minors[name] for name in wanted_capabilities(after) if name in minors}
+    removed: list[Path] = []
+    for name in sorted(gone):
+        minor = minors.get(name)
+        if minor is None or minor in kept:
+            continue
+        node = sysroot / CAPS_DIR / f"nvidia-cap{minor}"
+        if node.exists():
+            node.unlink()
+            removed.append(node)
+    return tuple(removed)

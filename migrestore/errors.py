@@ -82,3 +82,7 @@ class LockError(MigrestoreError):
 
 class UnitError(MigrestoreError):
     """systemd could not stop or start a unit, or D-Bus is unavailable."""
+
+
+class NoSuchUnit(UnitError):
+    """systemd has no such unit (no unit file): org.freedesktop.systemd1.NoSuchUnit."""

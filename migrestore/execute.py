@@ -4,7 +4,9 @@ Order across the host: refuse GPUs whose plan would destroy busy instances (unle
 the driver-client units that are active, only if some step needs it (a mode change, a reset or a
 destroy); set MIG modes; reset, in one go, only the GPUs whose mode is still pending (refused, with
 persistence mode off for the GPUs that have it on, then each alone); then per GPU destroy and
-create instances; finally start the stopped units again in reverse order, whatever happened.
+create instances. The stopped units are started again in reverse order, whatever happened:
+by `apply` after the device nodes and the CDI refresh (`clients_held`, shared by all its passes),
+or here before returning when no HeldClients is given.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from migrestore import persistence, runs
+from migrestore import holders, persistence, runs
 from migrestore.consumers import FABRIC_MANAGER, KNOWN_GPU_CLIENTS
 from migrestore.errors import GpuError, MigrestoreError, UnitError
 from migrestore.events import log
@@ -94,6 +96,7 @@ class Options:
     force: bool = False
     stop_units: tuple[str, ...] = ()
     state_dir: Path | None = None  # where the units being stopped are noted until started again
+    sysroot: Path | None = None  # whose /proc names the units of busy instances' processes
 
 
 def needs_units_stopped(plans: tuple[GpuPlan, ...]) -> bool:
@@ -103,36 +106,60 @@ def needs_units_stopped(plans: tuple[GpuPlan, ...]) -> bool:
     return any(isinstance(step, blocking) for p in plans for step in p.steps)
 
 
-def busy_message(plan: GpuPlan) -> str:
-    """Why a GPU's plan is refused without --force: the instances and their processes."""
+def busy_message(plan: GpuPlan, sysroot: Path | None = None) -> str:
+    """Why a GPU's plan is refused: the instances, their processes and, when `sysroot`'s /proc
+    tells, the units those run in. NVML refuses to destroy an instance with processes (InUse),
+    so the way out is ending them, never --force."""
     parts = []
+    units: list[str] = []
     for step in plan.busy:
-        procs = ", ".join(str(p) for p in step.processes)
-        parts.append(f"{step.name} (GI {step.gi_id}, CI {step.ci_id}) runs {procs}")
-    return f"would destroy instances in use: {'; '.join(parts)}; use --force to destroy them anyway"
+        named = []
+        for process in step.processes:
+            unit = holders.unit_of(process.pid, sysroot) if sysroot is not None else ""
+            named.append(f"{process} in {unit}" if unit else str(process))
+            units += [unit] if unit and unit not in units else []
+        parts.append(f"{step.name} (GI {step.gi_id}, CI {step.ci_id}) runs {', '.join(named)}")
+    why = "NVML refuses to destroy an instance with processes, even with --force"
+    if units:
+        todo = f"stop {', '.join(units)} (or let the processes end) first"
+    else:
+        todo = "the processes must end first"
+    return f"would destroy instances in use: {'; '.join(parts)}; {todo}: {why}"
 
 
 def execute(
-    plans: tuple[GpuPlan, ...], gpus: Gpus, units: Units, notifier: Notifier, options: Options
+    plans: tuple[GpuPlan, ...],
+    gpus: Gpus,
+    units: Units,
+    notifier: Notifier,
+    options: Options,
+    held: HeldClients | None = None,
 ) -> Execution:
-    """Carry out every GPU's steps; never raises for one GPU's failure."""
+    """Carry out every GPU's steps; never raises for one GPU's failure. With `held` the stopped
+    units stay stopped for the caller to start again (after the device nodes and the CDI
+    refresh); without, they are started again before this returns."""
     outcomes = {p.gpu.uuid: GpuOutcome(p.gpu.uuid, p.gpu.label) for p in plans}
     runnable = []
     for p in plans:
         if p.busy and not options.force:
             outcomes[p.gpu.uuid] = replace(
-                outcomes[p.gpu.uuid], error=busy_message(p), nvml_error="InUse"
+                outcomes[p.gpu.uuid], error=busy_message(p, options.sysroot), nvml_error="InUse"
             )
         elif p.steps:
             runnable.append(p)
     todo = tuple(runnable)
-    stop = options.stop_units if needs_units_stopped(todo) else ()
-    if stop:
-        notifier.extend_timeout(UNIT_STOP_TIMEOUT * 2)
     problems: list[str] = []
     late = _persistence_left_off(gpus, options.state_dir, outcomes, problems)
-    with _units_stopped(units, stop, problems, options.state_dir, notifier) as stopped:
+    if held is None:
+        with clients_held(units, options.stop_units, options.state_dir, notifier) as own:
+            own.stop_for(todo)
+            _run_all(todo, gpus, units, notifier, outcomes, _Run(options.state_dir, late))
+            problems += [p for p in (own.start_again(),) if p]
+        stopped = tuple(own.stopped)
+    else:
+        held.stop_for(todo)
         _run_all(todo, gpus, units, notifier, outcomes, _Run(options.state_dir, late))
+        stopped = tuple(held.stopped)
     for uuid, problem in late.items():
         outcomes[uuid] = _failed_late(outcomes[uuid], problem)
     return Execution(tuple(outcomes[p.gpu.uuid] for p in plans), stopped, "; ".join(problems))
@@ -210,43 +237,77 @@ def fallback_in_words(outcome: GpuOutcome) -> str:
     return "MIG disabled: a whole GPU" if outcome.steps_done else "MIG was off: a whole GPU"
 
 
-@contextmanager
-def _units_stopped(
-    units: Units,
-    wanted: tuple[str, ...],
-    problems: list[str],
-    state_dir: Path | None,
-    notifier: Notifier,
-) -> Iterator[tuple[str, ...]]:
-    """Stop the active ones of `wanted`; start exactly those again afterwards, in reverse order,
-    whatever happened (an exception, SIGTERM). They are noted in `state_dir` before the first
-    stop and the note is dropped once they were started, so a SIGKILL leaves the next run the list.
+class HeldClients:
+    """The driver-client units one relayout stops, held stopped until `start_again`.
 
-    A unit that will not stop aborts the run before any GPU is touched (after starting again what
-    was stopped); a unit that will not start again (its start job is awaited) is reported in
-    `problems`, the GPUs' results are kept.
+    They are stopped when a plan first needs it (`stop_for`; every executor pass of the run shares
+    one stop), noted in `state_dir` before the first stop, and started again once, in reverse
+    order, each start awaited; the note is dropped once they all started. A unit that will not
+    stop raises UnitError (after starting again what was already stopped).
     """
-    active = units.active(wanted) if wanted else ()
-    if active and state_dir is not None:
-        runs.remember_stopped(state_dir, active)
-    stopped: list[str] = []
-    try:
-        for unit in active:
-            _stop_one(units, unit, stopped)
-        yield tuple(stopped)
-    finally:
-        if stopped:
-            again = restart_order(tuple(stopped))
+
+    def __init__(
+        self, units: Units, wanted: tuple[str, ...], state_dir: Path | None, notifier: Notifier
+    ) -> None:
+        self.units = units
+        self.wanted = wanted
+        self.state_dir = state_dir
+        self.notifier = notifier
+        self.stopped: list[str] = []
+        self._asked = False
+        self._started = False
+        self._noted = False  # the stopped units are noted in state_dir
+
+    def stop_for(self, plans: tuple[GpuPlan, ...]) -> None:
+        """Stop the active wanted units if a step of `plans` needs it and they are not yet."""
+        if self._asked or not self.wanted or not needs_units_stopped(plans):
+            return
+        self._asked = True
+        self.notifier.extend_timeout(UNIT_STOP_TIMEOUT * 2)
+        active = self.units.active(self.wanted)
+        if active and self.state_dir is not None:
+            runs.remember_stopped(self.state_dir, active)
+            self._noted = True
+        try:
+            for unit in active:
+                _stop_one(self.units, unit, self.stopped)
+        except UnitError:
+            self.start_again()
+            raise
+
+    def start_again(self) -> str:
+        """Start the stopped units again, in reverse order, awaited; the problem, or ""."""
+        if self._started or not self._asked:
+            return ""
+        self._started = True
+        problem = ""
+        if self.stopped:
+            again = restart_order(tuple(self.stopped))
             log.info("starting_gpu_clients", units=",".join(again))
-            notifier.status(f"starting GPU clients again: {', '.join(again)}")
-            notifier.extend_timeout(UNIT_START_TIMEOUT + 30)
+            self.notifier.status(f"starting GPU clients again: {', '.join(again)}")
+            self.notifier.extend_timeout(UNIT_START_TIMEOUT + 30)
             try:
-                units.start(again)
+                self.units.start(again)
             except UnitError as exc:
                 log.error("gpu_clients_not_restarted", error=str(exc))
-                problems.append(f"could not start GPU clients again: {exc}")
-        if active and state_dir is not None and not problems:
-            runs.forget_stopped(state_dir)
+                problem = f"could not start GPU clients again: {exc}"
+        if self._noted and self.state_dir is not None and not problem:
+            runs.forget_stopped(self.state_dir)
+        return problem
+
+
+@contextmanager
+def clients_held(
+    units: Units, wanted: tuple[str, ...], state_dir: Path | None, notifier: Notifier
+) -> Iterator[HeldClients]:
+    """A HeldClients whose units are started again on the way out, whatever happened (an
+    exception, SIGTERM), unless the caller already did; a SIGKILL leaves the note in `state_dir`
+    for the next run."""
+    held = HeldClients(units, wanted, state_dir, notifier)
+    try:
+        yield held
+    finally:
+        held.start_again()
 
 
 def _stop_one(units: Units, unit: str, stopped: list[str]) -> None:
@@ -531,11 +592,23 @@ def _instances(
         try:
             _one(step, plan.gpu.uuid, gpus, gi_ids)
         except MigrestoreError as exc:
+            exc = _still_busy(step, exc)
             spent = outcome.seconds + time.monotonic() - started
             return replace(_failed(outcome, step, exc), seconds=spent)
         outcome = outcome.did(step)
         log.info("step_done", gpu=plan.gpu.uuid, step=step.describe())
     return replace(outcome, seconds=outcome.seconds + time.monotonic() - started)
+
+
+def _still_busy(step: Step, exc: MigrestoreError) -> MigrestoreError:
+    """A destroy refused as InUse (with --force, processes still run on the instance) says what
+    is needed."""
+    if not isinstance(step, DestroyComputeInstance) or not isinstance(exc, GpuError):
+        return exc
+    if exc.nvml_error != "InUse":
+        return exc
+    hint = "; processes still run on it: they must end first (--force cannot destroy it)"
+    return GpuError(f"{exc}{hint}", nvml_error=exc.nvml_error)
 
 
 def _one(step: Step, uuid: str, gpus: Gpus, gi_ids: dict[Placement, int]) -> None:

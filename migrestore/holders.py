@@ -90,3 +90,18 @@ def describe(found: tuple[Holder, ...]) -> str:
     shown = ", ".join(f"{holder.name} (pid {holder.pid})" for holder in found[:SHOWN_AT_MOST])
     rest = len(found) - SHOWN_AT_MOST
     return f"{shown} and {rest} more" if rest > 0 else shown
+
+
+def unit_of(pid: int, sysroot: Path = Path("/")) -> str:
+    """The systemd unit a process runs in: the innermost `.service` or `.scope` of its cgroup
+    path in /proc/PID/cgroup; "" when it cannot be told (gone, not in a unit)."""
+    try:
+        lines = (sysroot / "proc" / str(pid) / "cgroup").read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        path = line.split(":", 2)[-1]
+        for part in reversed(path.split("/")):
+            if part.endswith((".service", ".scope")):
+                return part
+    return ""

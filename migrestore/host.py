@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from migrestore.errors import ConfigError, GpuError, UnitError
+from migrestore.errors import ConfigError, GpuError, NoSuchUnit, UnitError
 from migrestore.events import log
 from migrestore.nvml import NvmlGpus, load_pynvml
 
@@ -85,8 +85,9 @@ class NoUnits:
         raise UnitError(f"a simulated run does not stop {', '.join(names)}")
 
     def start(self, names: tuple[str, ...]) -> None:
-        """Refused: a simulation starts none of the host's units (nothing was stopped either)."""
-        raise UnitError(f"a simulated run does not start {', '.join(names)}")
+        """Refused: a simulation starts none of the host's units (nothing was stopped either):
+        to it they do not exist, so a CDI refresh oneshot is skipped as on a host without one."""
+        raise NoSuchUnit(f"a simulated run does not start {', '.join(names)}")
 
 
 def _simulated_daemons(state: Path | None) -> tuple[str, ...]:

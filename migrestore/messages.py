@@ -150,9 +150,14 @@ KINDS = (
         "/dev/nvidia-caps nodes were made for new instances",
     ),
     Kind(
+        "device_nodes_removed",
+        "b3f87f29fb2749ffb74957e0cdf36dae",
+        "/dev/nvidia-caps nodes of destroyed instances were removed",
+    ),
+    Kind(
         "device_nodes_failed",
         "8510a2047f6c457e853ec2b94d9f1590",
-        "/dev/nvidia-caps nodes could not be made",
+        "/dev/nvidia-caps nodes could not be made or removed",
     ),
     Kind(
         "run_record_not_saved",

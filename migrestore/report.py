@@ -251,7 +251,7 @@ def plan_text(plan: NodePlan) -> str:
         lines.append(f"{p.gpu.label}: {len(p.steps)} step(s)")
         lines.extend(f"  {n}. {s.describe()}" for n, s in enumerate(p.steps, 1))
         if p.busy:
-            lines.append("  ! instances in use; apply refuses unless --force")
+            lines.append("  ! instances in use; apply refuses: their processes must end first")
     lines.extend(_problems(plan))
     lines.extend(f"{g.label}: unmanaged ({_why_unmanaged(plan, g)})" for g in plan.unmanaged)
     lines.extend(absent_lines(plan))
@@ -309,6 +309,7 @@ def apply_json(execution: Execution, final: NodePlan, changed: tuple[str, ...]) 
     return {
         "in_sync": final.is_empty,
         "stopped_units": list(execution.stopped_units),
+        "unit_error": execution.unit_error,
         "gpus": [
             {
                 "uuid": o.uuid,
@@ -380,5 +381,7 @@ def _after_lines(execution: Execution, final: NodePlan) -> list[str]:
         lines.append(f"stopped: {stopped}; FAILED: {execution.unit_error}")
     elif execution.stopped_units:
         lines.append(f"stopped and restarted: {', '.join(execution.stopped_units)}")
+    elif execution.unit_error:
+        lines.append(f"FAILED: {execution.unit_error}")
     lines.extend(_problems(final))
     return lines

@@ -12,14 +12,16 @@ with `user_mode=True` or when MIGRESTORE_SYSTEMD_USER=1 (tests run a private `sy
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from migrestore.errors import UnitError
+from migrestore.errors import NoSuchUnit, UnitError
 from migrestore.events import log
 from migrestore.interfaces import UNIT_START_TIMEOUT, UNIT_STOP_TIMEOUT
 
@@ -31,6 +33,7 @@ UNIT = b"org.freedesktop.systemd1.Unit"
 RUNNING_STATES = frozenset({"active", "activating", "reloading"})
 STOPPED_STATES = frozenset({"inactive", "failed"})
 POLL_INTERVAL = 0.05
+NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit"
 
 
 @dataclass(frozen=True)
@@ -105,12 +108,40 @@ def statuses_of(rows: Sequence[Sequence[Any]], names: tuple[str, ...]) -> dict[s
 
 
 def dbus_message(exc: BaseException) -> str:
-    """What systemd or the bus said, without pystemd's decoration: its DBusBaseError reads
-    `b'org.freedesktop...'[err -22]: b'Operation refused, ...'` plus a second line about itself."""
+    """What systemd or the bus said, on one line, with the D-Bus error name and without pystemd's
+    decoration: its DBusBaseError reads `b'org.freedesktop...'[err -22]: b'Operation refused, ...'`
+    plus a second line about itself; newer ones carry `err_name` and `err_message`."""
+    raw = str(exc).split("\nThis is DBusBaseError", 1)[0]
     message = text(getattr(exc, "err_message", b"") or b"")
-    if message:
-        return message
-    return str(exc).split("\nThis is DBusBaseError", 1)[0]
+    found = _RAW_DBUS_ERROR.match(raw)
+    if found:
+        message = message or found["message"]
+    message = " ".join((message or raw).split())
+    name = dbus_error_name(exc)
+    return f"{message} ({name})" if name and name not in message else message
+
+
+def dbus_error_name(exc: BaseException) -> str:
+    """The D-Bus error name of pystemd's error (`org.freedesktop.systemd1.OnlyByDependency`).
+    pystemd drops the name of errors it maps to a class of its own by errno (its
+    DBusNoSuchUnitError is ENOENT): then the errno's name (`ENOENT`), else ""."""
+    name = text(getattr(exc, "err_name", b"") or b"")
+    found = _RAW_DBUS_ERROR.match(str(exc).split("\nThis is DBusBaseError", 1)[0])
+    if name or found:
+        return name or (found["name"] if found else "")
+    number = getattr(exc, "errno", None)
+    return errno.errorcode.get(-number, "") if isinstance(number, int) and number < 0 else ""
+
+
+def no_such_unit(exc: BaseException) -> bool:
+    """systemd has no such unit: the D-Bus name, or pystemd's class for it."""
+    return dbus_error_name(exc) == NO_SUCH_UNIT or type(exc).__name__ == "DBusNoSuchUnitError"
+
+
+# pystemd's str() of a DBusBaseError: `b'NAME'[err -22]: b'MESSAGE'` (bytes reprs, or plain).
+_RAW_DBUS_ERROR = re.compile(
+    r"^b?'(?P<name>[A-Za-z_][\w.]*)'\s*\[err -?\d+\]:\s*b?'(?P<message>.*)'\s*$", re.DOTALL
+)
 
 
 def text(value: Any) -> str:
@@ -165,6 +196,7 @@ class SystemdUnits:
         if not names:
             return
         failures = []
+        missing = 0
         with self._bus() as bus:
             queued_at = time.monotonic()
             jobs = {}
@@ -174,11 +206,14 @@ class SystemdUnits:
                     jobs[name] = text(self._queue_job(bus, "start", name))
                 except UnitError as exc:
                     failures.append(str(exc))
+                    missing += isinstance(exc, NoSuchUnit)
             behind_us = self._waiting_for_us(bus, set(jobs.values()))
             for name in (n for n, job in jobs.items() if job in behind_us):
                 log.info("start_not_awaited", unit=name, reason="ordered after this run's unit")
             awaited = {n: job for n, job in jobs.items() if job not in behind_us}
             failures += self._wait_started(bus, awaited, queued_at)
+        if failures and missing == len(failures):
+            raise NoSuchUnit("; ".join(failures))
         if failures:
             raise UnitError("; ".join(failures))
 
@@ -297,8 +332,10 @@ class SystemdUnits:
                 SYSTEMD, path, interface, method, apply_signature(signature, args)
             )
         except self._dbus_error() as exc:
-            problem = dbus_message(exc)
-            raise UnitError(f"systemd refused to {what} on the {self.bus_name}: {problem}") from exc
+            problem = f"systemd refused to {what} on the {self.bus_name}: {dbus_message(exc)}"
+            if no_such_unit(exc):
+                raise NoSuchUnit(problem) from exc
+            raise UnitError(problem) from exc
         return reply.body
 
     @staticmethod

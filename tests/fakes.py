@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from migrestore.errors import UnitError
+from migrestore.errors import NoSuchUnit, UnitError
 
 
 class FakeUnits:
     """`interfaces.Units` in memory: unit states by name, every stop and start recorded.
 
-    A unit absent from the states does not exist: starting it is refused as systemd refuses it.
+    A unit absent from the states does not exist: starting it is refused as systemd refuses it
+    (NoSuchUnit).
     `refuse_stop` / `refuse_start` name units systemd will not stop / start; `reachable=False` is
     systemd out of reach; `read_only=True` fails the test on any stop or start (doctor, verify).
     """
@@ -64,7 +65,9 @@ class FakeUnits:
         """Start them in order; a refused or absent one raises."""
         self._change("start", names)
         for name in names:
-            if name in self.refuse_start or name not in self.states:
+            if name not in self.states:
+                raise NoSuchUnit(f"systemd refused to start {name}: Unit {name} not found.")
+            if name in self.refuse_start:
                 raise UnitError(f"systemd refused to start {name}")
             self.states[name] = "active"
 

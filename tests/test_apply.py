@@ -137,8 +137,9 @@ def test_ampere_mode_survives_reboot(tmp_path: Path) -> None:
     assert host.counters().get("nvmlDeviceSetMigMode", 0) == 0
 
 
-def test_busy_instance_needs_force(tmp_path: Path) -> None:
-    """An instance with a process is not destroyed without --force; the error names the process."""
+def test_busy_instance_is_refused_saying_its_processes_must_end(tmp_path: Path) -> None:
+    """An instance with a process is not destroyed; the error names the process and says it must
+    end first, never to use --force (NVML refuses InUse with it too)."""
     host = make_host(tmp_path, (H100, 1), layout=OTHER)
     assert host.run("apply").code == 0
     simulator.attach(host.state, 0, "train.py", gi_id=1, ci_id=0, pid=4242)
@@ -146,7 +147,37 @@ def test_busy_instance_needs_force(tmp_path: Path) -> None:
     refused = host.run("apply")
     assert refused.code == 1
     assert "train.py (pid 4242)" in refused.out
-    assert "--force" in refused.out
+    assert "the processes must end first" in refused.out
+    assert "use --force" not in refused.out
+    assert gi_ids(host)[0][0] == ("4g.40gb", 0, 1)
+
+
+def test_busy_instance_names_the_unit_of_its_process(tmp_path: Path) -> None:
+    """With a /proc that tells the process's cgroup, the refusal names its unit to stop."""
+    root = tmp_path / "root"
+    host = Host(tmp_path / "host.json", tmp_path / "layout.toml")
+    simulator.init_host(host.state, [(H100, 1)], sysroot=root)
+    host.write_layout(OTHER)
+    assert host.run("apply").code == 0
+    simulator.attach(host.state, 0, "train.py", gi_id=1, ci_id=0, pid=4242)
+    assert (root / "proc/4242").is_dir()  # the simulator lays out the process
+    (root / "proc/4242/cgroup").write_text("0::/system.slice/trainer.service\n")
+    host.write_layout(LAYOUT)
+    refused = host.run("--sysroot", str(root), "apply")
+    assert refused.code == 1
+    assert "train.py (pid 4242) in trainer.service" in refused.out
+    assert "stop trainer.service (or let the processes end) first" in refused.out
+
+
+def test_forced_destroy_of_a_busy_instance_says_the_processes_must_end(tmp_path: Path) -> None:
+    """--force goes ahead; NVML refuses InUse and the failure says the processes must end."""
+    host = make_host(tmp_path, (H100, 1), layout=OTHER)
+    assert host.run("apply").code == 0
+    simulator.attach(host.state, 0, "train.py", gi_id=1, ci_id=0, pid=4242)
+    host.write_layout(LAYOUT)
+    forced = host.run("apply", "--force")
+    assert forced.code == 1
+    assert "processes still run on it: they must end first" in forced.out
     assert gi_ids(host)[0][0] == ("4g.40gb", 0, 1)
 
 

@@ -57,6 +57,14 @@ def test_missing_cdi_oneshot_is_skipped() -> None:
     assert refresh_consumers(units, DEFAULT_REFRESH_UNITS) == (PLUGIN,)
 
 
+def test_failing_cdi_oneshot_is_named() -> None:
+    """A CDI oneshot that exists but fails is a failure naming it, not a skip."""
+    units = FakeUnits({CDI: "inactive", PLUGIN: "active"}, refuse_start=(CDI,))
+    with pytest.raises(UnitError, match=f"{CDI}: systemd refused to start {CDI}"):
+        refresh_consumers(units, DEFAULT_REFRESH_UNITS)
+    assert ("start", (PLUGIN,)) in units.calls
+
+
 def test_active_cdi_oneshot_is_restarted() -> None:
     """A oneshot with RemainAfterExit (still active) is stopped and started, so it runs again."""
     units = FakeUnits({CDI: "active"})

@@ -32,9 +32,9 @@ from migrestore import (
     report,
     runs,
 )
-from migrestore.consumers import SLURMD
+from migrestore.consumers import ONESHOT_REFRESH_UNITS, SLURMD
 from migrestore.context import Context
-from migrestore.errors import ConfigError, DriverError, ExitCode, UnitError
+from migrestore.errors import ConfigError, DriverError, ExitCode, MigrestoreError, UnitError
 from migrestore.events import log
 from migrestore.interfaces import Gpus, Notifier, Units
 from migrestore.logs import failures_at_error_priority, is_terminal
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--force",
         action="store_true",
-        help="destroy instances even if processes run on them or a scheduler allocated them",
+        help="go ahead despite a scheduler's allocation or busy instances (NVML refuses those)",
     )
     add("--dry-run", action="store_true", help="only show the plan (same as `plan`)")
     add(
@@ -103,12 +103,16 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     with runs.locked(ctx.run_dir, args.lock_wait), _signals_interrupt():
         left = _start_left_stopped(ctx)
         with metrics.Recorder(target) as recorder:
-            _open(gpus, args.boot, desired, notifier)
             try:
-                code = _apply_locked(ctx, args, desired, gpus, notifier, recorder)
-            finally:
-                _end_progress(notifier)
-                gpus.close()
+                _open(gpus, args.boot, desired, notifier)
+                try:
+                    code = _apply_locked(ctx, args, desired, gpus, notifier, recorder)
+                finally:
+                    _end_progress(notifier)
+                    gpus.close()
+            except (MigrestoreError, KeyboardInterrupt) as exc:
+                _save(_aborted(ctx, args, desired, exc), ctx)
+                raise
     return ExitCode.FAILURE if left and code == ExitCode.OK else code
 
 
@@ -212,29 +216,45 @@ def _apply_locked(
         simulated=ctx.simulated,
     )
     options = execute.Options(
-        force=args.force, stop_units=desired.restore.stop_units, state_dir=ctx.state_dir
+        force=args.force,
+        stop_units=desired.restore.stop_units,
+        state_dir=ctx.state_dir,
+        sysroot=None if ctx.simulated and not ctx.sysroot_given else ctx.sysroot,
     )
     units = host.units(ctx)
     if not args.boot:
         _check_allocations(ctx, args.force, desired, node, units)
+    refresh_names = desired.restore.refresh_units
+    with execute.clients_held(units, options.stop_units, ctx.state_dir, notifier) as held:
 
-    def run(plans: tuple[GpuPlan, ...]) -> execute.Execution:
-        return execute.execute(plans, gpus, units, notifier, options)
+        def run(plans: tuple[GpuPlan, ...]) -> execute.Execution:
+            return execute.execute(plans, gpus, units, notifier, options, held)
 
-    execution = run(node.gpus)
-    execution = _after_mode_change(desired, before, node, execution, gpus, run, slots)
-    execution = _disable_mig_on_failure(desired, before, execution, gpus, run, slots)
-    notifier.status("verifying")
-    touched = {p.gpu.uuid for p in node.gpus if p.steps}
-    after = gpus.reread(before, touched) if touched else before
-    for lost in after.unreadable:
-        log.error("gpu_unreadable", gpu=lost.label, uuid=lost.uuid, error=lost.error)
-    final = plan_node(desired, after, slots)
-    notes = (
-        *_device_nodes(ctx, after),
-        *_refresh(args, desired, units, execution),
-        *((execution.unit_error,) if execution.unit_error else ()),
-    )
+        execution = run(node.gpus)
+        execution = _after_mode_change(desired, before, node, execution, gpus, run, slots)
+        execution = _disable_mig_on_failure(desired, before, execution, gpus, run, slots)
+        notifier.status("verifying")
+        touched = {p.gpu.uuid for p in node.gpus if p.steps}
+        after = gpus.reread(before, touched) if touched else before
+        for lost in after.unreadable:
+            log.error("gpu_unreadable", gpu=lost.label, uuid=lost.uuid, error=lost.error)
+        final = plan_node(desired, after, slots)
+        changed_layout = any(o.steps_done for o in execution.outcomes)
+        # Which consumers run now, asked before anything may start them (READY at boot).
+        refreshing = _running(units, refresh_names, execution) if changed_layout else ()
+        live = not args.boot or bool(held.stopped) or bool(refreshing)
+        notes = _device_nodes(ctx, before, after)
+        if args.boot and live and _exit_code(execution, final) == ExitCode.OK and not notes:
+            # `systemctl restart migrestore` on a running host: the units started again below
+            # are ordered after migrestore.service; READY lets them start now, awaited.
+            notifier.ready()
+        consumers = _rerun_cdi(units, refresh_names) if changed_layout and live else ()
+        consumers += tuple(p for p in (held.start_again(),) if p)
+        consumers += _refresh(units, refreshing)
+    if consumers:
+        problems = "; ".join(p for p in (execution.unit_error, *consumers) if p)
+        execution = replace(execution, unit_error=problems)
+    notes += (execution.unit_error,) if execution.unit_error else ()
     code = _exit_code(execution, final)
     if notes and code == ExitCode.OK:
         code = ExitCode.FAILURE
@@ -310,6 +330,18 @@ def _save(record: runs.RunRecord, ctx: Context) -> None:
         log.warning("run_record_not_saved", state_dir=str(ctx.state_dir), error=str(exc))
 
 
+def _aborted(
+    ctx: Context, args: argparse.Namespace, desired: DesiredNode, exc: BaseException
+) -> runs.RunRecord:
+    """The record of a run that stopped before its end (a unit that would not stop, the driver
+    not there, NVML failing, SIGTERM): failed, with why, so `status` never shows the previous
+    run's result as the last. The error itself is logged once, by the command line."""
+    why = "interrupted (SIGTERM or SIGINT)" if isinstance(exc, KeyboardInterrupt) else str(exc)
+    nothing = execute.Execution(outcomes=())
+    record = _record(ctx, args, desired, NodeState(gpus=()), nothing, ExitCode.FAILURE)
+    return replace(record, notes=(f"aborted: {why}",))
+
+
 def _digest(ctx: Context) -> str:
     """The layout file's SHA-256 for the record, "" if it can no longer be read."""
     try:
@@ -374,17 +406,34 @@ def _disable_mig_on_failure(
     return execution
 
 
-def _refresh(
-    args: argparse.Namespace, desired: DesiredNode, units: Units, execution: execute.Execution
-) -> tuple[str, ...]:
-    """After a live relayout, restart the units that cache the MIG device list. At boot they start
-    after us anyway, so only running ones (`systemctl restart migrestore` on a live host) are
-    restarted then, and the CDI refresh oneshot is not rerun. Returns a note if that failed."""
-    if not any(o.steps_done for o in execution.outcomes):
-        return ()
-    names = tuple(u for u in desired.restore.refresh_units if u not in execution.stopped_units)
+def _running(units: Units, names: tuple[str, ...], execution: execute.Execution) -> tuple[str, ...]:
+    """The refresh units that run now and were not stopped with the GPU clients (those start
+    again anyway): after the relayout they are restarted, since they cache the MIG devices."""
+    skip = (*execution.stopped_units, *ONESHOT_REFRESH_UNITS)
+    wanted = tuple(u for u in names if u not in skip)
     try:
-        restarted = refresh.refresh_consumers(units, names, rerun_oneshots=not args.boot)
+        return units.active(wanted) if wanted else ()
+    except UnitError as exc:
+        log.error("refresh_failed", error=str(exc))
+        return ()
+
+
+def _rerun_cdi(units: Units, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Run the CDI refresh oneshot again, awaited, before any consumer starts: the device plugin
+    reads the CDI spec it writes. Returns a note if that failed."""
+    try:
+        refresh.rerun_oneshots(units, names)
+    except UnitError as exc:
+        log.error("refresh_failed", error=str(exc))
+        return (f"refreshing the CDI spec failed: {exc}",)
+    return ()
+
+
+def _refresh(units: Units, running: tuple[str, ...]) -> tuple[str, ...]:
+    """After a live relayout, restart the running units that cache the MIG device list, each
+    start awaited. Returns a note if that failed."""
+    try:
+        restarted = refresh.refresh_consumers(units, running, rerun_oneshots=False)
     except UnitError as exc:
         log.error("refresh_failed", error=str(exc))
         return (f"refreshing MIG device consumers failed: {exc}",)
@@ -393,17 +442,21 @@ def _refresh(
     return ()
 
 
-def _device_nodes(ctx: Context, after: NodeState) -> tuple[str, ...]:
-    """/dev/nvidia-caps nodes: on a real host, or on a simulated one given a --sysroot."""
+def _device_nodes(ctx: Context, before: NodeState, after: NodeState) -> tuple[str, ...]:
+    """/dev/nvidia-caps nodes made for new instances and removed for destroyed ones: on a real
+    host, or on a simulated one given a --sysroot."""
     if ctx.simulated and not ctx.sysroot_given:
         return ()
     try:
+        removed = caps.remove_stale_nodes(before, after, ctx.sysroot)
         made = caps.ensure_nodes(after, ctx.sysroot)
     except OSError as exc:
         log.error("device_nodes_failed", error=str(exc))
-        return (f"could not create /dev/nvidia-caps nodes: {exc}",)
+        return (f"could not update /dev/nvidia-caps nodes: {exc}",)
     if made:
         log.info("device_nodes_created", count=len(made))
+    if removed:
+        log.info("device_nodes_removed", count=len(removed))
     return ()
 
 
@@ -423,11 +476,13 @@ def _record(
     after: NodeState,
     execution: execute.Execution,
     code: ExitCode,
-    final: NodePlan,
+    final: NodePlan | None = None,
 ) -> runs.RunRecord:
+    """The run record; `final` (the plan after the run) is None for a run that aborted early."""
     outcomes = {o.uuid: o for o in execution.outcomes}
     # A GPU replaced in its slot keeps the UUID it stands for, so that later runs still know it.
-    replaces = {r.gpu.uuid: str(r.spec.selector.value) for r in final.replaced}
+    replaced = final.replaced if final is not None else ()
+    replaces = {r.gpu.uuid: str(r.spec.selector.value) for r in replaced}
     gpus = tuple(
         runs.GpuRecord(
             uuid=g.uuid,

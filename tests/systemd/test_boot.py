@@ -8,6 +8,7 @@ what the units do then is what they would do at boot, ordering and failures incl
 from __future__ import annotations
 
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -272,13 +273,13 @@ def test_restarting_the_restore_leaves_gated_consumers_running(rig: BootRig) -> 
     assert [e.action for e in rig.read_events() if e.unit == "nvsm.service"] == ["start"]
 
 
-def test_restart_on_ampere_starts_consumers_after_it_without_waiting_for_them(
+def test_restart_on_ampere_starts_consumers_after_ready_and_awaits_them(
     manager: UserManager, tmp_path: Path
 ) -> None:
     """`systemctl restart migrestore` when MIG must go off on an A100 with nvsm and nvidia-dcgm
-    running: both are stopped for the reset and started again; their start jobs wait for
-    migrestore (ordered after it), so it does not wait for them (no deadlock): it is ready in
-    seconds, and they start after it and find the layout in place."""
+    running: both are stopped for the reset; once the layout is in place migrestore is READY
+    (their start jobs wait for that: ordered after it), starts them again and awaits each start
+    before it exits; they find the layout in place."""
     rig = BootRig(manager, tmp_path)
     rig.migrestore("simulate", "init", str(rig.state), "--gpu", A100)
     rig.layout(layout(profile="3g.20gb").replace("2g.20gb", "2g.10gb"))
@@ -292,12 +293,82 @@ def test_restart_on_ampere_starts_consumers_after_it_without_waiting_for_them(
     manager.systemctl("restart", "migrestore.service")
     assert time.monotonic() - began < 60
     assert outcome(rig)["ActiveState"] == "active", journal_text(rig)
-    wait_until(lambda: running(rig) == ["nvsm.service", "nvidia-dcgm.service"], 20)
+    wait_until(lambda: manager.show("migrestore.service", "SubState")["SubState"] == "exited", 20)
+    assert outcome(rig)["ExecMainStatus"] == "0", journal_text(rig)
+    assert running(rig) == ["nvsm.service", "nvidia-dcgm.service"]
     ready = manager.monotonic("migrestore.service", "ActiveEnterTimestampMonotonic")
+    exited = manager.monotonic("migrestore.service", "ExecMainExitTimestampMonotonic")
     for name in ("nvsm.service", "nvidia-dcgm.service"):
-        assert manager.monotonic(name, "ActiveEnterTimestampMonotonic") > ready
+        assert ready < manager.monotonic(name, "ActiveEnterTimestampMonotonic") < exited
     journal = journal_text(rig)
-    assert "start_not_awaited" in journal
+    assert "start_not_awaited" not in journal
     assert "persistence_off_for_reset" in journal
     wait_until(lambda: len(rig.read_events()) == 6, 10)
     assert {e.verify for e in rig.read_events()[4:]} == {IN_SYNC}
+
+
+CDI = "nvidia-cdi-refresh.service"
+PLUGIN = "nvidia-device-plugin.service"
+
+
+def install_cdi_refresh(rig: BootRig) -> None:
+    """A fake CDI refresh oneshot, enabled: each run records a start (with `verify`'s result)."""
+    environment = {**rig.environment, "EVENTS": str(rig.events), "GPUS": ""}
+    rig.manager.write_unit(
+        CDI,
+        "[Unit]\nDescription=fake CDI refresh\n[Service]\nType=oneshot\n"
+        + "".join(f'Environment="{key}={value}"\n' for key, value in environment.items())
+        + f"ExecStart={sys.executable} {rig.base / 'consumer.py'} start {CDI}\n"
+        "[Install]\nWantedBy=multi-user.target\n",
+    )
+    rig.enable(CDI)
+
+
+def test_restart_reruns_the_cdi_refresh_then_restarts_the_plugin_awaited(
+    manager: UserManager, tmp_path: Path
+) -> None:
+    """`systemctl restart migrestore` adding an instance on a running host: after READY the CDI
+    oneshot runs again, then the device plugin is restarted, each awaited before migrestore
+    exits, and both find the new layout in place (they were never refreshed under --boot)."""
+    rig = restoring_h100(manager, tmp_path)
+    rig.install_consumer(PLUGIN, gpus="")
+    install_cdi_refresh(rig)
+    rig.enable("migrestore.service", PLUGIN, CDI)
+    manager.boot()
+    manager.wait_settled("migrestore.service", PLUGIN, CDI, timeout=BOOT_TIMEOUT)
+    wait_until(lambda: set(started(rig)) == {PLUGIN, CDI}, 10)
+    pid = manager.show(PLUGIN, "MainPID")["MainPID"]
+    seen = len(rig.read_events())
+    rig.layout(layout() + '  [[gpu.instance]]\n  profile = "1g.10gb"\n  placement = 2\n')
+    manager.systemctl("restart", "migrestore.service")
+    wait_until(lambda: manager.show("migrestore.service", "SubState")["SubState"] == "exited", 30)
+    assert outcome(rig)["ExecMainStatus"] == "0", journal_text(rig)
+    after = [(e.action, e.unit, e.verify) for e in rig.read_events()[seen:]]
+    assert after == [("start", CDI, IN_SYNC), ("stop", PLUGIN, None), ("start", PLUGIN, IN_SYNC)]
+    assert manager.show(PLUGIN, "MainPID")["MainPID"] not in ("0", pid)
+    ready = manager.monotonic("migrestore.service", "ActiveEnterTimestampMonotonic")
+    exited = manager.monotonic("migrestore.service", "ExecMainExitTimestampMonotonic")
+    assert ready < manager.monotonic(PLUGIN, "ActiveEnterTimestampMonotonic") < exited
+    assert "start_not_awaited" not in journal_text(rig)
+
+
+def test_restart_with_a_consumer_that_fails_to_start_again_fails(
+    manager: UserManager, tmp_path: Path
+) -> None:
+    """A refreshed device plugin that fails to start after `systemctl restart migrestore`: the
+    run ends with exit status 1, the unit failed, its journal and status line naming the plugin."""
+    rig = restoring_h100(manager, tmp_path)
+    rig.install_consumer(PLUGIN, gpus="")
+    boot(rig)
+    broken = rig.base / "plugin-broken"
+    rig.manager.write_drop_in(
+        PLUGIN, "90-break.conf", f"[Service]\nExecStartPre=/bin/sh -c '! test -e {broken}'\n"
+    )
+    rig.manager.reload()
+    broken.touch()
+    rig.layout(layout() + '  [[gpu.instance]]\n  profile = "1g.10gb"\n  placement = 2\n')
+    manager.systemctl("restart", "migrestore.service")
+    wait_until(lambda: outcome(rig)["ActiveState"] == "failed", 30)
+    assert outcome(rig)["ExecMainStatus"] == "1"
+    assert f"{PLUGIN} failed to start" in journal_text(rig)
+    assert f"{PLUGIN} failed to start" in outcome(rig)["StatusText"]

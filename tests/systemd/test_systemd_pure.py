@@ -14,6 +14,7 @@ from migrestore.systemd import (
     SdNotifier,
     SystemdUnits,
     UnitStatus,
+    dbus_message,
     parse_statuses,
     restart_order,
     start_problem,
@@ -172,3 +173,46 @@ def test_protocol_conformance() -> None:
         notifier.status("s")
         notifier.extend_timeout(1.5)
         notifier.ready()
+
+
+class _PystemdError(Exception):
+    """Stands in for pystemd's DBusBaseError: what its str() and attributes look like."""
+
+
+@pytest.mark.parametrize(
+    ("raw", "attributes", "expected"),
+    [
+        (
+            "b'org.freedesktop.systemd1.UnitMasked'[err -22]: b'Unit x.service is masked.'\n"
+            "This is DBusBaseError, a base error for DBus (i bet you did not see that coming)",
+            {},
+            "Unit x.service is masked. (org.freedesktop.systemd1.UnitMasked)",
+        ),
+        (
+            "whatever pystemd prints",
+            {"err_name": b"org.freedesktop.DBus.Error.AccessDenied", "err_message": b"Denied"},
+            "Denied (org.freedesktop.DBus.Error.AccessDenied)",
+        ),
+        (
+            "[err -2]: Could not open a bus",
+            {"err_message": b"Could not open a bus"},
+            "Could not open a bus",
+        ),
+    ],
+)
+def test_dbus_message_is_one_line_with_the_error_name(
+    raw: str, attributes: dict[str, bytes], expected: str
+) -> None:
+    """pystemd's error becomes systemd's words and the D-Bus error name, on one line, no bytes."""
+    error = _PystemdError(raw)
+    for name, value in attributes.items():
+        setattr(error, name, value)
+    assert dbus_message(error) == expected
+
+
+def test_dbus_message_of_an_error_pystemd_mapped_by_errno() -> None:
+    """pystemd drops the name of errors it maps by errno: the errno's name stands in for it."""
+    error = _PystemdError("[err -2]: b'Unit absent.service not found.'")
+    error.err_message = b"Unit absent.service not found."  # type: ignore[attr-defined]
+    error.errno = -2  # type: ignore[attr-defined]
+    assert dbus_message(error) == "Unit absent.service not found. (ENOENT)"

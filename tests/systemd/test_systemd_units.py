@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from migrestore.errors import UnitError
+from migrestore.errors import NoSuchUnit, UnitError
 from migrestore.systemd import SystemdUnits
 
 from .usermanager import UserManager, wait_until
@@ -67,8 +67,8 @@ def test_refused_stop_names_the_unit(booted: UserManager) -> None:
     assert str(caught.value) == (
         "systemd refused to stop pinned.service on the user bus: Operation refused, unit "
         "pinned.service may be requested by dependency only (it is configured to refuse manual "
-        "start/stop)."
-    )  # what systemd said, without pystemd's own second line ("This is DBusBaseError, ...")
+        "start/stop). (org.freedesktop.systemd1.OnlyByDependency)"
+    )  # what systemd said and its error name, without pystemd's bytes reprs and second line
     assert booted.state("pinned.service") == "active"
 
 
@@ -165,3 +165,11 @@ def test_empty_requests_need_no_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert units.active(()) == ()
     units.stop(())
     units.start(())
+
+
+def test_starting_a_unit_that_does_not_exist_is_no_such_unit(booted: UserManager) -> None:
+    """systemd's NoSuchUnit is told apart (a missing CDI oneshot is skipped, a failing one not)."""
+    with pytest.raises(
+        NoSuchUnit, match=r"Unit absent\.service not found\. \((ENOENT|.*NoSuchUnit)\)$"
+    ):
+        SystemdUnits(user_mode=True).start(("absent.service",))
