@@ -41,8 +41,8 @@ def no_real_nvml_or_system_bus(
 @pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the group marks it finds
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that boot a private systemd manager run one after another on one worker when the
-    fast tier runs in parallel (`./dev/test -n 2 --dist loadgroup`, pytest-xdist): they mostly wait,
-    so the other worker runs the rest meanwhile, and they never compete with each other."""
+    fast tier runs in parallel (`./dev/test`, or `-n 2 --dist loadgroup`: pytest-xdist): they
+    mostly wait, so the other worker runs the rest meanwhile, and they never compete."""
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         if item.get_closest_marker("systemd") or {"manager", "booted"} & set(fixtures):
