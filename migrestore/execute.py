@@ -192,37 +192,38 @@ def _failed_late(outcome: GpuOutcome, problem: str) -> GpuOutcome:
 
 def merged(first: Execution, then: Execution) -> Execution:
     """Two executions on one host as one: per GPU the steps of both and the later outcome."""
-    later = {o.uuid: o for o in then.outcomes}
-    outcomes = tuple(
-        replace(
-            later[o.uuid],
-            steps_done=o.steps_done + later[o.uuid].steps_done,
-            done=(*o.done, *later[o.uuid].done),
-        )
-        if o.uuid in later
-        else o
-        for o in first.outcomes
-    )
-    stopped = tuple(dict.fromkeys((*first.stopped_units, *then.stopped_units)))
-    problems = "; ".join(p for p in (first.unit_error, then.unit_error) if p)
-    return Execution(outcomes, stopped, problems)
+    return _joined(first, then, lambda earlier, later: _with_steps(later, earlier, later))
 
 
 def fell_back(first: Execution, then: Execution) -> Execution:
     """`first` with what `on-failure = "disable-mig"` did (`then`) noted on the GPUs it touched:
     their failure stands, the steps of both are kept."""
-    later = {o.uuid: o for o in then.outcomes}
-    outcomes = tuple(
-        replace(
-            o,
-            steps_done=o.steps_done + later[o.uuid].steps_done,
-            done=(*o.done, *later[o.uuid].done),
-            on_failure=fallback_in_words(later[o.uuid]),
-        )
-        if o.uuid in later
-        else o
-        for o in first.outcomes
+
+    def noted(earlier: GpuOutcome, later: GpuOutcome) -> GpuOutcome:
+        kept = _with_steps(earlier, earlier, later)
+        return replace(kept, on_failure=fallback_in_words(later))
+
+    return _joined(first, then, noted)
+
+
+def _with_steps(outcome: GpuOutcome, earlier: GpuOutcome, later: GpuOutcome) -> GpuOutcome:
+    """`outcome` carrying the steps of both runs on its GPU."""
+    return replace(
+        outcome,
+        steps_done=earlier.steps_done + later.steps_done,
+        done=(*earlier.done, *later.done),
     )
+
+
+def _joined(
+    first: Execution,
+    then: Execution,
+    combine: Callable[[GpuOutcome, GpuOutcome], GpuOutcome],
+) -> Execution:
+    """`first` and `then` as one execution: a GPU both touched gets `combine(first's, then's)`,
+    the units stopped by either (once, in order) and the problems of both."""
+    later = {o.uuid: o for o in then.outcomes}
+    outcomes = tuple(combine(o, later[o.uuid]) if o.uuid in later else o for o in first.outcomes)
     stopped = tuple(dict.fromkeys((*first.stopped_units, *then.stopped_units)))
     problems = "; ".join(p for p in (first.unit_error, then.unit_error) if p)
     return Execution(outcomes, stopped, problems)
