@@ -52,3 +52,15 @@ def test_package_versions_follow_pyproject() -> None:
     assert changelog.startswith(f"migrestore ({version}-")
     assert re.search(rf"^Version:\s+{re.escape(version)}$", spec, re.MULTILINE)
     assert f'"migrestore {version}"' in MAN_PAGE.read_text().splitlines()[2]
+
+
+def test_the_module_map_names_every_module() -> None:
+    """CONTRIBUTING.md's layout of the code has a row for every module of the package."""
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    package = ROOT / "migrestore"
+    modules = [p.relative_to(package) for p in package.rglob("*.py")]
+    unnamed = [
+        str(m) for m in modules if f"`{m.as_posix()}`" not in text and f"`{m.name}`" not in text
+    ]
+    assert modules
+    assert not unnamed, f"CONTRIBUTING.md's module map lacks {unnamed}"
