@@ -80,8 +80,31 @@ def slots(record: RunRecord | None) -> tuple[Slot, ...]:
 
 
 def last_slots(state_dir: Path) -> tuple[Slot, ...]:
-    """The slots of the last run's record (none if there is no readable record)."""
-    return slots(last(state_dir))
+    """The slots of the last run that read the GPUs: the last record's, or, when that run
+    aborted before reading them (no GPU in its record), the latest such record of the history."""
+    found = slots(last(state_dir))
+    if found:
+        return found
+    for record in reversed(_history(state_dir)):
+        found = slots(record)
+        if found:
+            return found
+    return ()
+
+
+def _history(state_dir: Path) -> list[RunRecord]:
+    """The readable records of the run history, oldest first."""
+    try:
+        lines = (state_dir / HISTORY_NAME).read_text().splitlines()
+    except (OSError, ValueError):
+        return []
+    records = []
+    for line in lines:
+        try:
+            records.append(_record(json.loads(line)))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue  # damaged or written by another version: skipped
+    return records
 
 
 @contextlib.contextmanager

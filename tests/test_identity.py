@@ -149,6 +149,22 @@ def test_a_replaced_gpu_is_reported_apart_from_a_missing_one(tmp_path: Path) -> 
     assert host.run("verify").code == 3  # still replaced (not missing) after apply's record
 
 
+def test_a_run_that_aborted_before_reading_the_gpus_keeps_the_slots(tmp_path: Path) -> None:
+    """An apply that stopped before it read any GPU (no driver) records none; the GPU replaced
+    afterwards is still told apart from a missing one, from the run before it."""
+    host = make_host(tmp_path, (H100, 2))
+    host.write_layout(by_uuid(host))
+    assert host.run("apply").code == 0
+    simulator.unload_driver(host.state)
+    assert host.run("apply").code == 1
+    assert last_run(host)["gpus"] == []
+    simulator.load_driver(host.state)
+    simulator.replace_gpu(host.state, 0)
+    verify = host.run("verify")
+    assert "GPU replaced in the same slot: 00000000:07:00.0 now holds" in verify.out
+    assert "missing" not in verify.out
+
+
 def test_a_gpu_gone_from_its_slot_is_missing(tmp_path: Path) -> None:
     """With the slot empty (the GPU removed), the uuid entry is missing, not replaced."""
     host = make_host(tmp_path, (H100, 2))

@@ -533,8 +533,11 @@ def _problems(
     lines += [f"{len(failed)} of {len(node.gpus)} GPU(s) not restored"] if failed else []
     lines += [f"{o.label}: {o.error}" for o in failed]
     lines += [f"missing: no GPU matches {s.label} ({s.selector})" for s in final.missing]
-    lines += [f"missing: no GPU matches {s.where} ({s.selector})" for s in final.missing]
-    lines += [f"{r.spec.where}: GPU replaced in its slot {r.gpu.pci}" for r in final.replaced]
+    lines += [
+        f"{r.spec.label}: GPU replaced in its slot {r.gpu.pci}"
+        for r in final.replaced
+        if not r.adopted
+    ]
     lines += [f"{m.gpu.label}: not the model its entry names" for m in final.mismatched]
     lines += [f"{p.gpu.label}: still differs from the layout" for p in final.gpus if p.steps]
     return lines + list(notes)
