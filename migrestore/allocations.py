@@ -239,6 +239,7 @@ def _run(
             command,
             capture_output=True,
             text=True,
+            errors="replace",  # a site's script may print anything; never a decoding error
             timeout=COMMAND_TIMEOUT,
             check=False,
             stdin=subprocess.DEVNULL,

@@ -261,6 +261,20 @@ def test_a_failing_pre_apply_check_refuses_with_its_reason(tmp_path: Path) -> No
     assert mutations(host.counters()) == 0
 
 
+def test_a_pre_apply_reason_that_is_not_utf8_is_still_one_line(tmp_path: Path) -> None:
+    """A check printing bytes that are not UTF-8: refused (1) with its reason, not an internal
+    error."""
+    host = plain_host(tmp_path)
+    script = check_script(tmp_path, "printf 'drain \\377 first\\n'\nexit 1\n")
+    host.write_layout(
+        WHOLE.replace("version = 1", f'version = 2\n[restore]\npre-apply = ["{script}"]')
+    )
+    refused = host.run("apply")
+    assert refused.code == 1
+    assert "internal error" not in refused.err
+    assert "drain \ufffd first" in refused.err
+
+
 def test_a_passing_pre_apply_check_sees_the_gpus_and_devices(tmp_path: Path) -> None:
     """Exit 0 lets the change go; the check got the changed GPUs and their MIG devices."""
     host = plain_host(tmp_path)
