@@ -146,7 +146,8 @@ def check(
     for entry in resolve(desired, model_name, table):
         spec, target = entry.spec, entry.target
         if target is None:
-            lines.append(f"{spec.label} ({spec.selector}): not checkable offline: {entry.gpu_name}")
+            why = entry.gpu_name if not spec.managed else f"not checkable offline: {entry.gpu_name}"
+            lines.append(f"{spec.label} ({spec.selector}): {why}")
             continue
         lines.append(f"{spec.label} ({spec.selector}) on {entry.gpu_name}: {describe(target)}")
         lines += [f"warning: {renamed}" for renamed in target.renamed]
@@ -160,7 +161,7 @@ def check(
 @dataclass(frozen=True)
 class Resolved:
     """One entry, the GPU it is checked against and the exact layout it gives there; no layout
-    (and the reason as `gpu_name`) when it cannot be checked offline."""
+    (and the reason as `gpu_name`) when it cannot be checked offline or is another owner's."""
 
     spec: GpuSpec
     gpu_name: str
@@ -176,6 +177,9 @@ def resolve(
     resolved = []
     for spec in desired.gpus:
         device = unknown_device(spec)
+        if not spec.managed:  # another owner's GPUs: nothing of ours to check
+            resolved.append(Resolved(spec, "managed = false, left to another owner", None))
+            continue
         if device is not None and table is None:
             resolved.append(Resolved(spec, f"unknown device id 0x{device:08X}", None))
             continue

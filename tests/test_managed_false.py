@@ -139,3 +139,13 @@ def test_managed_false_mistakes_are_one_line_errors(extra: str, problem: str) ->
     """A non-boolean, or MIG settings beside managed = false: an error naming the key."""
     with pytest.raises(ConfigError, match=problem):
         config.parse(f'version = 2\n[[gpu]]\nselect = "all"\n{extra}\n')
+
+
+def test_check_and_its_consumer_rules_skip_a_managed_false_entry(tmp_path: Path) -> None:
+    """Offline `check` says the entry is another owner's, and `--consumer` finds no MIG GPU
+    without devices in it (the other owner partitions that GPU)."""
+    host = make_host(tmp_path, (H100, 2), layout=LAYOUT)
+    checked = host.run_offline("check", "--model", H100, "--consumer", "k8s-mixed")
+    assert checked.code == 0, checked
+    assert "gpu[1] (index=1): managed = false, left to another owner" in checked.out
+    assert "mig-without-devices" not in checked.out
