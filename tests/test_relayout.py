@@ -244,3 +244,30 @@ def test_units_a_killed_run_left_stopped_stay_noted_until_they_start(rig: Rig) -
     runs.remember_stopped(rig.state_dir, (DCGM,))
     assert rig.apply(SECOND).code == 1
     assert runs.left_stopped(rig.state_dir) == (DCGM,)
+
+
+def refusing_check(tmp_path: Path, layout: str) -> str:
+    """`layout` at version 2 with a pre-apply check that always refuses."""
+    script = tmp_path / "site-check"
+    script.write_text("#!/bin/sh\necho node is not drained\nexit 1\n")
+    script.chmod(0o755)
+    return layout.replace("version = 1", f'version = 2\n[restore]\npre-apply = ["{script}"]', 1)
+
+
+def test_a_restart_on_a_running_host_asks_the_schedulers(rig: Rig, tmp_path: Path) -> None:
+    """`apply --boot` while GPU clients run (`systemctl restart migrestore`) is a live change:
+    the pre-apply check refuses it (exit 1) before any unit is stopped."""
+    rig.live(DCGM, PLUGIN)
+    refused = rig.apply(refusing_check(tmp_path, SECOND), "--boot")
+    assert refused.code == 1, refused.out + refused.err
+    assert "node is not drained" in refused.err
+    assert not [call for call in rig.units.calls if call[0] == "stop"]
+
+
+def test_the_first_boot_restore_asks_no_scheduler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the first restore nothing runs yet (the consumers are ordered after it): the check
+    is not asked, and the layout is restored."""
+    rig = Rig(tmp_path, monkeypatch)
+    assert rig.apply(refusing_check(tmp_path, FIRST), "--boot").code == 0

@@ -222,7 +222,7 @@ def _apply_locked(
         sysroot=None if ctx.simulated and not ctx.sysroot_given else ctx.sysroot,
     )
     units = host.units(ctx)
-    if not args.boot:
+    if not args.boot or _clients_running(units, desired):
         _check_allocations(ctx, args.force, desired, node, units)
     refresh_names = desired.restore.refresh_units
     with execute.clients_held(units, options.stop_units, ctx.state_dir, notifier) as held:
@@ -279,6 +279,16 @@ def _other_owner(ctx: Context) -> str:
     if owner:
         log.warning("other_mig_owner", owner=owner)
     return owner
+
+
+def _clients_running(units: Units, desired: DesiredNode) -> bool:
+    """Whether GPU clients or refresh units run: `apply --boot` is then a live change (`systemctl
+    restart migrestore` on a running host), not the first restore, which they are ordered after."""
+    names = tuple(dict.fromkeys((*desired.restore.stop_units, *desired.restore.refresh_units)))
+    try:
+        return bool(units.active(names))
+    except UnitError:
+        return False
 
 
 def _check_allocations(
