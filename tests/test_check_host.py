@@ -62,6 +62,20 @@ def test_check_with_model_stays_offline_on_a_gpu_host(tmp_path: Path) -> None:
     assert host.counters().get("nvmlInit", 0) == 0  # the simulated driver was not opened
 
 
+def test_check_with_the_driver_in_a_container_is_offline(tmp_path: Path) -> None:
+    """The GPU operator's driver container: the module is loaded but NVML is not the host's,
+    so `check` checks offline (it does not fail reaching for NVML)."""
+    layout = f'version = 1\n[[gpu]]\nselect = {{ model = "{H100}" }}\nmig = false\n'
+    host = make_host(tmp_path, (H100, 1), layout=layout)
+    root = tmp_path / "root"
+    (root / "proc/driver/nvidia").mkdir(parents=True)
+    (root / "proc/driver/nvidia/version").write_text("NVRM version: 580.65.06\n")
+    (root / "run/nvidia/driver").mkdir(parents=True)
+    result = host.run_offline("--sysroot", str(root), "check")
+    assert result.code == 0, result.err
+    assert result.out == f"gpu[0] (model={H100}) on {H100}: MIG off\n"
+
+
 def test_plan_exits_1_naming_a_gpu_it_cannot_plan(tmp_path: Path) -> None:
     """An index entry on a GPU of another model: plan prints the plan of the others and exits 1
     with one error line naming that GPU (plan --json too)."""

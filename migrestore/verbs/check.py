@@ -57,7 +57,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     offline_wanted = any(
         option is not None for option in (args.model, args.profile_table, args.consumer)
     )
-    if not offline_wanted and (ctx.simulated or (ctx.sysroot / DRIVER_LOADED).exists()):
+    if not offline_wanted and (ctx.simulated or _host_driver(ctx.sysroot)):
         return _check_host(ctx, desired)
     table = None
     if args.profile_table is not None:
@@ -73,6 +73,14 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         print(problem)
     print(f"{consumer}: {len(problems) or 'no'} problem(s) with this layout")
     return ExitCode.CONSUMER_WARNINGS if problems else ExitCode.OK
+
+
+def _host_driver(sysroot: Path) -> bool:
+    """The NVIDIA kernel module is loaded and NVML is the host's: not when the GPU operator runs
+    the driver in a container (the module is in the host's kernel, NVML only in the container)."""
+    from migrestore import owners
+
+    return (sysroot / DRIVER_LOADED).exists() and not owners.driver_container_signs(sysroot)
 
 
 def _shown(merged: config.Merged) -> str:
