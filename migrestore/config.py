@@ -56,6 +56,8 @@ _SINCE_VERSION_2 = (
     "pre-apply",
 )
 # Version 2 also added `gpus` (on an index entry) and [restore] `gpus` and `adopt-replaced`.
+# The [restore] keys a version-1 file may not give:
+RESTORE_KEYS_SINCE_VERSION_2 = ("on-failure", "consumer", "pre-apply", "gpus", "adopt-replaced")
 
 # Bounds checked before any work: a layout file is small, shallow and holds small numbers.
 MAX_FILE_BYTES = 1 << 20
@@ -491,7 +493,7 @@ def _check_needed_version(gpus: Sequence[GpuSpec], version: int, key: _Key) -> N
 def _restore(value: object, key: _Key, version: int) -> RestoreOptions:
     table = _table(value, key, _RESTORE_KEYS)
     defaults = RestoreOptions()
-    for name in ("on-failure", "consumer", "pre-apply", "gpus", "adopt-replaced"):
+    for name in RESTORE_KEYS_SINCE_VERSION_2:
         if name in table and version < 2:
             key.child(name).fail(f"needs version = 2 (the file says version = {version})")
     consumer = None

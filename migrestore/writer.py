@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import tomli_w
 
 from migrestore import profiles
-from migrestore.config import RESTORE_FIELDS, needed_version
+from migrestore.config import RESTORE_FIELDS, RESTORE_KEYS_SINCE_VERSION_2, needed_version
 from migrestore.errors import ConfigError
 from migrestore.model import (
     ComputeSpec,
@@ -144,7 +144,8 @@ def layout_text(
     """`node` as a layout file that reads back to the same layout: the `[restore]` keys in
     `restore_notes` (each with its comment line), then each entry with its comment lines."""
     lines = [f"# {line}" if line else "#" for line in header]
-    lines.append(f"version = {needed_version(node.gpus)}")
+    newer_restore = any(key in RESTORE_KEYS_SINCE_VERSION_2 for key in restore_notes)
+    lines.append(f"version = {max(needed_version(node.gpus), 2 if newer_restore else 1)}")
     if restore_notes:
         lines += ["", "[restore]"]
     for key, note in restore_notes.items():
@@ -160,6 +161,12 @@ def _spec_lines(spec: GpuSpec) -> list[str]:
     lines = [f"select = {_selector(spec.selector)}"]
     if spec.optional:
         lines.append("optional = true")
+    if spec.gpus is not None:
+        lines.append(f"gpus = {spec.gpus}")
+    if not spec.managed:  # another owner's GPUs: no mig, instances or on-failure of ours
+        return [*lines, "managed = false"]
+    if spec.on_failure is not None:
+        lines.append(f"on-failure = {toml_value(spec.on_failure.value)}")
     lines.append(f"mig = {toml_value(spec.mig)}")
     for instance in spec.instances:
         lines += ["", "  [[gpu.instance]]", *_instance_spec_lines(instance)]

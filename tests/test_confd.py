@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from migrestore import config
 from migrestore.errors import ConfigError
+from migrestore.model import GpuSpec
 from tests.simhost import Host, make_host, mutations
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -242,3 +244,31 @@ def test_a_tie_across_files_names_both_files(host: Host) -> None:
         result.err
     )
     assert mutations(host.counters()) == 0
+
+
+def test_check_show_reads_back_to_the_same_layout_with_every_key(host: Host) -> None:
+    """Every key a layout may give (managed, on-failure, gpus, the version-2 [restore] keys)
+    survives --show: the printed file parses to the same layout as the file with its drop-in."""
+    drop_in(
+        host,
+        "50-host.toml",
+        'version = 2\n[restore]\non-failure = "disable-mig"\nconsumer = "slurm"\ngpus = 3\n'
+        'adopt-replaced = true\npre-apply = ["/usr/local/bin/site-check"]\n'
+        '[[gpu]]\nselect = { index = 2 }\nmanaged = false\n'
+        '[[gpu]]\nselect = { index = 1 }\ngpus = 3\non-failure = "leave"\n'
+        '[[gpu.instance]]\nprofile = "7g.80gb"\nplacement = 0\n',
+    )
+    shown = host.run("check", "--show")
+    assert shown.code == 0, shown.err
+    assert shown.out.splitlines()[1:].count("version = 2") == 1
+    again = config.parse(shown.out, "shown")
+    merged = config.load(host.config)
+    assert again.restore == merged.restore
+    # Each entry where the merge put it; `where` counts entries in its own file.
+    assert [unplaced(g) for g in again.gpus] == [unplaced(g) for g in merged.gpus]
+
+
+def unplaced(spec: GpuSpec) -> GpuSpec:
+    """The entry without its key paths (`gpu[3].instance[0]`), which name its place in a file."""
+    instances = tuple(replace(i, where="") for i in spec.instances)
+    return replace(spec, where="", instances=instances)
