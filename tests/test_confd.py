@@ -254,7 +254,7 @@ def test_check_show_reads_back_to_the_same_layout_with_every_key(host: Host) -> 
         "50-host.toml",
         'version = 2\n[restore]\non-failure = "disable-mig"\nconsumer = "slurm"\ngpus = 3\n'
         'adopt-replaced = true\npre-apply = ["/usr/local/bin/site-check"]\n'
-        '[[gpu]]\nselect = { index = 2 }\nmanaged = false\n'
+        "[[gpu]]\nselect = { index = 2 }\nmanaged = false\n"
         '[[gpu]]\nselect = { index = 1 }\ngpus = 3\non-failure = "leave"\n'
         '[[gpu.instance]]\nprofile = "7g.80gb"\nplacement = 0\n',
     )
