@@ -13,6 +13,7 @@ from migrestore import runs, simulator
 from tests.fakes import FakeUnits
 
 from .simhost import Host, Result
+from .test_apply import OTHER
 
 H100 = "NVIDIA H100 80GB HBM3"
 CDI = "nvidia-cdi-refresh.service"
@@ -33,17 +34,7 @@ select = "all"
 """
 
 # Destroys both instances of FIRST and creates two others: the clients are stopped for it.
-SECOND = """\
-version = 1
-[[gpu]]
-select = "all"
-  [[gpu.instance]]
-  profile = "4g.40gb"
-  placement = 0
-  [[gpu.instance]]
-  profile = "1g.10gb"
-  placement = 4
-"""
+SECOND = OTHER
 
 # FIRST plus one instance: only creates, nothing is stopped.
 GROWN = FIRST + '  [[gpu.instance]]\n  profile = "1g.10gb"\n  placement = 2\n'

@@ -10,20 +10,12 @@ from pathlib import Path
 import pytest
 
 from ..simhost import ROOT, Host, make_host, mutations
+from .test_clients_restarted import LAYOUT
 from .usermanager import UserManager
 
 pytestmark = pytest.mark.systemd
 
 A100 = "NVIDIA A100-SXM4-80GB"
-LAYOUT = """\
-version = 1
-[restore]
-stop-units = ["dcgm.service"]
-[[gpu]]
-select = "all"
-[[gpu.instance]]
-profile = "7g.80gb"
-"""
 
 
 def slurm_bin(tmp_path: Path) -> Path:
